@@ -1,0 +1,1 @@
+//! End-to-end harness: the lab (Keystone + Nova), Traefik, backends.
