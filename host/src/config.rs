@@ -1,0 +1,291 @@
+//! The TOML configuration file: what the operator sets.
+//!
+//! Every key is optional. Unknown keys and bad values are refused with the
+//! file, the key and the reason, because a typo that silently falls back to a
+//! default is how a sidecar ends up routing nothing in production.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub openstack: OpenStackConfig,
+    pub engine: EngineConfig,
+    /// Handed to the route module as JSON; the module owns its schema.
+    pub routes: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Path of the Traefik configuration endpoint.
+    pub path: String,
+    /// File holding a bearer token required on the configuration endpoint and
+    /// on `/api/instances` (pair with Traefik's `providers.http.headers`).
+    pub token_file: Option<PathBuf>,
+    /// Upper bound on handling one request, headers included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            path: "/traefik".into(),
+            token_file: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenStackConfig {
+    /// Entry of clouds.yaml; without it `OS_CLOUD`, then the `OS_*` variables.
+    pub cloud: Option<String>,
+    /// How often Nova is asked for changes.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// How often a full listing replaces the incremental picture, to heal
+    /// drift that `changes-since` cannot show.
+    #[serde(with = "humantime_serde")]
+    pub full_sync_interval: Duration,
+    /// List every project's instances (needs an admin role).
+    pub all_projects: bool,
+    /// Region of the compute endpoint; overrides the cloud's `region_name`.
+    pub region: Option<String>,
+    /// Endpoint interface: public, internal or admin; overrides the cloud's.
+    pub interface: Option<String>,
+    /// Also ask Neutron for floating IPs, for clouds whose Nova does not
+    /// show them in `addresses`.
+    pub neutron_floating_ips: bool,
+    /// Timeout of one OpenStack HTTP request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Servers per Nova page.
+    pub page_size: u32,
+}
+
+impl Default for OpenStackConfig {
+    fn default() -> Self {
+        Self {
+            cloud: None,
+            refresh_interval: Duration::from_secs(10),
+            full_sync_interval: Duration::from_secs(300),
+            all_projects: false,
+            region: None,
+            interface: None,
+            neutron_floating_ips: false,
+            request_timeout: Duration::from_secs(30),
+            page_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Route module (.wasm component); the module built into the binary
+    /// when unset. Watched: a changed file is swapped in if it works.
+    pub module: Option<PathBuf>,
+    /// Where compiled modules are cached across restarts; defaults to
+    /// `$XDG_CACHE_HOME/traefik-openstack` (or `~/.cache/...`). `""` disables.
+    pub cache_dir: Option<PathBuf>,
+    /// Wall-clock budget of one generate call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Linear memory a module may grow to, in MiB.
+    pub memory_limit_mib: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            module: None,
+            cache_dir: None,
+            timeout: Duration::from_secs(1),
+            memory_limit_mib: 512,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates `path`; `None` gives the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { file, message })
+    }
+
+    /// Parses TOML text; the error names the key and the reason.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let s = &self.server;
+        if !s.path.starts_with('/') || s.path.contains(['?', '#']) {
+            return Err(format!(
+                "server.path: must be an absolute path like /traefik, got {:?}",
+                s.path
+            ));
+        }
+        if s.request_timeout.is_zero() {
+            return Err("server.request_timeout: must be more than 0s".into());
+        }
+        let o = &self.openstack;
+        if o.refresh_interval < Duration::from_millis(100) {
+            return Err(format!(
+                "openstack.refresh_interval: must be at least 100ms, got {}",
+                humantime::format_duration(o.refresh_interval)
+            ));
+        }
+        if o.full_sync_interval < o.refresh_interval {
+            return Err("openstack.full_sync_interval: must not be shorter than refresh_interval".into());
+        }
+        if o.request_timeout.is_zero() {
+            return Err("openstack.request_timeout: must be more than 0s".into());
+        }
+        if !(1..=10_000).contains(&o.page_size) {
+            return Err(format!("openstack.page_size: must be 1..=10000, got {}", o.page_size));
+        }
+        if let Some(i) = &o.interface
+            && !matches!(i.as_str(), "public" | "internal" | "admin")
+        {
+            return Err(format!(
+                "openstack.interface: must be public, internal or admin, got {i:?}"
+            ));
+        }
+        let e = &self.engine;
+        if e.timeout.is_zero() {
+            return Err("engine.timeout: must be more than 0s".into());
+        }
+        if e.memory_limit_mib < 16 {
+            return Err(format!(
+                "engine.memory_limit_mib: must be at least 16, got {}",
+                e.memory_limit_mib
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[routes]` table as the JSON the module receives.
+    pub fn routes_json(&self) -> String {
+        serde_json::to_string(&self.routes).expect("a TOML table is always valid JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.server.path, "/traefik");
+        assert_eq!(c.openstack.refresh_interval, Duration::from_secs(10));
+        assert!(!c.openstack.all_projects);
+        assert_eq!(c.routes_json(), "{}");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            path = "/config"
+            token_file = "/run/secrets/token"
+            [openstack]
+            cloud = "training"
+            refresh_interval = "2s"
+            all_projects = true
+            region = "RegionTwo"
+            interface = "internal"
+            neutron_floating_ips = true
+            [engine]
+            module = "/etc/traefik-openstack/policy.wasm"
+            timeout = "500ms"
+            [routes]
+            default_rule = "Host(`{{ .Name }}.example.com`)"
+            [routes.default_labels]
+            "traefik.http.routers.{{ .Name }}.entrypoints" = "web"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.openstack.refresh_interval, Duration::from_secs(2));
+        assert_eq!(c.openstack.cloud.as_deref(), Some("training"));
+        assert_eq!(c.engine.timeout, Duration::from_millis(500));
+        let routes: serde_json::Value = serde_json::from_str(&c.routes_json()).unwrap();
+        assert_eq!(routes["default_rule"], "Host(`{{ .Name }}.example.com`)");
+        assert_eq!(
+            routes["default_labels"]["traefik.http.routers.{{ .Name }}.entrypoints"],
+            "web"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = Config::parse("[openstack]\nrefresh_intervall = \"5s\"\n").unwrap_err();
+        assert!(err.contains("refresh_intervall"), "{err}");
+        let err = Config::parse("[serverr]\n").unwrap_err();
+        assert!(err.contains("serverr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_why() {
+        let err = Config::parse("[openstack]\nrefresh_interval = \"soon\"\n").unwrap_err();
+        assert!(err.contains("refresh_interval"), "{err}");
+        let err = Config::parse("[openstack]\nrefresh_interval = \"1ms\"\n").unwrap_err();
+        assert!(err.contains("at least 100ms"), "{err}");
+        let err = Config::parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::parse("[server]\npath = \"traefik\"\n").unwrap_err();
+        assert!(err.contains("server.path"), "{err}");
+        let err = Config::parse("[openstack]\ninterface = \"private\"\n").unwrap_err();
+        assert!(err.contains("openstack.interface"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server]\nlisten = 5\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(err.contains("listen"), "{err}");
+        let missing = Config::load(Some(&dir.path().join("missing.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
+    }
+}

@@ -1,0 +1,145 @@
+//! Prometheus metrics, in one registry owned by the process.
+//!
+//! Label values are fixed words chosen by the code (service names, outcome
+//! reasons, status codes), never text from OpenStack or tenants, so a metric
+//! can neither leak a secret nor explode in cardinality.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub service: &'static str,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub refresh_duration: Histogram,
+    pub refreshes: Family<OutcomeLabels, Counter>,
+    pub instances: Family<StateLabels, Gauge>,
+    pub openstack_requests: Family<RequestLabels, Counter>,
+    pub generate_duration: Histogram,
+    pub config_bytes: Gauge,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub module_swaps: Family<OutcomeLabels, Counter>,
+    pub module_healthy: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("traefik_openstack");
+        let refresh_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let refreshes = Family::<OutcomeLabels, Counter>::default();
+        let instances = Family::<StateLabels, Gauge>::default();
+        let openstack_requests = Family::<RequestLabels, Counter>::default();
+        let generate_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let config_bytes = Gauge::default();
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let module_swaps = Family::<OutcomeLabels, Counter>::default();
+        let module_healthy = Gauge::default();
+
+        registry.register(
+            "refresh_duration_seconds",
+            "Time to refresh the inventory and regenerate the configuration",
+            refresh_duration.clone(),
+        );
+        registry.register(
+            "refreshes",
+            "Refreshes by outcome: ok, or the reason of the failure",
+            refreshes.clone(),
+        );
+        registry.register(
+            "instances",
+            "Instances in the last good snapshot: seen, routed, skipped",
+            instances.clone(),
+        );
+        registry.register(
+            "openstack_requests",
+            "HTTP requests to OpenStack by service and status (or error kind)",
+            openstack_requests.clone(),
+        );
+        registry.register(
+            "generate_duration_seconds",
+            "Time the route module takes, instantiation included",
+            generate_duration.clone(),
+        );
+        registry.register(
+            "config_bytes",
+            "Size of the served configuration, uncompressed",
+            config_bytes.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful refresh",
+            last_success.clone(),
+        );
+        registry.register(
+            "module_swaps",
+            "Route module swaps by outcome",
+            module_swaps.clone(),
+        );
+        registry.register(
+            "module_healthy",
+            "1 when the last module swap (or start) succeeded, 0 after a rejected module",
+            module_healthy.clone(),
+        );
+        Self {
+            registry,
+            refresh_duration,
+            refreshes,
+            instances,
+            openstack_requests,
+            generate_duration,
+            config_bytes,
+            last_success,
+            module_swaps,
+            module_healthy,
+        }
+    }
+
+    /// Counts one OpenStack HTTP exchange; `status` is the HTTP code or a
+    /// transport error kind such as `timeout`.
+    pub fn openstack_request(&self, service: &'static str, status: impl ToString) {
+        self.openstack_requests
+            .get_or_create(&RequestLabels {
+                service,
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn refresh_outcome(&self, outcome: &'static str) {
+        self.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,20 @@
+//! Host-side bindings of the route contract (`wit/routes.wit`).
+//!
+//! The generated record types double as the host's model of an instance, so
+//! discovery hands the engine exactly what crosses the component boundary.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "route-policy",
+    additional_derives: [PartialEq, serde::Serialize],
+});
+
+pub use traefik_openstack::routes::types::{
+    Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output,
+};
+
+/// The contract's package, as exported by modules.
+pub const PACKAGE: &str = "traefik-openstack:routes";
+/// The contract version this host was built against. Modules exporting any
+/// `0.1.x` are accepted (semver: minor bumps before 1.0 break).
+pub const VERSION: &str = "0.1.0";
