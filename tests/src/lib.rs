@@ -1,1 +1,26 @@
-//! End-to-end harness: the lab (Keystone + Nova), Traefik, backends.
+//! End-to-end harness: the lab (Keystone + Nova), Traefik, backends, the host.
+//!
+//! Everything listens on loopback, on ports picked at run time, and keeps its
+//! files under `target/e2e/<run>/`; a process started here is stopped when its
+//! handle is dropped, and at the latest when the test binary exits.
+//!
+//! - [`lab`]: Keystone, Nova API and the Neutron/Placement stub (Python,
+//!   `tests/lab/`), projects and seeded servers.
+//! - [`nova`]: Keystone tokens and the Nova API calls the cases mutate with.
+//! - [`proxy`]: a switchable fault-injecting proxy in front of Nova.
+//! - [`backend`]: tiny HTTP servers standing in for the VMs.
+//! - [`host`]: the `traefik-openstack` binary under test.
+//! - [`traefik`]: a real Traefik polling the host.
+//! - [`scenario`]: one case's project, backends, host and Traefik together.
+
+pub mod backend;
+pub mod host;
+pub mod lab;
+pub mod nova;
+pub mod proc;
+pub mod proxy;
+pub mod scenario;
+pub mod traefik;
+pub mod util;
+
+pub use util::{eventually, freshness, FRESHNESS_SLACK, POLL_INTERVAL, REFRESH_INTERVAL, THROTTLE};

@@ -1,0 +1,228 @@
+//! The binary under test: `traefik-openstack serve --config FILE`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::StatusCode;
+
+use crate::lab::{Lab, Project};
+use crate::proc::Proc;
+use crate::util::{REFRESH_INTERVAL, free_port, http_status_blocking, profile_dir, target_dir, wait_blocking};
+
+/// The host binary: `$TRAEFIK_OPENSTACK_BIN`, else next to this executable's
+/// profile directory (`target/debug/traefik-openstack`).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TRAEFIK_OPENSTACK_BIN") {
+        return PathBuf::from(p);
+    }
+    profile_dir().join("traefik-openstack")
+}
+
+/// The default route module the host embeds, as built by host/build.rs
+/// (`target/guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm`).
+pub fn default_module() -> anyhow::Result<PathBuf> {
+    let p = target_dir().join("guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm");
+    if !p.exists() {
+        bail!("{} is missing: run `cargo build -p traefik-openstack` (its build script builds the guest)", p.display());
+    }
+    Ok(p)
+}
+
+/// How a case runs the host.
+#[derive(Clone)]
+pub struct HostOptions {
+    /// Whose credentials go into clouds.yaml.
+    pub project: Project,
+    pub all_projects: bool,
+    pub refresh_interval: Duration,
+    /// `openstack.request_timeout`: short, so a hanging Nova fails a refresh
+    /// quickly.
+    pub request_timeout: Duration,
+    /// Bearer token required on `/traefik` (written to `server.token_file`).
+    pub token: Option<String>,
+    /// `engine.module`.
+    pub module: Option<PathBuf>,
+    /// The `[routes]` table.
+    pub routes: toml::Table,
+    /// Use `OS_*` variables instead of clouds.yaml.
+    pub env_credentials: bool,
+}
+
+impl HostOptions {
+    pub fn new(project: Project, routes: toml::Table) -> Self {
+        HostOptions {
+            project,
+            all_projects: false,
+            refresh_interval: REFRESH_INTERVAL,
+            request_timeout: Duration::from_secs(3),
+            token: None,
+            module: None,
+            routes,
+            env_credentials: false,
+        }
+    }
+}
+
+pub struct Host {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub config_file: PathBuf,
+    pub token: Option<String>,
+    proc: Proc,
+}
+
+impl Host {
+    /// Writes config + clouds.yaml into `dir` and starts the host; waits for
+    /// `/healthz`.
+    pub fn start(lab: &Lab, dir: &Path, opts: &HostOptions) -> anyhow::Result<Host> {
+        let bin = binary();
+        if !bin.exists() {
+            bail!(
+                "{} is missing: build it with `cargo build -p traefik-openstack` (or set TRAEFIK_OPENSTACK_BIN)",
+                bin.display()
+            );
+        }
+        std::fs::create_dir_all(dir)?;
+        let port = free_port();
+        let mut server = toml::Table::new();
+        server.insert("listen".into(), format!("127.0.0.1:{port}").into());
+        server.insert("path".into(), "/traefik".into());
+        if let Some(t) = &opts.token {
+            let f = dir.join("token");
+            std::fs::write(&f, t)?;
+            server.insert("token_file".into(), f.display().to_string().into());
+        }
+        let mut os = toml::Table::new();
+        if !opts.env_credentials {
+            os.insert("cloud".into(), "lab".into());
+        }
+        os.insert("refresh_interval".into(), format!("{}ms", opts.refresh_interval.as_millis()).into());
+        os.insert("request_timeout".into(), format!("{}ms", opts.request_timeout.as_millis()).into());
+        os.insert("all_projects".into(), opts.all_projects.into());
+        os.insert("region".into(), crate::lab::REGION.into());
+        os.insert("interface".into(), "public".into());
+        let mut engine = toml::Table::new();
+        if let Some(m) = &opts.module {
+            engine.insert("module".into(), m.display().to_string().into());
+        }
+        engine.insert(
+            "cache_dir".into(),
+            target_dir().join("e2e/module-cache").display().to_string().into(),
+        );
+        let mut config = toml::Table::new();
+        config.insert("server".into(), server.into());
+        config.insert("openstack".into(), os.into());
+        config.insert("engine".into(), engine.into());
+        config.insert("routes".into(), opts.routes.clone().into());
+        let config_file = dir.join("traefik-openstack.toml");
+        std::fs::write(&config_file, toml::to_string_pretty(&config)?)?;
+        let clouds = dir.join("clouds.yaml");
+        lab.write_clouds_yaml(&clouds, "lab", &opts.project)?;
+
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve").arg("--config").arg(&config_file).current_dir(dir);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", std::env::var("E2E_HOST_LOG").unwrap_or_else(|_| "info".into()));
+        if opts.env_credentials {
+            let p = &opts.project;
+            cmd.env("OS_AUTH_URL", lab.keystone_url())
+                .env("OS_USERNAME", &p.user)
+                .env("OS_PASSWORD", &p.password)
+                .env("OS_PROJECT_NAME", &p.name)
+                .env("OS_USER_DOMAIN_NAME", "Default")
+                .env("OS_PROJECT_DOMAIN_NAME", "Default")
+                .env("OS_REGION_NAME", crate::lab::REGION);
+        } else {
+            cmd.env("OS_CLIENT_CONFIG_FILE", &clouds);
+        }
+        let mut proc = Proc::spawn("traefik-openstack", cmd, &dir.join("host.log"))?;
+        let addr = format!("127.0.0.1:{port}");
+        wait_blocking("traefik-openstack /healthz", Duration::from_secs(60), || {
+            if let Some(st) = proc.exited() {
+                return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
+            }
+            match http_status_blocking(&addr, "/healthz") {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })?;
+        Ok(Host {
+            dir: dir.to_path_buf(),
+            port,
+            config_file,
+            token: opts.token.clone(),
+            proc,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GET `path` on the host (with the bearer token when one is set).
+    pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, String)> {
+        let mut req = reqwest::Client::new().get(self.url(path)).timeout(Duration::from_secs(10));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.with_context(|| format!("GET {path} on the host"))?;
+        let status = r.status();
+        Ok((status, r.text().await?))
+    }
+
+    /// `/readyz`: status and body.
+    pub async fn readyz(&self) -> anyhow::Result<(StatusCode, String)> {
+        self.get("/readyz").await
+    }
+
+    /// The value of the first `/metrics` sample named `name` (no labels), if any.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let (_, text) = self.get("/metrics").await?;
+        Ok(metric_value(&text, name))
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.get("/metrics").await?.1)
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.proc.log_tail(lines)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.exited().is_none()
+    }
+}
+
+/// Sum of the samples of `name` whose labels contain every `(key, value)` in
+/// `labels` (`None` if there is none).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let (n, l) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name || !labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))) {
+            continue;
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// The value of the unlabelled sample `name`.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,0 +1,124 @@
+//! Child processes that are always stopped: on drop, and for processes held
+//! in statics (never dropped) when the test binary exits.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static AT_EXIT: Once = Once::new();
+
+extern "C" fn stop_all_at_exit() {
+    let pids: Vec<i32> = LIVE.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
+    for &pid in &pids {
+        // SAFETY: the pids are our own unreaped children: not reused yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let start = Instant::now();
+    for &pid in &pids {
+        while alive(pid) && start.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: WNOHANG waitpid on our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    r == 0
+}
+
+/// A started process; its stdout and stderr go to `log`.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with its output appended to `log`. Python lab processes
+    /// get `LAB_PARENT_PID` so they exit if this process dies unannounced.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+        AT_EXIT.call_once(|| {
+            // SAFETY: registering a plain extern "C" fn.
+            unsafe { libc::atexit(stop_all_at_exit) };
+        });
+        let out = File::options().create(true).append(true).open(log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .env("LAB_PARENT_PID", std::process::id().to_string());
+        let child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {name} ({cmd:?}): {e}"))?;
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `Some(exit status)` once the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; reaps the process.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() >= grace {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(self.child.id() as i32));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// The last `lines` lines of a file ("" if unreadable).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

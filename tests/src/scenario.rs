@@ -1,0 +1,217 @@
+//! One case's world: its own Keystone project (so its host sees only its
+//! VMs), backends on its own loopback addresses, a host and a Traefik.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::backend::Backend;
+use crate::host::{Host, HostOptions};
+use crate::lab::{Lab, Project, Server, ServerSpec};
+use crate::nova::Nova;
+use crate::traefik::{Ports, Reply, Traefik};
+use crate::util::{eventually, free_port, freshness, run_dir};
+
+/// The domain of the default rules.
+pub const DOMAIN: &str = "training.example.com";
+
+pub struct Scenario<'l> {
+    pub lab: &'l Lab,
+    pub name: String,
+    pub dir: PathBuf,
+    pub project: Project,
+    /// Port every backend of this case listens on (`default_port`).
+    pub port: u16,
+    pub ports: Ports,
+    pub nova: Nova,
+    net: u8,
+    backends: BTreeMap<String, Backend>,
+    // dropped in this order: Traefik first, then the host
+    pub traefik: Option<Traefik>,
+    pub host: Option<Host>,
+}
+
+impl<'l> Scenario<'l> {
+    /// A case with its own project `name` (use a distinct name per case).
+    pub async fn new(lab: &'l Lab, name: &str) -> anyhow::Result<Scenario<'l>> {
+        let project = lab.project(name)?;
+        Self::with_project(lab, name, project).await
+    }
+
+    /// A case using an existing project (admin, demo).
+    pub async fn with_project(lab: &'l Lab, name: &str, project: Project) -> anyhow::Result<Scenario<'l>> {
+        static NET: AtomicU8 = AtomicU8::new(1);
+        let net = NET.fetch_add(1, Ordering::SeqCst);
+        let nova = Nova::login(lab, &project).await?;
+        Ok(Scenario {
+            lab,
+            name: name.into(),
+            dir: run_dir(name),
+            project,
+            port: free_port(),
+            ports: Ports::free(),
+            nova,
+            net,
+            backends: BTreeMap::new(),
+            traefik: None,
+            host: None,
+        })
+    }
+
+    /// The case's n-th loopback VM address, `127.<pid>.<case>.<n>`.
+    pub fn ip(&self, n: u8) -> Ipv4Addr {
+        let b = 10 + (std::process::id() % 200) as u8;
+        Ipv4Addr::new(127, b, self.net, n)
+    }
+
+    /// A server spec for VM `name` with floating address `ip(n)` and a fixed
+    /// address in 10/8, and a backend answering as `name` on `ip(n)`.
+    pub fn vm(&mut self, name: &str, n: u8) -> anyhow::Result<ServerSpec> {
+        self.backend(name, n)?;
+        Ok(ServerSpec::new(name).floating(self.ip(n)).fixed(Ipv4Addr::new(10, self.net, 0, n)))
+    }
+
+    /// Starts a backend answering as `name` on `ip(n)`.
+    pub fn backend(&mut self, name: &str, n: u8) -> anyhow::Result<()> {
+        let b = Backend::start(name, IpAddr::V4(self.ip(n)), self.port)
+            .with_context(|| format!("backend {name} on {}:{}", self.ip(n), self.port))?;
+        self.backends.insert(name.into(), b);
+        Ok(())
+    }
+
+    /// Seeds servers into this case's project.
+    pub fn seed(&self, servers: &[ServerSpec]) -> anyhow::Result<Vec<Server>> {
+        self.lab.seed(&self.project, servers)
+    }
+
+    /// Routes settings: ``Host(`{{ .Name }}.training.example.com`)`` on `web`,
+    /// floating addresses, this case's backend port.
+    pub fn plain_routes(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("default_rule".into(), format!("Host(`{{{{ .Name }}}}.{DOMAIN}`)").into());
+        t.insert("exposed_by_default".into(), true.into());
+        t.insert("address".into(), "floating".into());
+        t.insert("entry_points".into(), toml::Value::Array(vec!["web".into()]));
+        t.insert("statuses".into(), toml::Value::Array(vec!["ACTIVE".into()]));
+        t.insert("default_port".into(), i64::from(self.port).into());
+        t
+    }
+
+    /// The seed's own example: per VM an http router redirecting to https
+    /// (redirectScheme middleware) and an https router (TLS), both
+    /// ``Host(`{{ .Name }}.training.example.com`)``, floating addresses.
+    pub fn seed_example_routes(&self) -> toml::Table {
+        let mut t = self.plain_routes();
+        let rule = format!("Host(`{{{{ .Name }}}}.{DOMAIN}`)");
+        let mut labels = toml::Table::new();
+        let mut l = |k: &str, v: String| {
+            labels.insert(k.to_string(), v.into());
+        };
+        l("traefik.http.routers.{{ .Name }}-http.rule", rule.clone());
+        l("traefik.http.routers.{{ .Name }}-http.entrypoints", "web".into());
+        l("traefik.http.routers.{{ .Name }}-http.middlewares", "{{ .Name }}-redirect".into());
+        l("traefik.http.routers.{{ .Name }}-http.service", "{{ .Name }}".into());
+        l("traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.scheme", "https".into());
+        l(
+            "traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.port",
+            self.ports.websecure.to_string(),
+        );
+        l("traefik.http.routers.{{ .Name }}-https.rule", rule);
+        l("traefik.http.routers.{{ .Name }}-https.entrypoints", "websecure".into());
+        l("traefik.http.routers.{{ .Name }}-https.tls", "true".into());
+        l("traefik.http.routers.{{ .Name }}-https.service", "{{ .Name }}".into());
+        l(
+            "traefik.http.services.{{ .Name }}.loadbalancer.server.port",
+            self.port.to_string(),
+        );
+        t.insert("default_labels".into(), labels.into());
+        t
+    }
+
+    /// Host options for this case's project and `routes`.
+    pub fn options(&self, routes: toml::Table) -> HostOptions {
+        HostOptions::new(self.project.clone(), routes)
+    }
+
+    /// Starts the host with `opts`, then Traefik polling it.
+    pub fn start(&mut self, opts: &HostOptions) -> anyhow::Result<()> {
+        let host = Host::start(self.lab, &self.dir.join("host"), opts)?;
+        let traefik = Traefik::start(
+            &self.lab.prepared.traefik,
+            &self.dir.join("traefik"),
+            self.ports,
+            &host.url("/traefik"),
+            host.token.as_deref(),
+        )?;
+        self.host = Some(host);
+        self.traefik = Some(traefik);
+        Ok(())
+    }
+
+    pub fn host(&self) -> &Host {
+        self.host.as_ref().expect("scenario started")
+    }
+
+    pub fn traefik(&self) -> &Traefik {
+        self.traefik.as_ref().expect("scenario started")
+    }
+
+    /// `<vm>.training.example.com`
+    pub fn fqdn(vm: &str) -> String {
+        format!("{vm}.{DOMAIN}")
+    }
+
+    /// Waits (freshness deadline) until a request for `host` on `web`
+    /// reaches backend `backend`.
+    pub async fn wait_reaches(&self, host: &str, backend: &str) -> Reply {
+        self.wait_reaches_within(host, backend, freshness()).await
+    }
+
+    pub async fn wait_reaches_within(&self, host: &str, backend: &str, deadline: Duration) -> Reply {
+        let t = self.traefik();
+        eventually(&format!("Host: {host} reaches backend {backend}"), deadline, || async {
+            let r = t.get_http(host, "/").await.map_err(|e| e.to_string())?;
+            if r.backend.as_deref() == Some(backend) {
+                Ok(r)
+            } else {
+                Err(format!("{} backend={:?} {}", r.status, r.backend, r.body.trim()))
+            }
+        })
+        .await
+    }
+
+    /// Waits until a request for `host` on `web` reaches no backend (404).
+    pub async fn wait_unrouted(&self, host: &str) {
+        let t = self.traefik();
+        eventually(&format!("Host: {host} no longer routed"), freshness(), || async {
+            let r = t.get_http(host, "/").await.map_err(|e| e.to_string())?;
+            if r.status == reqwest::StatusCode::NOT_FOUND && r.backend.is_none() {
+                Ok(())
+            } else {
+                Err(format!("{} backend={:?}", r.status, r.backend))
+            }
+        })
+        .await
+    }
+
+    /// Which backend a request for `host` on `web` reaches now.
+    pub async fn reaches(&self, host: &str) -> anyhow::Result<Reply> {
+        self.traefik().get_http(host, "/").await
+    }
+
+    /// Logs of the host and Traefik, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Some(h) = &self.host {
+            s += &format!("--- host ({}):\n{}\n", h.dir.display(), h.log_tail(40));
+        }
+        if let Some(t) = &self.traefik {
+            s += &format!("--- traefik:\n{}\n", t.log_tail(20));
+        }
+        s
+    }
+}

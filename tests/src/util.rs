@@ -1,0 +1,117 @@
+//! Paths, ports, waiting.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The host's `openstack.refresh_interval` in every case.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// Traefik's `providers.http.pollInterval`.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Traefik's `providers.providersThrottleDuration`.
+pub const THROTTLE: Duration = Duration::from_millis(200);
+/// Room for a debug build, Nova on sqlite and two shared cores.
+pub const FRESHNESS_SLACK: Duration = Duration::from_secs(10);
+
+/// How long a change in Nova may take to show in Traefik: one refresh, one
+/// poll, the throttle, and slack.
+pub fn freshness() -> Duration {
+    REFRESH_INTERVAL + POLL_INTERVAL + THROTTLE + FRESHNESS_SLACK
+}
+
+/// The workspace root (the directory holding `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The cargo profile directory this executable was built into
+/// (`target/debug` for `target/debug/deps/routing-1234`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("exe has a parent").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir
+    }
+}
+
+/// The cargo target directory; the lab's venvs and state live under it.
+pub fn target_dir() -> PathBuf {
+    let profile = profile_dir();
+    profile.parent().map(Path::to_path_buf).unwrap_or(profile)
+}
+
+/// A fresh directory `target/e2e/<prefix>-<pid>-<n>` for one run's files.
+pub fn run_dir(prefix: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = target_dir()
+        .join("e2e")
+        .join(format!("{prefix}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
+/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with
+/// `what` and the last state `check` described.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(state) if start.elapsed() >= deadline => {
+                panic!("{what}: not within {deadline:?}; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Blocking variant for set-up code that runs outside any async context.
+pub fn wait_blocking(what: &str, deadline: Duration, mut check: impl FnMut() -> Result<(), String>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(state) if start.elapsed() >= deadline => {
+                anyhow::bail!("{what}: not within {deadline:?}; last state: {state}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One GET over a fresh std TCP connection: the status code, or an error.
+/// For readiness probes in blocking set-up code.
+pub fn http_status_blocking(addr: &str, path: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {head:?}"))
+}
