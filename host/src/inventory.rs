@@ -1,0 +1,611 @@
+//! The picture of the cloud's instances, kept up to date cheaply.
+//!
+//! The first refresh lists every server; later ones ask Nova only for what
+//! changed since the last listing began (`changes-since`, on Nova's clock,
+//! minus a safety margin), which in steady state is one small request.
+//! Every `full_sync_interval` a full listing replaces the picture, to heal
+//! what `changes-since` cannot show (e.g. a server moved out of the project).
+//!
+//! A refresh builds the new picture aside and swaps it in only when every
+//! request succeeded: a failed refresh leaves the snapshot exactly as it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::OpenStackConfig;
+use crate::openstack::nova::ServerQuery;
+use crate::openstack::{self, OpenStack, Tally, keystone, neutron};
+use crate::wit;
+
+/// Subtracted from the last listing's start before asking for changes:
+/// covers the `Date` header's one-second resolution and updates committed
+/// while the listing ran. Repeats cost little: an unchanged server does not
+/// count as a change.
+const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
+
+pub struct Inventory {
+    client: OpenStack,
+    all_projects: bool,
+    page_size: u32,
+    full_sync_interval: Duration,
+    neutron_floating_ips: bool,
+    /// Nova's picture by id, before Neutron's floating IPs are added.
+    servers: BTreeMap<String, wit::Instance>,
+    /// What [`Inventory::instances`] hands out.
+    snapshot: Arc<Vec<wit::Instance>>,
+    /// Local time of the last successful full listing.
+    last_full: Option<Instant>,
+    /// Nova's time at the start of the last successful listing.
+    watermark: Option<SystemTime>,
+    /// Neutron port id -> server id, for floating IPs without `port_details`.
+    port_devices: HashMap<String, String>,
+}
+
+/// What one refresh did and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// A full listing (not `changes-since`).
+    pub full: bool,
+    /// The snapshot differs from the previous one (always true the first time).
+    pub changed: bool,
+    /// HTTP exchanges, authentication included.
+    pub requests: u32,
+    /// Response body bytes.
+    pub bytes: u64,
+    /// Instances in the snapshot.
+    pub total: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("listing servers ({}): {source}", if *full { "full" } else { "changes" })]
+    Servers {
+        full: bool,
+        source: openstack::Error,
+    },
+    #[error("listing floating IPs: {source}")]
+    FloatingIps { source: openstack::Error },
+}
+
+impl RefreshError {
+    /// A fixed word for metrics: auth, timeout, network, http_5xx,
+    /// http_4xx, malformed, catalog or config.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RefreshError::Servers { source, .. } | RefreshError::FloatingIps { source } => {
+                source.reason()
+            }
+        }
+    }
+}
+
+/// A refresh's result before it is committed.
+struct Picture {
+    servers: BTreeMap<String, wit::Instance>,
+    snapshot: Vec<wit::Instance>,
+    watermark: Option<SystemTime>,
+    port_devices: HashMap<String, String>,
+}
+
+impl Inventory {
+    pub fn new(client: OpenStack, cfg: &OpenStackConfig) -> Self {
+        Self {
+            client,
+            all_projects: cfg.all_projects,
+            page_size: cfg.page_size,
+            full_sync_interval: cfg.full_sync_interval,
+            neutron_floating_ips: cfg.neutron_floating_ips,
+            servers: BTreeMap::new(),
+            snapshot: Arc::new(Vec::new()),
+            last_full: None,
+            watermark: None,
+            port_devices: HashMap::new(),
+        }
+    }
+
+    /// The current snapshot, sorted by instance id.
+    pub fn instances(&self) -> Arc<Vec<wit::Instance>> {
+        self.snapshot.clone()
+    }
+
+    /// One refresh: a full listing on the first call and every
+    /// `full_sync_interval`, otherwise only what changed. On error the
+    /// snapshot is untouched.
+    pub async fn refresh(&mut self) -> Result<RefreshStats, RefreshError> {
+        let first = self.last_full.is_none();
+        let full = self.watermark.is_none()
+            || self
+                .last_full
+                .is_none_or(|t| t.elapsed() >= self.full_sync_interval);
+        let began = Instant::now();
+        let mut tally = Tally::default();
+        let picture = self.build(full, &mut tally).await?;
+
+        let changed = first || *self.snapshot != picture.snapshot;
+        if changed {
+            self.snapshot = Arc::new(picture.snapshot);
+        }
+        self.servers = picture.servers;
+        self.watermark = picture.watermark;
+        self.port_devices = picture.port_devices;
+        if full {
+            self.last_full = Some(began);
+        }
+        let stats = RefreshStats {
+            full,
+            changed,
+            requests: tally.requests,
+            bytes: tally.bytes,
+            total: self.snapshot.len(),
+        };
+        tracing::debug!(?stats, "inventory refreshed");
+        Ok(stats)
+    }
+
+    /// The next picture, built aside from the current one.
+    async fn build(&self, full: bool, tally: &mut Tally) -> Result<Picture, RefreshError> {
+        let query = ServerQuery {
+            all_projects: self.all_projects,
+            changes_since: match full {
+                true => None,
+                false => self.watermark.map(|w| w - CHANGES_SINCE_MARGIN),
+            },
+            page_size: self.page_size,
+        };
+        let listing = self
+            .client
+            .list_servers(&query, tally)
+            .await
+            .map_err(|source| RefreshError::Servers { full, source })?;
+
+        let cloud = self.client.cloud();
+        let region = cloud.region.as_deref().unwrap_or_default();
+        let max_updated = listing
+            .servers
+            .iter()
+            .filter_map(|s| keystone::parse_time(&s.updated))
+            .max();
+        let mut servers = match full {
+            true => BTreeMap::new(),
+            false => self.servers.clone(),
+        };
+        for server in listing.servers {
+            if server.is_deleted() {
+                servers.remove(&server.id);
+            } else if server.is_partial()
+                && let Some(known) = self.servers.get(&server.id)
+            {
+                // Its cell is down: what we knew beats an empty record.
+                servers.insert(server.id.clone(), known.clone());
+            } else {
+                servers.insert(server.id.clone(), server.into_instance(&cloud.name, region));
+            }
+        }
+        // Nova's clock when the listing began; failing that the newest change
+        // seen (never moving backwards); failing that ours.
+        let watermark = listing
+            .started
+            .or_else(|| max_updated.max(self.watermark))
+            .or_else(|| Some(SystemTime::now()));
+
+        let mut published = servers.clone();
+        let mut port_devices = HashMap::new();
+        if self.neutron_floating_ips {
+            let fail = |source| RefreshError::FloatingIps { source };
+            let fips = self
+                .client
+                .list_floating_ips(self.all_projects, tally)
+                .await
+                .map_err(fail)?;
+            // Ports are re-read at each full sync (ports move between
+            // servers) and otherwise only for a port never seen.
+            if !full {
+                port_devices = self.port_devices.clone();
+            }
+            if neutron::needs_ports(&fips, &port_devices) {
+                port_devices = self
+                    .client
+                    .port_devices(self.all_projects, tally)
+                    .await
+                    .map_err(fail)?;
+            }
+            neutron::attach_floating_ips(&mut published, &fips, &port_devices);
+        }
+        Ok(Picture {
+            servers,
+            snapshot: published.into_values().collect(),
+            watermark,
+            port_devices,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::openstack::replay::{Canned, FakeCloud, PASSWORD, server};
+
+    fn config(page_size: u32) -> OpenStackConfig {
+        OpenStackConfig {
+            page_size,
+            request_timeout: Duration::from_millis(500),
+            ..OpenStackConfig::default()
+        }
+    }
+
+    async fn inventory(fake: &FakeCloud, cfg: &OpenStackConfig) -> (Inventory, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let client =
+            OpenStack::new(fake.cloud_config(), cfg.request_timeout, metrics.clone()).unwrap();
+        (Inventory::new(client, cfg), metrics)
+    }
+
+    fn ids(inv: &Inventory) -> Vec<String> {
+        inv.instances().iter().map(|i| i.id.clone()).collect()
+    }
+
+    /// Five servers, newest first as Nova lists them.
+    fn five() -> Vec<serde_json::Value> {
+        (0..5)
+            .rev()
+            .map(|n| {
+                server(
+                    &format!("id-{n}"),
+                    &format!("vm-{n}"),
+                    "2024-01-01T00:00:00Z",
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn first_refresh_lists_all_pages_with_markers_it_builds_itself() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let (mut inv, metrics) = inventory(&fake, &config(2)).await;
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!(
+            (stats.full, stats.changed, stats.total, stats.requests),
+            (true, true, 5, 5)
+        );
+        assert!(stats.bytes > 0);
+        assert_eq!(ids(&inv), ["id-0", "id-1", "id-2", "id-3", "id-4"]);
+        let reqs = fake.take_requests();
+        let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths[..2], ["/v3/auth/tokens", "/v2.1/"]);
+        assert_eq!(reqs[0].method, "POST");
+        let pages: Vec<_> = reqs[2..]
+            .iter()
+            .map(|r| (r.param("limit"), r.param("marker")))
+            .collect();
+        // servers_links pointed at nova-internal.invalid: not followed.
+        assert_eq!(
+            pages,
+            [
+                (Some("2"), None),
+                (Some("2"), Some("id-3")),
+                (Some("2"), Some("id-1"))
+            ]
+        );
+        for page in &reqs[2..] {
+            assert_eq!(
+                page.path,
+                format!("/v2.1/{}/servers/detail", crate::openstack::replay::PROJECT)
+            );
+            assert_eq!(page.headers["openstack-api-version"], "compute 2.100");
+            assert_eq!(page.headers["x-openstack-nova-api-version"], "2.100");
+            assert_eq!(page.param("all_tenants"), None);
+            assert_eq!(page.headers["x-auth-token"], "gAAAAA-token-1");
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"service="compute",status="200"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"service="identity",status="201"} 1"#),
+            "{text}"
+        );
+        let i = &inv.instances()[0];
+        assert_eq!((i.cloud.as_str(), i.region.as_str()), ("fake", "RegionOne"));
+    }
+
+    #[tokio::test]
+    async fn steady_refresh_is_one_request_and_reports_no_change() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fake.with(|s| s.date = Some(nova_now));
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        inv.refresh().await.unwrap();
+        let before = inv.instances();
+        fake.take_requests();
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!(
+            (stats.full, stats.changed, stats.requests, stats.total),
+            (false, false, 1, 5)
+        );
+        assert!(Arc::ptr_eq(&before, &inv.instances()));
+        let reqs = fake.take_requests();
+        // Nova's clock at the listing start, less the margin.
+        assert_eq!(reqs[0].param("changes-since"), Some("2023-11-14T22:13:15Z"));
+        assert_eq!(reqs[0].headers["x-auth-token"], "gAAAAA-token-1");
+    }
+
+    #[tokio::test]
+    async fn changes_since_merges_updates_new_servers_and_deletions() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        fake.with(|s| s.date = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200))); // 2024-01-01
+        let (mut inv, _) = inventory(&fake, &config(2)).await;
+        inv.refresh().await.unwrap();
+        fake.with(|s| {
+            let later = "2024-01-01T00:01:00Z";
+            s.servers[0]["name"] = "vm-4-renamed".into(); // id-4
+            s.servers[0]["updated"] = later.into();
+            s.servers[2]["status"] = "DELETED".into(); // id-2
+            s.servers[2]["OS-EXT-STS:vm_state"] = "deleted".into();
+            s.servers[2]["updated"] = later.into();
+            s.servers.insert(0, server("id-5", "vm-5", later));
+        });
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!((stats.full, stats.changed, stats.total), (false, true, 5));
+        assert_eq!(ids(&inv), ["id-0", "id-1", "id-3", "id-4", "id-5"]);
+        assert_eq!(inv.instances()[3].name, "vm-4-renamed");
+    }
+
+    #[tokio::test]
+    async fn full_sync_interval_brings_back_a_full_listing() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let mut cfg = config(1000);
+        cfg.full_sync_interval = Duration::ZERO;
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        inv.refresh().await.unwrap();
+        // A server gone without a trace in changes-since (e.g. moved away).
+        fake.with(|s| s.servers.remove(0));
+        let stats = inv.refresh().await.unwrap();
+        assert!(stats.full && stats.changed);
+        assert_eq!(stats.total, 4);
+    }
+
+    #[tokio::test]
+    async fn token_reused_renewed_when_expiring_and_after_401() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        inv.refresh().await.unwrap();
+        inv.refresh().await.unwrap();
+        assert_eq!(fake.with(|s| s.tokens_issued), 1);
+
+        // Revoked: 401, one new token, the request is retried.
+        fake.revoke_tokens();
+        fake.take_requests();
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!(stats.requests, 3);
+        let paths: Vec<String> = fake.take_requests().into_iter().map(|r| r.path).collect();
+        assert!(
+            paths[1] == "/v3/auth/tokens" && paths[2].ends_with("/servers/detail"),
+            "{paths:?}"
+        );
+        assert_eq!(fake.with(|s| s.tokens_issued), 2);
+
+        // A token about to expire is replaced before use.
+        fake.with(|s| s.token_lifetime = Duration::from_millis(500));
+        fake.revoke_tokens();
+        inv.refresh().await.unwrap(); // 401 -> token 3, short-lived
+        inv.refresh().await.unwrap(); // token 3 expiring -> token 4 up front
+        let reqs = fake.take_requests();
+        assert_eq!(fake.with(|s| s.tokens_issued), 4);
+        assert_eq!(
+            reqs.last().unwrap().headers["x-auth-token"],
+            "gAAAAA-token-4"
+        );
+        assert_eq!(
+            reqs.iter().filter(|r| r.path == "/v3/auth/tokens").count(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_service_refusing_fresh_tokens_is_an_auth_error() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        let unauthorized = Canned::status(401, r#"{"error": {"message": "no"}}"#);
+        fake.fault("/servers/detail", 0, unauthorized.clone());
+        fake.fault("/servers/detail", 0, unauthorized);
+        let err = inv.refresh().await.unwrap_err();
+        assert_eq!(err.reason(), "auth", "{err}");
+        assert_eq!(fake.with(|s| s.tokens_issued), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_an_auth_error_without_the_secret() {
+        let fake = FakeCloud::start().await;
+        let mut cloud = fake.cloud_config();
+        if let crate::openstack::clouds::Credentials::Password { password, .. } =
+            &mut cloud.credentials
+        {
+            *password = "wrong-Pa55word".into();
+        }
+        let metrics = Arc::new(Metrics::new());
+        let client = OpenStack::new(cloud, Duration::from_secs(1), metrics.clone()).unwrap();
+        let mut inv = Inventory::new(client.clone(), &config(1000));
+        let err = inv.refresh().await.unwrap_err();
+        assert_eq!(err.reason(), "auth");
+        let shown = format!(
+            "{err} {err:?} {client:?} {} {}",
+            client.describe(),
+            metrics.encode()
+        );
+        assert!(
+            err.to_string()
+                .contains("Keystone refused user admin project id"),
+            "{err}"
+        );
+        for secret in ["wrong-Pa55word", PASSWORD, "gAAAAA"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_leave_the_snapshot_untouched() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let mut cfg = config(2);
+        cfg.request_timeout = Duration::from_millis(100);
+        let (mut inv, metrics) = inventory(&fake, &cfg).await;
+        inv.refresh().await.unwrap();
+        let before = inv.instances();
+        fake.with(|s| s.servers.truncate(3));
+        let mut slow = Canned::status(200, "{}");
+        slow.delay = Duration::from_secs(5);
+        let cases = [
+            (
+                "http_5xx",
+                Canned::status(500, r#"{"computeFault": {"code": 500, "message": "boom"}}"#),
+                1,
+            ),
+            (
+                "malformed",
+                Canned::status(200, r#"{"servers": [{"id": 5"#),
+                0,
+            ),
+            (
+                "malformed",
+                Canned::status(200, r#"{"servers": "nope"}"#),
+                1,
+            ),
+            ("timeout", slow, 0),
+            ("http_4xx", Canned::status(404, "{}"), 0),
+        ];
+        for (reason, reply, skip) in cases {
+            // Force a full, paginated listing so `skip` lands mid-pagination.
+            inv.last_full = None;
+            fake.fault("/servers/detail", skip, reply);
+            let err = inv.refresh().await.unwrap_err();
+            assert_eq!(err.reason(), reason, "{err}");
+            assert!(Arc::ptr_eq(&before, &inv.instances()));
+            assert_eq!(inv.servers.len(), 5);
+        }
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"service="compute",status="timeout"} 1"#)
+        );
+        // And the next good refresh picks the new state up.
+        let stats = inv.refresh().await.unwrap();
+        assert!(stats.full && stats.changed);
+        assert_eq!(stats.total, 3);
+    }
+
+    #[tokio::test]
+    async fn microversion_follows_an_older_nova() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        fake.with(|s| s.max_version = "2.20".into());
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        inv.refresh().await.unwrap();
+        let reqs = fake.take_requests();
+        assert_eq!(reqs[2].headers["openstack-api-version"], "compute 2.20");
+    }
+
+    #[tokio::test]
+    async fn all_projects_and_no_date_header() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        fake.with(|s| s.date = None);
+        let mut cfg = config(1000);
+        cfg.all_projects = true;
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        inv.refresh().await.unwrap();
+        inv.refresh().await.unwrap();
+        let reqs = fake.take_requests();
+        assert_eq!(reqs[2].param("all_tenants"), Some("1"));
+        // Without Nova's clock, the newest `updated` seen (less the margin).
+        assert_eq!(reqs[3].param("changes-since"), Some("2023-12-31T23:59:55Z"));
+    }
+
+    #[tokio::test]
+    async fn neutron_floating_ips_are_attached_and_cost_one_request_when_steady() {
+        let fake = FakeCloud::start().await;
+        // The Neutron sample's floating IP 172.24.4.228 NATs 10.0.0.3 of this server.
+        let mut vm = server(
+            "8e3941b4-a6e9-499f-a1ac-2a4662025cba",
+            "web",
+            "2024-01-01T00:00:00Z",
+        );
+        vm["addresses"]["private"][0]["addr"] = "10.0.0.3".into();
+        fake.set_servers(vec![vm]);
+        let mut cfg = config(1000);
+        cfg.neutron_floating_ips = true;
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        inv.refresh().await.unwrap();
+        let addrs = inv.instances()[0].addresses.clone();
+        assert_eq!(addrs.len(), 2);
+        assert_eq!(
+            (
+                addrs[1].ip.as_str(),
+                addrs[1].kind,
+                addrs[1].network.as_str(),
+                addrs[1].mac.as_deref()
+            ),
+            (
+                "172.24.4.228",
+                wit::AddressKind::Floating,
+                "private",
+                Some("00:0c:29:0d:11:74")
+            )
+        );
+        let reqs = fake.take_requests();
+        let fip = reqs.iter().find(|r| r.path == "/v2.0/floatingips").unwrap();
+        assert_eq!(
+            fip.param("project_id"),
+            Some(crate::openstack::replay::PROJECT)
+        );
+        assert!(
+            !reqs.iter().any(|r| r.path == "/v2.0/ports"),
+            "port_details made ports unnecessary"
+        );
+
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!((stats.requests, stats.changed), (2, false));
+
+        // A Neutron without port_details: one ports listing, then cached.
+        fake.with(|s| {
+            s.floating_ips["floatingips"][0]["port_details"] = serde_json::Value::Null;
+            s.ports["ports"][0]["id"] = "ce705c24-c1ef-408a-bda3-7bbd946164ab".into();
+            s.ports["ports"][0]["device_id"] = "8e3941b4-a6e9-499f-a1ac-2a4662025cba".into();
+        });
+        fake.take_requests();
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!((stats.requests, stats.changed), (3, false));
+        let stats = inv.refresh().await.unwrap();
+        assert_eq!(stats.requests, 2);
+    }
+
+    #[tokio::test]
+    async fn from_lookup_reads_clouds_yaml() {
+        let fake = FakeCloud::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clouds.yaml"), fake.clouds_yaml()).unwrap();
+        let lookup = crate::openstack::Lookup {
+            env: [("OS_CLOUD".to_owned(), "fake".to_owned())].into(),
+            search_dirs: vec![dir.path().to_owned()],
+        };
+        let client =
+            OpenStack::from_lookup(&config(10), &lookup, Arc::new(Metrics::new())).unwrap();
+        assert_eq!(
+            client.describe(),
+            format!(
+                "cloud fake, region RegionOne, auth {}/v3 as user admin project admin",
+                fake.base
+            )
+        );
+        let mut inv = Inventory::new(client, &config(10));
+        assert_eq!(inv.refresh().await.unwrap().total, 0);
+    }
+}

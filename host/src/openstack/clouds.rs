@@ -1,0 +1,704 @@
+//! Finding credentials the way openstacksdk does.
+//!
+//! Operators already have a `clouds.yaml` (or an `openrc` exporting `OS_*`)
+//! for the `openstack` CLI; reading the same files the same way means the
+//! sidecar works with what they have. Search order, first file found wins:
+//! `OS_CLIENT_CONFIG_FILE`, `./clouds.yaml`, `~/.config/openstack/`,
+//! `/etc/openstack/` (each as `.yaml`, `.yml`, `.json`); `secure.yaml`
+//! (`OS_CLIENT_SECURE_FILE` first) is deep-merged over it. The cloud is the
+//! config file's `cloud`, else `OS_CLOUD`, else the `OS_*` variables as a
+//! cloud named `envvars`.
+//!
+//! Everything read from the process (environment, directories) comes in
+//! through [`Lookup`], so tests can describe a machine without touching it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde_yaml_ng::{Mapping, Value};
+
+use super::Error;
+
+/// The name openstacksdk gives the cloud made of `OS_*` variables.
+pub const ENVVARS_CLOUD: &str = "envvars";
+
+/// Where credentials may come from: the environment and the directories
+/// searched for `clouds.yaml` / `secure.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub env: HashMap<String, String>,
+    pub search_dirs: Vec<PathBuf>,
+}
+
+impl Lookup {
+    /// This process: its `OS_*` variables and openstacksdk's directories
+    /// (current directory, user config directory, `/etc/openstack`).
+    pub fn from_process() -> Self {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("OS_"))
+            .collect();
+        let mut search_dirs = vec![PathBuf::from(".")];
+        let user_config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(dir) = user_config {
+            search_dirs.push(dir.join("openstack"));
+        }
+        search_dirs.push(PathBuf::from("/etc/openstack"));
+        Self { env, search_dirs }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first existing file among `$override_var`, then `<dir>/<base>.{yaml,yml,json}`.
+    fn find_file(&self, base: &str, override_var: &str) -> Option<PathBuf> {
+        let explicit = self.var(override_var).map(PathBuf::from);
+        let searched = self
+            .search_dirs
+            .iter()
+            .flat_map(|dir| ["yaml", "yml", "json"].map(|ext| dir.join(format!("{base}.{ext}"))));
+        explicit.into_iter().chain(searched).find(|p| p.is_file())
+    }
+}
+
+/// A resolved cloud: where Keystone is, who to be, which endpoints to use.
+/// `Debug` is safe to log: secrets print as `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// The clouds.yaml entry, or `envvars`.
+    pub name: String,
+    pub auth_url: String,
+    pub credentials: Credentials,
+    pub region: Option<String>,
+    /// public, internal or admin.
+    pub interface: String,
+    /// Extra CA bundle (PEM) for Keystone and the services.
+    pub cacert: Option<PathBuf>,
+    /// false turns TLS verification off (`verify: false`, `OS_INSECURE`).
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Password {
+        user: Named,
+        password: SecretString,
+        project: Named,
+    },
+    ApplicationCredential {
+        /// By id, or by name together with its owner.
+        credential: AppCredentialRef,
+        secret: SecretString,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppCredentialRef {
+    Id(String),
+    Name { name: String, user: Named },
+}
+
+/// A user or project: by id, or by name within a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    Id(String),
+    Name { name: String, domain: Domain },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Domain {
+    Id(String),
+    Name(String),
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Named::Id(id) => write!(f, "id {id}"),
+            Named::Name { name, .. } => f.write_str(name),
+        }
+    }
+}
+
+impl CloudConfig {
+    /// "user admin project admin" / "application credential monitoring": who
+    /// this cloud authenticates as, without a secret.
+    pub fn identity(&self) -> String {
+        match &self.credentials {
+            Credentials::Password { user, project, .. } => {
+                format!("user {user} project {project}")
+            }
+            Credentials::ApplicationCredential { credential, .. } => match credential {
+                AppCredentialRef::Id(id) => format!("application credential {id}"),
+                AppCredentialRef::Name { name, user } => {
+                    format!("application credential {name} of user {user}")
+                }
+            },
+        }
+    }
+
+    /// The secrets of this cloud, to scrub them from any text that leaves.
+    pub(crate) fn secrets(&self) -> Vec<&SecretString> {
+        match &self.credentials {
+            Credentials::Password { password, .. } => vec![password],
+            Credentials::ApplicationCredential { secret, .. } => vec![secret],
+        }
+    }
+}
+
+/// Resolves the cloud to use. `cloud` is the config file's choice (it wins
+/// over `OS_CLOUD`); `region` and `interface` override the cloud's own.
+pub fn resolve(
+    lookup: &Lookup,
+    cloud: Option<&str>,
+    region: Option<&str>,
+    interface: Option<&str>,
+) -> Result<CloudConfig, Error> {
+    let name = cloud
+        .filter(|c| !c.is_empty())
+        .or_else(|| lookup.var("OS_CLOUD"));
+    let (name, entry) = match name {
+        Some(name) if name != ENVVARS_CLOUD => (name.to_owned(), named_cloud(lookup, name)?),
+        Some(_) => (ENVVARS_CLOUD.to_owned(), envvars_cloud(lookup)?),
+        None if lookup.var("OS_AUTH_URL").is_some() => {
+            (ENVVARS_CLOUD.to_owned(), envvars_cloud(lookup)?)
+        }
+        None => {
+            let hint = match lookup.find_file("clouds", "OS_CLIENT_CONFIG_FILE") {
+                Some(file) => format!(
+                    " ({} has: {})",
+                    file.display(),
+                    cloud_names(&load_yaml(&file)?).join(", ")
+                ),
+                None => String::new(),
+            };
+            return Err(Error::Config(format!(
+                "no cloud chosen: set openstack.cloud in the config file, OS_CLOUD{hint}, \
+                 or the OS_* variables (OS_AUTH_URL, ...)"
+            )));
+        }
+    };
+    parse_cloud(name, &entry, region, interface)
+}
+
+/// `clouds.<name>` of the first clouds file, with secure.yaml merged over it.
+fn named_cloud(lookup: &Lookup, name: &str) -> Result<Value, Error> {
+    let Some(file) = lookup.find_file("clouds", "OS_CLIENT_CONFIG_FILE") else {
+        let searched: Vec<String> = lookup
+            .search_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(Error::Config(format!(
+            "cloud {name:?} asked for, but no clouds.yaml found (OS_CLIENT_CONFIG_FILE, {})",
+            searched.join(", ")
+        )));
+    };
+    let mut merged = load_yaml(&file)?;
+    if let Some(secure) = lookup.find_file("secure", "OS_CLIENT_SECURE_FILE") {
+        deep_merge(&mut merged, load_yaml(&secure)?);
+    }
+    match merged.get("clouds").and_then(|c| c.get(name)) {
+        Some(entry) => Ok(entry.clone()),
+        None => Err(Error::Config(format!(
+            "cloud {name:?} is not in {} (it has: {})",
+            file.display(),
+            cloud_names(&merged).join(", ")
+        ))),
+    }
+}
+
+fn cloud_names(doc: &Value) -> Vec<String> {
+    doc.get("clouds")
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().filter_map(text).collect())
+        .unwrap_or_default()
+}
+
+fn load_yaml(path: &Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
+    // The parser's message quotes at most a position, never file content.
+    serde_yaml_ng::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: not valid YAML: {e}", path.display())))
+}
+
+/// secure.yaml over clouds.yaml: mappings merge key by key, anything else
+/// is replaced (openstacksdk's `_merge_clouds`).
+fn deep_merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(base), Value::Mapping(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) => deep_merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+/// The `OS_*` variables in clouds.yaml shape, so one parser serves both.
+fn envvars_cloud(lookup: &Lookup) -> Result<Value, Error> {
+    const AUTH_VARS: &[(&str, &str)] = &[
+        ("OS_AUTH_URL", "auth_url"),
+        ("OS_USERNAME", "username"),
+        ("OS_USER_ID", "user_id"),
+        ("OS_PASSWORD", "password"),
+        ("OS_PROJECT_NAME", "project_name"),
+        ("OS_PROJECT_ID", "project_id"),
+        ("OS_TENANT_NAME", "project_name"),
+        ("OS_TENANT_ID", "project_id"),
+        ("OS_USER_DOMAIN_NAME", "user_domain_name"),
+        ("OS_USER_DOMAIN_ID", "user_domain_id"),
+        ("OS_PROJECT_DOMAIN_NAME", "project_domain_name"),
+        ("OS_PROJECT_DOMAIN_ID", "project_domain_id"),
+        ("OS_DOMAIN_NAME", "domain_name"),
+        ("OS_DOMAIN_ID", "domain_id"),
+        ("OS_APPLICATION_CREDENTIAL_ID", "application_credential_id"),
+        (
+            "OS_APPLICATION_CREDENTIAL_NAME",
+            "application_credential_name",
+        ),
+        (
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+            "application_credential_secret",
+        ),
+    ];
+    const CLOUD_VARS: &[(&str, &str)] = &[
+        ("OS_AUTH_TYPE", "auth_type"),
+        ("OS_REGION_NAME", "region_name"),
+        ("OS_INTERFACE", "interface"),
+        ("OS_ENDPOINT_TYPE", "interface"),
+        ("OS_CACERT", "cacert"),
+    ];
+    let mut auth = Mapping::new();
+    for (var, key) in AUTH_VARS {
+        if let Some(v) = lookup.var(var) {
+            auth.entry(Value::from(*key)).or_insert(Value::from(v));
+        }
+    }
+    if auth.is_empty() {
+        return Err(Error::Config(
+            "cloud envvars asked for, but no OS_* variables are set".into(),
+        ));
+    }
+    let mut cloud = Mapping::new();
+    cloud.insert("auth".into(), Value::Mapping(auth));
+    for (var, key) in CLOUD_VARS {
+        if let Some(v) = lookup.var(var) {
+            cloud.entry(Value::from(*key)).or_insert(Value::from(v));
+        }
+    }
+    if let Some(insecure) = lookup.var("OS_INSECURE") {
+        cloud.insert("verify".into(), Value::Bool(!truthy(insecure)));
+    }
+    Ok(Value::Mapping(cloud))
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
+
+/// A scalar as text: YAML users write `project_id: 1234` or `verify: no`.
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_cloud(
+    name: String,
+    entry: &Value,
+    region: Option<&str>,
+    interface: Option<&str>,
+) -> Result<CloudConfig, Error> {
+    let fail = |msg: String| Error::Config(format!("cloud {name}: {msg}"));
+    let get = |key: &str| entry.get(key).and_then(text);
+    let empty = Value::Mapping(Mapping::new());
+    let auth = entry.get("auth").unwrap_or(&empty);
+    let auth_get = |key: &str| auth.get(key).and_then(text);
+
+    let auth_url = auth_get("auth_url").ok_or_else(|| fail("auth.auth_url is missing".into()))?;
+    let secret = |key: &str| auth_get(key).map(SecretString::from);
+
+    // domain_name / domain_id fill in for the user and project domains.
+    let domain = |prefix: &str| {
+        auth_get(&format!("{prefix}_domain_id"))
+            .map(Domain::Id)
+            .or_else(|| auth_get(&format!("{prefix}_domain_name")).map(Domain::Name))
+            .or_else(|| auth_get("domain_id").map(Domain::Id))
+            .or_else(|| auth_get("domain_name").map(Domain::Name))
+    };
+    let user = || -> Result<Named, Error> {
+        if let Some(id) = auth_get("user_id") {
+            return Ok(Named::Id(id));
+        }
+        let name = auth_get("username")
+            .ok_or_else(|| fail("auth.username or auth.user_id is missing".into()))?;
+        let domain = domain("user").ok_or_else(|| {
+            fail(
+                "auth.user_domain_name or user_domain_id (or domain_name) is needed with username"
+                    .into(),
+            )
+        })?;
+        Ok(Named::Name { name, domain })
+    };
+
+    let auth_type = get("auth_type").map(|t| t.to_ascii_lowercase().replace(['-', '_'], ""));
+    let use_app_credential = match auth_type.as_deref() {
+        None => auth_get("application_credential_secret").is_some(),
+        Some("password" | "v3password") => false,
+        Some("v3applicationcredential" | "applicationcredential") => true,
+        Some(_) => {
+            return Err(fail(format!(
+                "auth_type {:?} is not supported (password, v3password, v3applicationcredential)",
+                get("auth_type").unwrap_or_default()
+            )));
+        }
+    };
+    let credentials = if use_app_credential {
+        let secret = secret("application_credential_secret")
+            .ok_or_else(|| fail("auth.application_credential_secret is missing".into()))?;
+        let credential = match auth_get("application_credential_id") {
+            Some(id) => AppCredentialRef::Id(id),
+            None => AppCredentialRef::Name {
+                name: auth_get("application_credential_name").ok_or_else(|| {
+                    fail(
+                        "auth.application_credential_id or application_credential_name is missing"
+                            .into(),
+                    )
+                })?,
+                user: user()?,
+            },
+        };
+        Credentials::ApplicationCredential { credential, secret }
+    } else {
+        let password = secret("password").ok_or_else(|| fail("auth.password is missing".into()))?;
+        let project = match auth_get("project_id").or_else(|| auth_get("tenant_id")) {
+            Some(id) => Named::Id(id),
+            None => Named::Name {
+                name: auth_get("project_name")
+                    .or_else(|| auth_get("tenant_name"))
+                    .ok_or_else(|| {
+                        fail("auth.project_name or project_id is missing (Nova needs a project-scoped token)".into())
+                    })?,
+                domain: domain("project").ok_or_else(|| {
+                    fail("auth.project_domain_name or project_domain_id (or domain_name) is needed with project_name".into())
+                })?,
+            },
+        };
+        Credentials::Password {
+            user: user()?,
+            password,
+            project,
+        }
+    };
+
+    // `regions: [RegionOne, {name: RegionTwo}]` is the multi-region form.
+    let first_region = || {
+        entry
+            .get("regions")
+            .and_then(Value::as_sequence)
+            .and_then(|r| r.first())
+            .and_then(|r| text(r).or_else(|| r.get("name").and_then(text)))
+    };
+    let region = region
+        .map(str::to_owned)
+        .or_else(|| get("region_name"))
+        .or_else(first_region);
+    let interface = interface
+        .map(str::to_owned)
+        .or_else(|| get("interface"))
+        .map(|i| i.trim_end_matches("URL").to_owned())
+        .unwrap_or_else(|| "public".to_owned());
+    if !matches!(interface.as_str(), "public" | "internal" | "admin") {
+        return Err(fail(format!(
+            "interface {interface:?} is not public, internal or admin"
+        )));
+    }
+    let verify = match entry.get("verify") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => text(v).is_none_or(|t| truthy(&t)),
+    };
+    Ok(CloudConfig {
+        name,
+        auth_url,
+        credentials,
+        region,
+        interface,
+        cacert: get("cacert").map(PathBuf::from),
+        verify,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const CLOUDS: &str = r#"
+clouds:
+  training:
+    auth:
+      auth_url: http://keystone.example:5000/v3
+      username: admin
+      project_name: admin
+      user_domain_name: Default
+      project_domain_id: default
+    region_name: RegionOne
+    interface: internal
+  appcred:
+    auth_type: v3applicationcredential
+    auth:
+      auth_url: http://keystone.example:5000
+      application_credential_id: 423f19a4ac1e4f48bbb4180756e6eb6c
+      application_credential_secret: app-secret-1
+    regions: [RegionTwo]
+"#;
+    const SECURE: &str = r#"
+clouds:
+  training:
+    auth:
+      password: s3cret
+"#;
+
+    fn machine(files: &[(&str, &str)], env: &[(&str, &str)]) -> (tempfile::TempDir, Lookup) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let lookup = Lookup {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            search_dirs: vec![
+                dir.path().join("cwd"),
+                dir.path().join("user"),
+                dir.path().join("etc"),
+            ],
+        };
+        (dir, lookup)
+    }
+
+    fn password(c: &CloudConfig) -> &str {
+        match &c.credentials {
+            Credentials::Password { password, .. } => password.expose_secret(),
+            Credentials::ApplicationCredential { secret, .. } => secret.expose_secret(),
+        }
+    }
+
+    #[test]
+    fn named_cloud_with_secure_yaml_merged_over_it() {
+        let (_d, lookup) = machine(
+            &[("user/clouds.yaml", CLOUDS), ("etc/secure.yaml", SECURE)],
+            &[],
+        );
+        let c = resolve(&lookup, Some("training"), None, None).unwrap();
+        assert_eq!(c.name, "training");
+        assert_eq!(c.auth_url, "http://keystone.example:5000/v3");
+        assert_eq!(password(&c), "s3cret");
+        assert_eq!(c.region.as_deref(), Some("RegionOne"));
+        assert_eq!(c.interface, "internal");
+        assert!(c.verify);
+        let Credentials::Password { user, project, .. } = &c.credentials else {
+            panic!()
+        };
+        assert_eq!(
+            *user,
+            Named::Name {
+                name: "admin".into(),
+                domain: Domain::Name("Default".into())
+            }
+        );
+        assert_eq!(
+            *project,
+            Named::Name {
+                name: "admin".into(),
+                domain: Domain::Id("default".into())
+            }
+        );
+        assert_eq!(c.identity(), "user admin project admin");
+    }
+
+    #[test]
+    fn search_order_first_file_wins_and_env_file_comes_first() {
+        let other = CLOUDS.replace("keystone.example", "cwd.example");
+        let (dir, lookup) = machine(
+            &[
+                ("cwd/clouds.yaml", &other),
+                ("user/clouds.yaml", CLOUDS),
+                (
+                    "explicit.yaml",
+                    &CLOUDS.replace("keystone.example", "explicit.example"),
+                ),
+                ("user/secure.yaml", SECURE),
+            ],
+            &[],
+        );
+        let c = resolve(&lookup, Some("training"), None, None).unwrap();
+        assert_eq!(c.auth_url, "http://cwd.example:5000/v3");
+        let mut lookup = lookup;
+        lookup.env.insert(
+            "OS_CLIENT_CONFIG_FILE".into(),
+            dir.path().join("explicit.yaml").display().to_string(),
+        );
+        let c = resolve(&lookup, Some("training"), None, None).unwrap();
+        assert_eq!(c.auth_url, "http://explicit.example:5000/v3");
+    }
+
+    #[test]
+    fn config_cloud_wins_over_os_cloud_and_os_cloud_over_envvars() {
+        let (_d, lookup) = machine(
+            &[("etc/clouds.yml", CLOUDS), ("etc/secure.yaml", SECURE)],
+            &[
+                ("OS_CLOUD", "appcred"),
+                ("OS_AUTH_URL", "http://env.example/v3"),
+            ],
+        );
+        let c = resolve(&lookup, None, None, None).unwrap();
+        assert_eq!(c.name, "appcred");
+        assert_eq!(
+            c.credentials_ref(),
+            Some(&AppCredentialRef::Id(
+                "423f19a4ac1e4f48bbb4180756e6eb6c".into()
+            ))
+        );
+        assert_eq!(c.region.as_deref(), Some("RegionTwo"));
+        assert_eq!(c.interface, "public");
+        let c = resolve(
+            &lookup,
+            Some("training"),
+            Some("RegionThree"),
+            Some("admin"),
+        )
+        .unwrap();
+        assert_eq!(c.name, "training");
+        assert_eq!(c.region.as_deref(), Some("RegionThree"));
+        assert_eq!(c.interface, "admin");
+    }
+
+    #[test]
+    fn os_variables_make_the_envvars_cloud() {
+        let (_d, lookup) = machine(
+            &[("etc/clouds.yaml", CLOUDS)],
+            &[
+                ("OS_AUTH_URL", "http://env.example/identity"),
+                ("OS_USERNAME", "demo"),
+                ("OS_PASSWORD", "demopass"),
+                ("OS_PROJECT_ID", "231c62fb0fbd485b995e8b060c3f0d98"),
+                ("OS_USER_DOMAIN_ID", "default"),
+                ("OS_REGION_NAME", "RegionOne"),
+                ("OS_INTERFACE", "internalURL"),
+                ("OS_CACERT", "/etc/ssl/ca.pem"),
+                ("OS_INSECURE", "true"),
+            ],
+        );
+        let c = resolve(&lookup, None, None, None).unwrap();
+        assert_eq!(c.name, ENVVARS_CLOUD);
+        assert_eq!(password(&c), "demopass");
+        assert_eq!(c.interface, "internal");
+        assert_eq!(c.cacert.as_deref(), Some(Path::new("/etc/ssl/ca.pem")));
+        assert!(!c.verify);
+        assert_eq!(
+            c.identity(),
+            "user demo project id 231c62fb0fbd485b995e8b060c3f0d98"
+        );
+
+        let (_d, lookup) = machine(
+            &[],
+            &[
+                ("OS_AUTH_URL", "http://env.example/identity"),
+                ("OS_APPLICATION_CREDENTIAL_NAME", "monitoring"),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "app-secret-2"),
+                ("OS_USER_ID", "fd786d56402c4d1691372e7dee0d00b5"),
+            ],
+        );
+        let c = resolve(&lookup, None, None, None).unwrap();
+        assert_eq!(password(&c), "app-secret-2");
+        assert_eq!(
+            c.identity(),
+            "application credential monitoring of user id fd786d56402c4d1691372e7dee0d00b5"
+        );
+    }
+
+    #[test]
+    fn clear_errors() {
+        let (_d, lookup) = machine(&[("cwd/clouds.yaml", CLOUDS)], &[]);
+        let err = resolve(&lookup, Some("prod"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"prod\" is not in") && err.contains("training, appcred"),
+            "{err}"
+        );
+        let err = resolve(&lookup, None, None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("no cloud chosen") && err.contains("training"),
+            "{err}"
+        );
+        // training has no password without secure.yaml
+        let err = resolve(&lookup, Some("training"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.password is missing"), "{err}");
+        let (_d, lookup) = machine(&[], &[]);
+        let err = resolve(&lookup, Some("training"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no clouds.yaml found"), "{err}");
+        let (_d, lookup) = machine(
+            &[(
+                "cwd/clouds.yaml",
+                "clouds:\n  x:\n    auth_type: v3oidcpassword\n    auth: {auth_url: http://k}\n",
+            )],
+            &[],
+        );
+        let err = resolve(&lookup, Some("x"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let (_d, lookup) = machine(
+            &[("user/clouds.yaml", CLOUDS), ("etc/secure.yaml", SECURE)],
+            &[],
+        );
+        for name in ["training", "appcred"] {
+            let c = resolve(&lookup, Some(name), None, None).unwrap();
+            let debug = format!("{c:?} {c:#?}");
+            assert!(
+                !debug.contains("s3cret") && !debug.contains("app-secret-1"),
+                "{debug}"
+            );
+        }
+    }
+
+    impl CloudConfig {
+        fn credentials_ref(&self) -> Option<&AppCredentialRef> {
+            match &self.credentials {
+                Credentials::ApplicationCredential { credential, .. } => Some(credential),
+                Credentials::Password { .. } => None,
+            }
+        }
+    }
+}

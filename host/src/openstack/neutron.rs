@@ -1,0 +1,315 @@
+//! Neutron floating IPs, for clouds whose Nova does not list them in a
+//! server's `addresses` (its network info cache lags or is not kept).
+//!
+//! A floating IP names the port it is NAT-ed to and the fixed address on
+//! it; the port's `device_id` is the server. Recent Neutron embeds the port
+//! (`port_details`, extension `fip-port-details`); older ones need one ports
+//! listing, whose answer is cached by the caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::{Error, OpenStack, Service, Tally};
+use crate::wit;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FloatingIp {
+    pub floating_ip_address: String,
+    pub fixed_ip_address: Option<String>,
+    pub port_id: Option<String>,
+    pub port_details: Option<PortDetails>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PortDetails {
+    pub device_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FloatingIps {
+    floatingips: Vec<FloatingIp>,
+}
+
+#[derive(Deserialize)]
+struct Ports {
+    ports: Vec<Port>,
+}
+
+#[derive(Deserialize)]
+struct Port {
+    id: String,
+    #[serde(default)]
+    device_id: String,
+}
+
+impl FloatingIp {
+    /// The port it is attached to, if any.
+    pub fn port(&self) -> Option<&str> {
+        self.port_id.as_deref().filter(|p| !p.is_empty())
+    }
+
+    /// The server, when Neutron embedded the port.
+    pub fn embedded_device(&self) -> Option<&str> {
+        self.port_details
+            .as_ref()?
+            .device_id
+            .as_deref()
+            .filter(|d| !d.is_empty())
+    }
+}
+
+/// `<network endpoint>/v2.0/<resource>`; the catalog may or may not
+/// include the `v2.0` segment.
+pub fn resource_url(endpoint: &Url, resource: &str) -> Url {
+    let mut url = endpoint.clone();
+    url.set_query(None);
+    let has_version = url
+        .path_segments()
+        .and_then(|mut s| s.rfind(|seg| !seg.is_empty()))
+        .is_some_and(|last| last == "v2.0");
+    {
+        let mut path = url.path_segments_mut().expect("http endpoints have paths");
+        path.pop_if_empty();
+        if !has_version {
+            path.push("v2.0");
+        }
+        path.push(resource);
+    }
+    url
+}
+
+impl OpenStack {
+    /// Floating IPs of the token's project (of every project when
+    /// `all_projects`), with only the fields used.
+    pub async fn list_floating_ips(
+        &self,
+        all_projects: bool,
+        tally: &mut Tally,
+    ) -> Result<Vec<FloatingIp>, Error> {
+        let mut url = resource_url(
+            &self.endpoint(Service::Network, tally).await?,
+            "floatingips",
+        );
+        self.filter(
+            &mut url,
+            all_projects,
+            &[
+                "floating_ip_address",
+                "fixed_ip_address",
+                "port_id",
+                "port_details",
+            ],
+            tally,
+        )
+        .await?;
+        let reply = self.get(Service::Network, &url, None, tally).await?;
+        let page: FloatingIps =
+            serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
+                service: Service::Network,
+                message: format!("floating IPs: {e}"),
+            })?;
+        Ok(page.floatingips)
+    }
+
+    /// Port id to device (server) id, from one ports listing.
+    pub async fn port_devices(
+        &self,
+        all_projects: bool,
+        tally: &mut Tally,
+    ) -> Result<HashMap<String, String>, Error> {
+        let mut url = resource_url(&self.endpoint(Service::Network, tally).await?, "ports");
+        self.filter(&mut url, all_projects, &["id", "device_id"], tally)
+            .await?;
+        let reply = self.get(Service::Network, &url, None, tally).await?;
+        let page: Ports = serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
+            service: Service::Network,
+            message: format!("ports: {e}"),
+        })?;
+        Ok(page
+            .ports
+            .into_iter()
+            .filter(|p| !p.device_id.is_empty())
+            .map(|p| (p.id, p.device_id))
+            .collect())
+    }
+
+    async fn filter(
+        &self,
+        url: &mut Url,
+        all_projects: bool,
+        fields: &[&str],
+        tally: &mut Tally,
+    ) -> Result<(), Error> {
+        let project = if all_projects {
+            None
+        } else {
+            Some(self.project_id(tally).await?)
+        };
+        let mut q = url.query_pairs_mut();
+        if let Some(project) = project {
+            q.append_pair("project_id", &project);
+        }
+        for field in fields {
+            q.append_pair("fields", field);
+        }
+        Ok(())
+    }
+}
+
+/// Adds each floating IP to the server its port belongs to, next to the
+/// fixed address it maps to (same network name and MAC). Addresses Nova
+/// already shows are not repeated; floating IPs whose fixed address the
+/// server does not show (yet) are left out rather than guessed.
+pub fn attach_floating_ips(
+    instances: &mut BTreeMap<String, wit::Instance>,
+    floating_ips: &[FloatingIp],
+    port_devices: &HashMap<String, String>,
+) {
+    for fip in floating_ips {
+        let (Some(port), Some(fixed)) = (fip.port(), fip.fixed_ip_address.as_deref()) else {
+            continue;
+        };
+        let Some(device) = fip
+            .embedded_device()
+            .or_else(|| port_devices.get(port).map(String::as_str))
+        else {
+            continue;
+        };
+        let Some(instance) = instances.get_mut(device) else {
+            continue;
+        };
+        if instance
+            .addresses
+            .iter()
+            .any(|a| a.ip == fip.floating_ip_address)
+        {
+            continue;
+        }
+        let Some(on) = instance
+            .addresses
+            .iter()
+            .find(|a| a.kind == wit::AddressKind::Fixed && a.ip == fixed)
+        else {
+            tracing::debug!(server = %instance.id, "floating IP's fixed address not on the server yet");
+            continue;
+        };
+        let version = match fip.floating_ip_address.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => 6,
+            _ => 4,
+        };
+        let floating = wit::Address {
+            network: on.network.clone(),
+            ip: fip.floating_ip_address.clone(),
+            version,
+            kind: wit::AddressKind::Floating,
+            mac: on.mac.clone(),
+        };
+        instance.addresses.push(floating);
+    }
+}
+
+/// Whether some attached floating IP names a port whose server is unknown:
+/// then (and only then) a ports listing is worth its cost.
+pub fn needs_ports(floating_ips: &[FloatingIp], port_devices: &HashMap<String, String>) -> bool {
+    floating_ips.iter().any(|f| {
+        f.port()
+            .is_some_and(|p| f.embedded_device().is_none() && !port_devices.contains_key(p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_fips() -> Vec<FloatingIp> {
+        let body = crate::openstack::replay::fixture("neutron/floatingips.json");
+        serde_json::from_slice::<FloatingIps>(&body)
+            .unwrap()
+            .floatingips
+    }
+
+    fn instance(id: &str, addresses: Vec<wit::Address>) -> wit::Instance {
+        wit::Instance {
+            id: id.into(),
+            name: "vm".into(),
+            status: "ACTIVE".into(),
+            project_id: String::new(),
+            user_id: String::new(),
+            cloud: String::new(),
+            region: String::new(),
+            availability_zone: None,
+            flavor_name: None,
+            image_id: None,
+            created: String::new(),
+            updated: String::new(),
+            description: None,
+            metadata: vec![],
+            tags: vec![],
+            addresses,
+        }
+    }
+
+    fn addr(ip: &str, kind: wit::AddressKind) -> wit::Address {
+        wit::Address {
+            network: "private".into(),
+            ip: ip.into(),
+            version: 4,
+            kind,
+            mac: Some("fa:16:3e:b1:3b:30".into()),
+        }
+    }
+
+    #[test]
+    fn urls_with_or_without_version() {
+        let url = |s: &str| resource_url(&Url::parse(s).unwrap(), "floatingips").to_string();
+        assert_eq!(url("http://n:9696/"), "http://n:9696/v2.0/floatingips");
+        assert_eq!(url("http://n:9696"), "http://n:9696/v2.0/floatingips");
+        assert_eq!(url("http://n:9696/v2.0/"), "http://n:9696/v2.0/floatingips");
+        assert_eq!(
+            url("https://c/network"),
+            "https://c/network/v2.0/floatingips"
+        );
+    }
+
+    #[test]
+    fn attaches_by_embedded_port_and_by_ports_listing_without_duplicates() {
+        use wit::AddressKind::{Fixed, Floating};
+        let fips = fixture_fips();
+        // The sample's first floating IP: 172.24.4.228 -> 10.0.0.3 on a port of
+        // server 8e3941b4-...; the others are unattached.
+        let server = "8e3941b4-a6e9-499f-a1ac-2a4662025cba";
+        let mut instances = BTreeMap::from([(
+            server.to_owned(),
+            instance(server, vec![addr("10.0.0.3", Fixed)]),
+        )]);
+        assert!(!needs_ports(&fips, &HashMap::new()));
+        attach_floating_ips(&mut instances, &fips, &HashMap::new());
+        assert_eq!(
+            instances[server].addresses,
+            vec![addr("10.0.0.3", Fixed), addr("172.24.4.228", Floating)]
+        );
+        // Again: Nova (or the last pass) already shows it.
+        attach_floating_ips(&mut instances, &fips, &HashMap::new());
+        assert_eq!(instances[server].addresses.len(), 2);
+
+        // Without port_details the ports listing maps the port.
+        let mut bare = fips.clone();
+        bare[0].port_details = None;
+        let ports = HashMap::new();
+        assert!(needs_ports(&bare, &ports));
+        let ports = HashMap::from([(
+            "ce705c24-c1ef-408a-bda3-7bbd946164ab".to_owned(),
+            server.to_owned(),
+        )]);
+        assert!(!needs_ports(&bare, &ports));
+        let mut instances = BTreeMap::from([(
+            server.to_owned(),
+            instance(server, vec![addr("10.0.0.3", Fixed)]),
+        )]);
+        attach_floating_ips(&mut instances, &bare, &ports);
+        assert_eq!(instances[server].addresses[1].ip, "172.24.4.228");
+    }
+}

@@ -1,0 +1,467 @@
+//! Nova: microversion negotiation, the paginated `GET /servers/detail`, and
+//! what a server becomes in the host's model.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Error, OpenStack, Service, Tally};
+use crate::wit;
+
+/// A compute API microversion, `2.47` is `Microversion(2, 47)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Microversion(pub u16, pub u16);
+
+impl Microversion {
+    /// The newest this client has been checked against.
+    pub const CLIENT_MAX: Microversion = Microversion(2, 100);
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some(Self(major.parse().ok()?, minor.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for Microversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// The version to speak, from a version document (`{"version": ..}` of
+/// `/v2.1/`, or `{"versions": [..]}` of `/`): the highest both sides know.
+/// `Ok(None)`: the cloud only has the legacy 2.0 API (no microversions).
+pub fn negotiate(document: &Value) -> Result<Option<Microversion>, String> {
+    let candidates: Vec<&Value> = match (document.get("version"), document.get("versions")) {
+        (Some(v), _) => vec![v],
+        (None, Some(Value::Array(vs))) => vs.iter().collect(),
+        _ => return Err("no \"version\" or \"versions\" in the version document".into()),
+    };
+    let field = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .and_then(Microversion::parse)
+    };
+    // The 2.1 API is the one with microversions; prefer it, whatever its status.
+    let v21 = candidates
+        .iter()
+        .find(|v| v.get("id").and_then(Value::as_str) == Some("v2.1"))
+        .or_else(|| candidates.iter().find(|v| field(v, "version").is_some()));
+    let Some(v21) = v21 else {
+        return Ok(None);
+    };
+    let (Some(server_max), server_min) = (field(v21, "version"), field(v21, "min_version")) else {
+        return Ok(None);
+    };
+    if let Some(min) = server_min
+        && min > Microversion::CLIENT_MAX
+    {
+        return Err(format!(
+            "Nova needs at least microversion {min}; this client knows up to {}",
+            Microversion::CLIENT_MAX
+        ));
+    }
+    Ok(Some(server_max.min(Microversion::CLIENT_MAX)))
+}
+
+/// Where the version document of a compute endpoint is: the endpoint cut
+/// after its version segment (`http://nova:8774/v2.1/<project>` gives
+/// `http://nova:8774/v2.1/`), or the endpoint itself.
+pub fn version_document_url(endpoint: &Url) -> Url {
+    let mut url = endpoint.clone();
+    url.set_query(None);
+    let segments: Vec<String> = endpoint
+        .path_segments()
+        .map(|s| s.map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(pos) = segments.iter().position(|s| is_version_segment(s)) {
+        url.set_path(&format!("{}/", segments[..=pos].join("/")));
+    }
+    url
+}
+
+fn is_version_segment(s: &str) -> bool {
+    s.strip_prefix('v').is_some_and(|rest| {
+        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+    })
+}
+
+/// What to list.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerQuery {
+    pub all_projects: bool,
+    /// Only servers changed since then, deleted ones included.
+    pub changes_since: Option<SystemTime>,
+    pub page_size: u32,
+}
+
+/// `GET <endpoint>/servers/detail?...`, built from the configured endpoint:
+/// the host in Nova's `servers_links` may be an internal name we cannot
+/// reach (or one we should not send a token to).
+pub fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Option<&str>) -> Url {
+    let mut url = endpoint.clone();
+    url.set_query(None);
+    url.path_segments_mut()
+        .expect("http endpoints have paths")
+        .pop_if_empty()
+        .extend(["servers", "detail"]);
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("limit", &query.page_size.to_string());
+        if let Some(marker) = marker {
+            q.append_pair("marker", marker);
+        }
+        if query.all_projects {
+            q.append_pair("all_tenants", "1");
+        }
+        if let Some(since) = query.changes_since {
+            q.append_pair(
+                "changes-since",
+                &humantime::format_rfc3339_seconds(since).to_string(),
+            );
+        }
+    }
+    url
+}
+
+/// One server of `/servers/detail`. Every field but `id` may be missing:
+/// a cell that is down gives partial records (microversion 2.69).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NovaServer {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub tenant_id: String,
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(rename = "OS-EXT-AZ:availability_zone")]
+    pub availability_zone: Option<String>,
+    #[serde(rename = "OS-EXT-STS:vm_state")]
+    pub vm_state: Option<String>,
+    #[serde(default)]
+    pub flavor: Value,
+    /// `""` for a server booted from a volume.
+    #[serde(default)]
+    pub image: Value,
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub updated: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub addresses: BTreeMap<String, Vec<NovaAddress>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NovaAddress {
+    pub addr: String,
+    pub version: u8,
+    #[serde(rename = "OS-EXT-IPS:type")]
+    pub kind: Option<String>,
+    #[serde(rename = "OS-EXT-IPS-MAC:mac_addr")]
+    pub mac: Option<String>,
+}
+
+impl NovaServer {
+    /// Deleted servers show up in `changes-since` listings; they leave.
+    pub fn is_deleted(&self) -> bool {
+        self.status.eq_ignore_ascii_case("DELETED")
+            || self
+                .vm_state
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("deleted"))
+    }
+
+    /// A record from a cell that is down: id and status only.
+    pub fn is_partial(&self) -> bool {
+        self.name.is_none()
+    }
+
+    /// The host's model of this server.
+    pub fn into_instance(self, cloud: &str, region: &str) -> wit::Instance {
+        let text = |v: &Value, key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let flavor_name = text(&self.flavor, "original_name").or_else(|| text(&self.flavor, "id"));
+        let image_id = text(&self.image, "id");
+        let addresses = self
+            .addresses
+            .into_iter()
+            .flat_map(|(network, addrs)| {
+                addrs.into_iter().map(move |a| wit::Address {
+                    network: network.clone(),
+                    ip: a.addr,
+                    version: a.version,
+                    kind: match a.kind.as_deref() {
+                        Some("floating") => wit::AddressKind::Floating,
+                        _ => wit::AddressKind::Fixed,
+                    },
+                    mac: a.mac.filter(|m| !m.is_empty()),
+                })
+            })
+            .collect();
+        wit::Instance {
+            id: self.id,
+            name: self.name.unwrap_or_default(),
+            status: self.status,
+            project_id: self.tenant_id,
+            user_id: self.user_id,
+            cloud: cloud.to_owned(),
+            region: region.to_owned(),
+            availability_zone: self.availability_zone.filter(|z| !z.is_empty()),
+            flavor_name,
+            image_id,
+            created: self.created,
+            updated: self.updated,
+            description: self.description.filter(|d| !d.is_empty()),
+            metadata: self.metadata.into_iter().collect(),
+            tags: self.tags,
+            addresses,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ServersPage {
+    servers: Vec<NovaServer>,
+    #[serde(default)]
+    servers_links: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    rel: String,
+}
+
+/// A complete listing.
+#[derive(Debug)]
+pub struct Listing {
+    pub servers: Vec<NovaServer>,
+    /// Nova's clock when the listing started (`Date` of the first page).
+    pub started: Option<SystemTime>,
+}
+
+impl OpenStack {
+    /// The microversion to speak, negotiated once per client.
+    pub async fn compute_microversion(
+        &self,
+        tally: &mut Tally,
+    ) -> Result<Option<Microversion>, Error> {
+        let mut cached = self.inner.compute_version.lock().await;
+        if let Some(version) = *cached {
+            return Ok(version);
+        }
+        let endpoint = self.endpoint(Service::Compute, tally).await?;
+        let url = version_document_url(&endpoint);
+        let reply = self.get(Service::Compute, &url, None, tally).await?;
+        let malformed = |message: String| Error::Malformed {
+            service: Service::Compute,
+            message,
+        };
+        let document: Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| malformed(format!("version document {url}: {e}")))?;
+        let version = negotiate(&document).map_err(malformed)?;
+        tracing::info!(
+            microversion = %version.map_or("2.0".into(), |v| v.to_string()),
+            "negotiated the compute API version"
+        );
+        *cached = Some(version);
+        Ok(version)
+    }
+
+    /// Every page of `/servers/detail` for `query`. Any page failing fails
+    /// the whole listing: half a listing is not a picture of the cloud.
+    pub async fn list_servers(
+        &self,
+        query: &ServerQuery,
+        tally: &mut Tally,
+    ) -> Result<Listing, Error> {
+        let microversion = self.compute_microversion(tally).await?;
+        let endpoint = self.endpoint(Service::Compute, tally).await?;
+        let mut servers: Vec<NovaServer> = Vec::new();
+        let mut started = None;
+        let mut marker: Option<String> = None;
+        loop {
+            let url = servers_detail_url(&endpoint, query, marker.as_deref());
+            let reply = self
+                .get(Service::Compute, &url, microversion, tally)
+                .await?;
+            if marker.is_none() {
+                started = reply.date();
+            }
+            let page: ServersPage =
+                serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
+                    service: Service::Compute,
+                    message: format!("servers page: {e}"),
+                })?;
+            let has_next = page.servers_links.iter().any(|l| l.rel == "next");
+            let last = page.servers.last().map(|s| s.id.clone());
+            servers.extend(page.servers);
+            match last {
+                Some(last) if has_next => {
+                    if marker.as_deref() == Some(last.as_str()) {
+                        return Err(Error::Malformed {
+                            service: Service::Compute,
+                            message: "pagination does not advance (same marker twice)".into(),
+                        });
+                    }
+                    marker = Some(last);
+                }
+                _ => break,
+            }
+        }
+        Ok(Listing { servers, started })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        serde_json::from_slice(&crate::openstack::replay::fixture(&format!("nova/{name}"))).unwrap()
+    }
+
+    fn servers(name: &str) -> Vec<NovaServer> {
+        serde_json::from_value(fixture(name)["servers"].clone()).unwrap()
+    }
+
+    #[test]
+    fn negotiation_picks_the_highest_both_know() {
+        let doc = fixture("version-v2.1.json"); // announces 2.104
+        assert_eq!(negotiate(&doc).unwrap(), Some(Microversion(2, 100)));
+        let doc = fixture("versions.json");
+        assert_eq!(negotiate(&doc).unwrap(), Some(Microversion(2, 100)));
+        let mut doc = fixture("version-v2.1.json");
+        doc["version"]["version"] = "2.20".into();
+        assert_eq!(negotiate(&doc).unwrap(), Some(Microversion(2, 20)));
+        doc["version"]["version"] = "2.100".into();
+        assert_eq!(negotiate(&doc).unwrap(), Some(Microversion(2, 100)));
+        doc["version"]["min_version"] = "2.101".into();
+        assert!(
+            negotiate(&doc)
+                .unwrap_err()
+                .contains("at least microversion 2.101")
+        );
+        // Legacy: only v2.0, no microversions.
+        let mut doc = fixture("versions.json");
+        doc["versions"].as_array_mut().unwrap().remove(1);
+        assert_eq!(negotiate(&doc).unwrap(), None);
+        assert!(negotiate(&serde_json::json!({})).is_err());
+        assert!(Microversion(2, 9) < Microversion(2, 10));
+    }
+
+    #[test]
+    fn version_document_next_to_the_endpoint() {
+        let url = |s: &str| version_document_url(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            url("http://nova:8774/v2.1/a6944d76"),
+            "http://nova:8774/v2.1/"
+        );
+        assert_eq!(url("http://nova:8774/v2.1"), "http://nova:8774/v2.1/");
+        assert_eq!(
+            url("https://cloud/compute/v2.1/"),
+            "https://cloud/compute/v2.1/"
+        );
+        assert_eq!(url("https://cloud/compute"), "https://cloud/compute");
+    }
+
+    #[test]
+    fn servers_url_carries_the_filters() {
+        let endpoint = Url::parse("http://nova:8774/v2.1/p1/").unwrap();
+        let query = ServerQuery {
+            all_projects: true,
+            changes_since: Some(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000),
+            ),
+            page_size: 2,
+        };
+        assert_eq!(
+            servers_detail_url(&endpoint, &query, Some("f5dc173b")).as_str(),
+            "http://nova:8774/v2.1/p1/servers/detail?limit=2&marker=f5dc173b&all_tenants=1\
+             &changes-since=2017-07-14T02%3A40%3A00Z"
+        );
+    }
+
+    #[test]
+    fn server_maps_to_the_host_model() {
+        let s = servers("servers-detail-v2.100.json").remove(0);
+        assert!(!s.is_deleted() && !s.is_partial());
+        let i = s.into_instance("training", "RegionOne");
+        assert_eq!(i.id, "f5dc173b-6804-445a-a6d8-c705dad5b5eb");
+        assert_eq!(i.name, "new-server-test");
+        assert_eq!(i.status, "ACTIVE");
+        assert_eq!(i.project_id, "6f70656e737461636b20342065766572");
+        assert_eq!(i.user_id, "fake");
+        assert_eq!(i.cloud, "training");
+        assert_eq!(i.region, "RegionOne");
+        assert_eq!(i.availability_zone.as_deref(), Some("us-west"));
+        assert_eq!(i.flavor_name.as_deref(), Some("m1.tiny"));
+        assert_eq!(
+            i.image_id.as_deref(),
+            Some("70a599e0-31e7-49b7-b260-868f441e862b")
+        );
+        assert_eq!(i.created, "2013-09-03T04:01:32Z");
+        assert_eq!(i.description, None); // "" in the sample
+        assert_eq!(
+            i.metadata,
+            vec![("My Server Name".into(), "Apache1".into())]
+        );
+        assert_eq!(
+            i.addresses,
+            vec![wit::Address {
+                network: "private".into(),
+                ip: "192.168.1.30".into(),
+                version: 4,
+                kind: wit::AddressKind::Fixed,
+                mac: Some("00:0c:29:0d:11:74".into()),
+            }]
+        );
+
+        // Before 2.47 the flavor is a reference: its id stands in for a name.
+        let i = servers("servers-detail-v2.1.json")
+            .remove(0)
+            .into_instance("", "");
+        assert_eq!(i.flavor_name.as_deref(), Some("1"));
+        let i = servers("servers-detail-v2.26-tags.json")
+            .remove(0)
+            .into_instance("", "");
+        assert_eq!(i.tags, vec!["tag1", "tag2"]);
+    }
+
+    #[test]
+    fn boot_from_volume_deleted_and_partial_servers() {
+        let mut v = fixture("servers-detail-v2.47.json")["servers"][0].clone();
+        v["image"] = "".into();
+        v["metadata"] = serde_json::json!({"b": "2", "a": "1"});
+        let s: NovaServer = serde_json::from_value(v.clone()).unwrap();
+        let i = s.into_instance("", "");
+        assert_eq!(i.image_id, None);
+        assert_eq!(i.flavor_name.as_deref(), Some("m1.tiny.specs"));
+        assert_eq!(
+            i.metadata,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        v["status"] = "DELETED".into();
+        v["OS-EXT-STS:vm_state"] = "deleted".into();
+        assert!(
+            serde_json::from_value::<NovaServer>(v)
+                .unwrap()
+                .is_deleted()
+        );
+        let partial = servers("servers-detail-v2.69-down-cell.json").remove(0);
+        assert!(partial.is_partial() && !partial.is_deleted());
+    }
+}
