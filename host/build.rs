@@ -14,10 +14,33 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target").join("guest"));
 
-    for path in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=TRAEFIK_OPENSTACK_GUEST_TARGET_DIR");
+
+    // Packagers (and a Docker stage) may hand in a component built elsewhere.
+    println!("cargo:rerun-if-env-changed=TRAEFIK_OPENSTACK_GUEST_WASM");
+    if let Some(prebuilt) = std::env::var_os("TRAEFIK_OPENSTACK_GUEST_WASM") {
+        let prebuilt = PathBuf::from(prebuilt);
+        assert!(
+            prebuilt.exists(),
+            "TRAEFIK_OPENSTACK_GUEST_WASM: {} not found",
+            prebuilt.display()
+        );
+        println!("cargo:rerun-if-changed={}", prebuilt.display());
+        println!(
+            "cargo:rustc-env=TRAEFIK_OPENSTACK_DEFAULT_MODULE={}",
+            prebuilt.display()
+        );
+        return;
+    }
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -47,13 +70,22 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo to build the guest component");
+    let status = cmd
+        .status()
+        .expect("running cargo to build the guest component");
     assert!(status.success(), "building guest/ for wasm32-wasip2 failed");
 
     let wasm = target_dir
         .join("wasm32-wasip2")
         .join("guest")
         .join("traefik_openstack_guest.wasm");
-    assert!(wasm.exists(), "guest component not found at {}", wasm.display());
-    println!("cargo:rustc-env=TRAEFIK_OPENSTACK_DEFAULT_MODULE={}", wasm.display());
+    assert!(
+        wasm.exists(),
+        "guest component not found at {}",
+        wasm.display()
+    );
+    println!(
+        "cargo:rustc-env=TRAEFIK_OPENSTACK_DEFAULT_MODULE={}",
+        wasm.display()
+    );
 }

@@ -1,4 +1,275 @@
-fn main() {
-    let wasm: &[u8] = include_bytes!(env!("TRAEFIK_OPENSTACK_DEFAULT_MODULE"));
-    println!("{}", wasm.len());
+//! `traefik-openstack`: serve | render | check.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use traefik_openstack::config::Config;
+use traefik_openstack::engine::{Engine, Module};
+use traefik_openstack::inventory::Inventory;
+use traefik_openstack::metrics::Metrics;
+use traefik_openstack::openstack::OpenStack;
+use traefik_openstack::publish::Publisher;
+use traefik_openstack::server::{self, AppState};
+use traefik_openstack::sync::{self, Sync};
+use traefik_openstack::wit;
+
+#[derive(Parser)]
+#[command(version, about = "Traefik HTTP provider for OpenStack instances")]
+struct Cli {
+    /// Configuration file (TOML); every key is optional.
+    #[arg(long, short, global = true, env = "TRAEFIK_OPENSTACK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Route module (.wasm component) replacing the built-in one.
+    #[arg(long, global = true, env = "TRAEFIK_OPENSTACK_MODULE")]
+    module: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TRAEFIK_OPENSTACK_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar: keep the configuration current and serve it to Traefik.
+    Serve,
+    /// Fetch once, generate once: configuration on stdout, diagnostics on stderr.
+    Render,
+    /// Validate the configuration file and the route module without contacting OpenStack.
+    Check,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(module) = cli.module {
+        config.engine.module = Some(module);
+    }
+    match cli.command {
+        Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Render => render(config).await,
+        Command::Check => check(config),
+    }
+}
+
+fn load_module(engine: &Engine, config: &Config) -> anyhow::Result<Module> {
+    Ok(match &config.engine.module {
+        Some(path) => engine.load_file(path)?,
+        None => engine.load_default()?,
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let engine = Arc::new(Engine::new(&config.engine)?);
+    let module = Arc::new(load_module(&engine, &config)?);
+    tracing::info!(module = %sync::describe(&module), "route module loaded");
+    let client = OpenStack::from_config(&config.openstack, metrics.clone())?;
+    tracing::info!(openstack = %client.describe(), "OpenStack client ready");
+    let token = match &config.server.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let publisher = Arc::new(Publisher::new(config.openstack.refresh_interval * 3));
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        path = %config.server.path,
+        "serving Traefik configuration"
+    );
+
+    let shutdown = CancellationToken::new();
+    let reload = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(signals(shutdown.clone(), reload.clone()));
+
+    let state = Arc::new(AppState {
+        publisher: publisher.clone(),
+        metrics: metrics.clone(),
+        config_path: config.server.path.clone(),
+        token,
+    });
+    let sync = Sync {
+        engine,
+        module,
+        module_path: config.engine.module.clone(),
+        settings: config.routes_json().into(),
+        inventory: Inventory::new(client, &config.openstack),
+        publisher,
+        metrics,
+        refresh_interval: config.openstack.refresh_interval,
+        reload,
+    };
+    let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
+    server::serve(
+        listener,
+        state,
+        config.server.request_timeout,
+        shutdown.cancelled_owned(),
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
+    let _ = sync_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM/SIGINT stop; SIGHUP reloads the module.
+async fn signals(shutdown: CancellationToken, reload: Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload.notify_one(),
+        }
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("server.token_file {}", path.display()))?;
+    let token = token.trim().to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "server.token_file {}: the file is empty",
+        path.display()
+    );
+    Ok(token)
+}
+
+async fn render(config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(&config.engine)?;
+    let module = load_module(&engine, &config)?;
+    let client = OpenStack::from_config(&config.openstack, metrics)?;
+    let mut inventory = Inventory::new(client, &config.openstack);
+    inventory.refresh().await?;
+    let instances = inventory.instances();
+    let generated = engine.generate(&module, &config.routes_json(), &instances)?;
+    for d in &generated.diagnostics {
+        eprintln!("{}: {}: {}", level(d.level), d.instance_id, d.message);
+    }
+    println!("{}", generated.config);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: Config) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(&config.engine)?;
+    let module = load_module(&engine, &config)?;
+    println!("module: {}", sync::describe(&module));
+    // The module validates its own settings; run it on nothing and on a
+    // sample so bad settings and broken modules show up here, not at 3 a.m.
+    let settings = config.routes_json();
+    engine.generate(&module, &settings, &[])?;
+    let generated = engine.generate(&module, &settings, &[sample_instance()])?;
+    println!(
+        "routes settings: ok ({} bytes of configuration for a sample instance)",
+        generated.config.len()
+    );
+    for d in &generated.diagnostics {
+        println!("  sample: {}: {}", level(d.level), d.message);
+    }
+    match OpenStack::from_config(&config.openstack, Arc::new(Metrics::new())) {
+        Ok(client) => println!("openstack: {}", client.describe()),
+        Err(e) => {
+            println!("openstack: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("configuration ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn level(level: wit::Level) -> &'static str {
+    match level {
+        wit::Level::Info => "info",
+        wit::Level::Warning => "warning",
+        wit::Level::Error => "error",
+    }
+}
+
+fn sample_instance() -> wit::Instance {
+    wit::Instance {
+        id: "00000000-0000-4000-8000-000000000001".into(),
+        name: "sample-vm".into(),
+        status: "ACTIVE".into(),
+        project_id: "sample-project".into(),
+        user_id: "sample-user".into(),
+        cloud: String::new(),
+        region: String::new(),
+        availability_zone: Some("nova".into()),
+        flavor_name: Some("m1.small".into()),
+        image_id: None,
+        created: "2026-01-01T00:00:00Z".into(),
+        updated: "2026-01-01T00:00:00Z".into(),
+        description: None,
+        metadata: vec![],
+        tags: vec![],
+        addresses: vec![
+            wit::Address {
+                network: "private".into(),
+                ip: "10.0.0.10".into(),
+                version: 4,
+                kind: wit::AddressKind::Fixed,
+                mac: None,
+            },
+            wit::Address {
+                network: "private".into(),
+                ip: "203.0.113.10".into(),
+                version: 4,
+                kind: wit::AddressKind::Floating,
+                mac: None,
+            },
+        ],
+    }
 }

@@ -1,0 +1,425 @@
+//! The route engine: wasmtime running route components.
+//!
+//! One `Engine` per process; each module is compiled once (or loaded from the
+//! compile cache) and pre-instantiated once; every `generate` gets a fresh
+//! `Store`, so no state leaks between runs and a trap poisons nothing. The
+//! store grants no capability at all: every import a module declares is
+//! stubbed with a trap, so a module can compute and nothing else.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Store, StoreLimits, StoreLimitsBuilder, Trap};
+
+use crate::config::EngineConfig;
+use crate::wit::{self, Instance, Output, RoutePolicyPre};
+
+/// The default route policy, built from `guest/` and embedded at build time.
+pub const DEFAULT_MODULE: &[u8] = include_bytes!(env!("TRAEFIK_OPENSTACK_DEFAULT_MODULE"));
+
+/// Epoch granularity: a runaway guest overshoots its budget by at most this.
+const TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{module}: not a valid WebAssembly component: {reason}")]
+    Compile { module: String, reason: String },
+    #[error("{module}: {reason}")]
+    Contract { module: String, reason: String },
+    #[error("{module}: cannot read: {error}")]
+    Read {
+        module: String,
+        error: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("route module exceeded its {0:?} time budget")]
+    Timeout(Duration),
+    #[error("route module ran out of memory (limit {0} MiB)")]
+    OutOfMemory(u32),
+    #[error("route module trapped: {0}")]
+    Trap(String),
+    #[error("route module rejected its settings: {0}")]
+    Settings(String),
+    #[error("route module returned an invalid configuration: {0}")]
+    InvalidOutput(String),
+}
+
+impl GenerateError {
+    /// Fixed word for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "module_timeout",
+            Self::OutOfMemory(_) => "module_memory",
+            Self::Trap(_) => "module_trap",
+            Self::Settings(_) => "module_settings",
+            Self::InvalidOutput(_) => "module_output",
+        }
+    }
+}
+
+/// A compiled, linked route module, ready to instantiate.
+pub struct Module {
+    pre: RoutePolicyPre<Limits>,
+    /// Where it came from: a path, or "built-in".
+    pub source: String,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// The contract version it exports, e.g. "0.1.0".
+    pub version: String,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("source", &self.source)
+            .field("digest", &self.digest)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A generate result that passed validation.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The Traefik dynamic configuration, a JSON object, exactly as the
+    /// module wrote it (its bytes are what Traefik hashes).
+    pub config: String,
+    pub diagnostics: Vec<wit::Diagnostic>,
+    pub routes: Vec<wit::InstanceRoutes>,
+    pub duration: Duration,
+}
+
+struct Limits(StoreLimits);
+
+pub struct Engine {
+    engine: wasmtime::Engine,
+    timeout: Duration,
+    memory_limit_mib: u32,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: &EngineConfig) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        // Deadlines are counted in epochs; one thread advances them for
+        // every store of this engine.
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })?;
+        }
+
+        Ok(Self {
+            engine,
+            timeout: cfg.timeout,
+            memory_limit_mib: cfg.memory_limit_mib,
+            cache_dir: resolve_cache_dir(cfg.cache_dir.as_deref()),
+            ticker_stop,
+        })
+    }
+
+    /// The module built into the binary.
+    pub fn load_default(&self) -> Result<Module, LoadError> {
+        self.load(DEFAULT_MODULE, "built-in")
+    }
+
+    pub fn load_file(&self, path: &Path) -> Result<Module, LoadError> {
+        let source = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
+            module: source.clone(),
+            error,
+        })?;
+        self.load(&bytes, &source)
+    }
+
+    /// Compiles (or loads from the cache), checks the contract version and
+    /// pre-instantiates.
+    pub fn load(&self, bytes: &[u8], source: &str) -> Result<Module, LoadError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = self
+            .compile(bytes, &digest)
+            .map_err(|e| LoadError::Compile {
+                module: source.into(),
+                reason: format!("{e:#}"),
+            })?;
+        let contract = |reason: String| LoadError::Contract {
+            module: source.into(),
+            reason,
+        };
+        let version = check_contract(&self.engine, &component).map_err(contract)?;
+
+        let mut linker = Linker::<Limits>::new(&self.engine);
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| contract(format!("cannot stub its imports: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(RoutePolicyPre::new)
+            .map_err(|e| contract(format!("does not match the route-policy world: {e:#}")))?;
+        Ok(Module {
+            pre,
+            source: source.into(),
+            digest,
+            version,
+        })
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let path = dir.join(format!("{}.cwasm", self.cache_key(digest)));
+        // Read, not mmap: a file truncated under a mapping kills the process.
+        if let Ok(cached) = std::fs::read(&path) {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with the same compatibility hash, into a directory only
+            // this user can write (see `write_cache_entry`); wasmtime checks
+            // the header and the compatibility of what it loads.
+            match unsafe { Component::deserialize(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
+                }
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        if let Err(e) = write_cache_entry(dir, &path, &compiled) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
+        }
+        // SAFETY: the bytes were produced just above by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }
+    }
+
+    /// Cache entries are only valid for the same module and a compatible
+    /// engine (wasmtime version, target, settings).
+    fn cache_key(&self, digest: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{}-{:016x}", &digest[..32], h.finish())
+    }
+
+    /// Runs the module once in a fresh store with no capabilities, a time
+    /// budget and a memory cap, and validates its output.
+    pub fn generate(
+        &self,
+        module: &Module,
+        settings: &str,
+        instances: &[Instance],
+    ) -> Result<Generated, GenerateError> {
+        let started = Instant::now();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory_limit_mib as usize * 1024 * 1024)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, Limits(limits));
+        store.limiter(|l| &mut l.0);
+        let ticks = self.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let result = module
+            .pre
+            .instantiate(&mut store)
+            .and_then(|policy| {
+                policy
+                    .traefik_openstack_routes_policy()
+                    .call_generate(&mut store, settings, instances)
+            })
+            .map_err(|e| self.classify(e))?;
+        let output: Output = result.map_err(GenerateError::Settings)?;
+        validate_config(&output.config)?;
+        Ok(Generated {
+            config: output.config,
+            diagnostics: output.diagnostics,
+            routes: output.routes,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn classify(&self, error: wasmtime::Error) -> GenerateError {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => GenerateError::Timeout(self.timeout),
+            Some(Trap::MemoryOutOfBounds) | None
+                if format!("{error:#}").contains("forcing a memory growth failure") =>
+            {
+                GenerateError::OutOfMemory(self.memory_limit_mib)
+            }
+            _ => GenerateError::Trap(format!("{error:#}")),
+        }
+    }
+}
+
+/// Finds the `policy` export and checks that this host speaks its version.
+fn check_contract(engine: &wasmtime::Engine, component: &Component) -> Result<String, String> {
+    let prefix = format!("{}/policy@", wit::PACKAGE);
+    let ty = component.component_type();
+    let mut exports = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        if let Some(version) = name.strip_prefix(&prefix) {
+            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                return Err(format!("{name} is not an interface"));
+            }
+            return if accepts(version) {
+                Ok(version.to_owned())
+            } else {
+                Err(format!(
+                    "it speaks {}@{version}; this host accepts {}@{}.x (built against {})",
+                    wit::PACKAGE,
+                    wit::PACKAGE,
+                    compatible_prefix(wit::VERSION),
+                    wit::VERSION
+                ))
+            };
+        }
+        exports.push(name.to_owned());
+    }
+    Err(format!(
+        "it does not export {}/policy (it exports: {})",
+        wit::PACKAGE,
+        if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        }
+    ))
+}
+
+/// Semver compatibility as Cargo reads it: before 1.0 the minor version is
+/// the breaking one.
+fn compatible_prefix(version: &str) -> &str {
+    let mut parts = version.splitn(3, '.');
+    let major = parts.next().unwrap_or("");
+    if major == "0" {
+        let end = 2 + parts.next().map_or(0, str::len);
+        &version[..end]
+    } else {
+        major
+    }
+}
+
+fn accepts(version: &str) -> bool {
+    let ours = compatible_prefix(wit::VERSION);
+    let theirs = compatible_prefix(version);
+    ours == theirs && version[theirs.len()..].starts_with('.')
+}
+
+fn validate_config(config: &str) -> Result<(), GenerateError> {
+    match serde_json::from_str::<serde_json::Value>(config) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(GenerateError::InvalidOutput(format!(
+            "expected a JSON object, got {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(GenerateError::InvalidOutput(format!("not JSON: {e}"))),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn resolve_cache_dir(configured: Option<&Path>) -> Option<PathBuf> {
+    match configured {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.to_path_buf()),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|base| base.join("traefik-openstack")),
+    }
+}
+
+/// Compiled code is executed as is, so the cache directory must not be
+/// writable by anyone else; entries are written whole, then renamed.
+fn write_cache_entry(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is writable by others (mode {:o})",
+                dir.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_acceptance_follows_semver() {
+        assert!(accepts("0.1.0"));
+        assert!(accepts("0.1.7"));
+        assert!(!accepts("0.2.0"));
+        assert!(!accepts("0.10.0"));
+        assert!(!accepts("1.1.0"));
+        assert_eq!(compatible_prefix("0.1.0"), "0.1");
+        assert_eq!(compatible_prefix("2.3.4"), "2");
+    }
+
+    #[test]
+    fn output_must_be_a_json_object() {
+        assert!(validate_config("{}").is_ok());
+        assert!(matches!(
+            validate_config("[1]"),
+            Err(GenerateError::InvalidOutput(m)) if m.contains("an array")
+        ));
+        assert!(matches!(
+            validate_config("{\"http\":"),
+            Err(GenerateError::InvalidOutput(m)) if m.contains("not JSON")
+        ));
+    }
+}

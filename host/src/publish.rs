@@ -1,0 +1,264 @@
+//! The last good configuration and what the server needs to serve it.
+//!
+//! A snapshot is replaced only by a newer successful generate; failures only
+//! update the status. Everything the hot path needs (body, gzip body, ETags)
+//! is computed once per change, so a poll costs a pointer load.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::Generated;
+use crate::wit::{self, Instance};
+
+/// One published configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub body: Bytes,
+    pub gzip: Bytes,
+    pub etag: String,
+    pub etag_gzip: String,
+    /// `/api/instances`: what was decided for each instance and why.
+    pub instances: Bytes,
+    pub published_at: SystemTime,
+}
+
+impl Snapshot {
+    pub fn new(instances: &[Instance], generated: &Generated) -> Self {
+        let body = Bytes::from(generated.config.clone().into_bytes());
+        let digest = hex::encode(&Sha256::digest(&body)[..16]);
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 8),
+            flate2::Compression::default(),
+        );
+        encoder
+            .write_all(&body)
+            .expect("compressing into memory cannot fail");
+        let gzip = Bytes::from(
+            encoder
+                .finish()
+                .expect("compressing into memory cannot fail"),
+        );
+        Self {
+            etag: format!("\"{digest}\""),
+            // A content-coded representation needs its own validator.
+            etag_gzip: format!("\"{digest}-gzip\""),
+            body,
+            gzip,
+            instances: Bytes::from(instances_report(instances, generated)),
+            published_at: SystemTime::now(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct InstanceReport<'a> {
+    id: &'a str,
+    name: &'a str,
+    project_id: &'a str,
+    status: &'a str,
+    addresses: Vec<String>,
+    routed: bool,
+    address: Option<&'a str>,
+    routers: &'a [String],
+    diagnostics: Vec<DiagnosticReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct DiagnosticReport<'a> {
+    level: &'static str,
+    message: &'a str,
+}
+
+/// Builds the `/api/instances` body, sorted like the snapshot (by id).
+fn instances_report(instances: &[Instance], generated: &Generated) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    let routes: BTreeMap<&str, &wit::InstanceRoutes> = generated
+        .routes
+        .iter()
+        .map(|r| (r.instance_id.as_str(), r))
+        .collect();
+    let mut diagnostics: BTreeMap<&str, Vec<DiagnosticReport>> = BTreeMap::new();
+    for d in &generated.diagnostics {
+        diagnostics
+            .entry(d.instance_id.as_str())
+            .or_default()
+            .push(DiagnosticReport {
+                level: match d.level {
+                    wit::Level::Info => "info",
+                    wit::Level::Warning => "warning",
+                    wit::Level::Error => "error",
+                },
+                message: &d.message,
+            });
+    }
+    let report: Vec<InstanceReport> = instances
+        .iter()
+        .map(|i| {
+            let route = routes.get(i.id.as_str());
+            InstanceReport {
+                id: &i.id,
+                name: &i.name,
+                project_id: &i.project_id,
+                status: &i.status,
+                addresses: i
+                    .addresses
+                    .iter()
+                    .map(|a| {
+                        let kind = match a.kind {
+                            wit::AddressKind::Fixed => "fixed",
+                            wit::AddressKind::Floating => "floating",
+                        };
+                        format!("{} {} ({kind})", a.network, a.ip)
+                    })
+                    .collect(),
+                routed: route.is_some_and(|r| !r.routers.is_empty()),
+                address: route.and_then(|r| r.address.as_deref()),
+                routers: route.map_or(&[], |r| r.routers.as_slice()),
+                diagnostics: diagnostics.remove(i.id.as_str()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    serde_json::to_vec_pretty(&report).expect("serialising plain data cannot fail")
+}
+
+/// Health of the pipeline, for `/readyz`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// The module in use: its source, version and digest.
+    pub module: String,
+    /// Why the last module swap was refused, until a module is accepted.
+    pub module_error: Option<String>,
+    /// Why the last refresh failed, until one succeeds.
+    pub refresh_error: Option<String>,
+    #[serde(skip)]
+    pub last_success: Option<Instant>,
+    pub instances: usize,
+}
+
+pub struct Publisher {
+    current: ArcSwapOption<Snapshot>,
+    status: Mutex<Status>,
+    stale_after: Duration,
+}
+
+/// What `/readyz` says.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+    #[serde(flatten)]
+    pub status: Status,
+    pub seconds_since_success: Option<f64>,
+}
+
+impl Publisher {
+    /// `stale_after`: without a successful refresh for this long, the
+    /// configuration is still served but the sidecar reports not ready.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(Status::default()),
+            stale_after,
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.current.store(Some(Arc::new(snapshot)));
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let age = status.last_success.map(|t| t.elapsed());
+        let (ready, reason) = if self.current.load().is_none() {
+            (
+                false,
+                "no configuration yet: waiting for the first successful sync".to_owned(),
+            )
+        } else if let Some(e) = &status.module_error {
+            (
+                false,
+                format!("route module rejected, previous one still serving: {e}"),
+            )
+        } else if age.is_none_or(|a| a > self.stale_after) {
+            (
+                false,
+                format!(
+                    "stale: no successful refresh for more than {}",
+                    humantime::format_duration(self.stale_after)
+                ),
+            )
+        } else {
+            (true, "synced".to_owned())
+        };
+        Readiness {
+            ready,
+            reason,
+            seconds_since_success: age.map(|a| a.as_secs_f64()),
+            status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(config: &str) -> Generated {
+        Generated {
+            config: config.into(),
+            diagnostics: vec![],
+            routes: vec![],
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn etag_follows_content_and_gzip_roundtrips() {
+        let a = Snapshot::new(&[], &generated("{\"http\":{}}"));
+        let b = Snapshot::new(&[], &generated("{\"http\":{}}"));
+        let c = Snapshot::new(&[], &generated("{}"));
+        assert_eq!(a.etag, b.etag);
+        assert_ne!(a.etag, c.etag);
+        assert_ne!(a.etag, a.etag_gzip);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&a.gzip[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, "{\"http\":{}}");
+    }
+
+    #[test]
+    fn readiness_needs_a_config_and_freshness_and_a_good_module() {
+        let p = Publisher::new(Duration::from_secs(30));
+        assert!(!p.readiness().ready);
+        p.publish(Snapshot::new(&[], &generated("{}")));
+        p.update_status(|s| s.last_success = Some(Instant::now()));
+        assert!(p.readiness().ready);
+        p.update_status(|s| s.module_error = Some("trap".into()));
+        let r = p.readiness();
+        assert!(!r.ready && r.reason.contains("trap"), "{}", r.reason);
+        p.update_status(|s| {
+            s.module_error = None;
+            s.last_success = Instant::now().checked_sub(Duration::from_secs(31));
+        });
+        let r = p.readiness();
+        assert!(!r.ready && r.reason.contains("stale"), "{}", r.reason);
+    }
+}

@@ -1,0 +1,396 @@
+//! The HTTP side: what Traefik polls, and what operators look at.
+//!
+//! Handlers never wait on OpenStack or the engine: they read the last
+//! published snapshot, so a slow cloud can never slow a poll down.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+
+pub struct AppState {
+    pub publisher: Arc<Publisher>,
+    pub metrics: Arc<Metrics>,
+    /// Path of the Traefik configuration endpoint.
+    pub config_path: String,
+    /// Bearer token required on the configuration and instance endpoints.
+    pub token: Option<String>,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves until `shutdown` resolves, then lets open requests finish (for at
+/// most `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    request_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            // Slow or stuck clients must not hold a connection forever.
+            .header_read_timeout(request_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {grace:?}; closing them");
+    }
+    Ok(())
+}
+
+/// Routes one request. Pure apart from reading shared state, so it is
+/// tested without sockets.
+pub fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
+    let path = req.uri().path();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let head = req.method() == Method::HEAD;
+    let mut resp = if path == state.config_path {
+        authorized(state, req.headers()).unwrap_or_else(|| config(state, req.headers()))
+    } else {
+        match path {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => readyz(state),
+            "/metrics" => {
+                let mut r = Response::new(Body::from(state.metrics.encode()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            "/api/instances" => {
+                authorized(state, req.headers()).unwrap_or_else(|| instances(state))
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    };
+    if head {
+        *resp.body_mut() = Body::default();
+    }
+    resp
+}
+
+/// `None` when allowed, else the 401 to send.
+fn authorized(state: &AppState, headers: &HeaderMap) -> Option<Response<Body>> {
+    let expected = state.token.as_deref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return None;
+    }
+    let mut resp = text(StatusCode::UNAUTHORIZED, "bearer token required\n");
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"traefik-openstack\""),
+    );
+    Some(resp)
+}
+
+fn config(state: &AppState, headers: &HeaderMap) -> Response<Body> {
+    let Some(snapshot) = state.publisher.current() else {
+        // Traefik keeps its current configuration when the provider fails.
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration yet: waiting for the first successful sync\n",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    let gzip = accepts_gzip(headers);
+    let (etag, body) = if gzip {
+        (&snapshot.etag_gzip, snapshot.gzip.clone())
+    } else {
+        (&snapshot.etag, snapshot.body.clone())
+    };
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == snapshot.etag || t == snapshot.etag_gzip);
+    let mut resp = if not_modified {
+        let mut r = Response::new(Body::default());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        Response::new(Body::from(body))
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex etag"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !not_modified {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
+    resp
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+fn readyz(state: &AppState) -> Response<Body> {
+    let readiness = state.publisher.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        serde_json::to_vec_pretty(&readiness).expect("plain data"),
+    )
+}
+
+fn instances(state: &AppState) -> Response<Body> {
+    match state.publisher.current() {
+        Some(s) => json(StatusCode::OK, s.instances.clone()),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration yet: waiting for the first successful sync\n",
+        ),
+    }
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Generated;
+    use crate::publish::Snapshot;
+    use http_body_util::BodyExt;
+
+    fn state(token: Option<&str>) -> AppState {
+        AppState {
+            publisher: Arc::new(Publisher::new(Duration::from_secs(30))),
+            metrics: Arc::new(Metrics::new()),
+            config_path: "/traefik".into(),
+            token: token.map(Into::into),
+        }
+    }
+
+    fn publish(state: &AppState, config: &str) {
+        state.publisher.publish(Snapshot::new(
+            &[],
+            &Generated {
+                config: config.into(),
+                diagnostics: vec![],
+                routes: vec![],
+                duration: Duration::ZERO,
+            },
+        ));
+    }
+
+    fn get(state: &AppState, path: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        handle(state, req.body(()).unwrap())
+    }
+
+    fn body(resp: Response<Body>) -> Bytes {
+        futures_executor(resp.into_body().collect())
+            .unwrap()
+            .to_bytes()
+    }
+
+    fn futures_executor<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn before_first_sync_config_is_503() {
+        let s = state(None);
+        assert_eq!(
+            get(&s, "/traefik", &[]).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&s, "/readyz", &[]).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(&s, "/healthz", &[]).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn etag_and_304() {
+        let s = state(None);
+        publish(&s, "{\"http\":{\"routers\":{}}}");
+        let r = get(&s, "/traefik", &[]);
+        assert_eq!(r.status(), StatusCode::OK);
+        let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(&body(r)[..], b"{\"http\":{\"routers\":{}}}");
+
+        let r = get(&s, "/traefik", &[("if-none-match", &etag)]);
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(body(r).is_empty());
+        let r = get(
+            &s,
+            "/traefik",
+            &[("if-none-match", "\"other\", W/".to_owned().as_str())],
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+
+        publish(&s, "{}");
+        let r = get(&s, "/traefik", &[("if-none-match", &etag)]);
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a new config invalidates the old tag"
+        );
+    }
+
+    #[test]
+    fn gzip_when_accepted() {
+        let s = state(None);
+        publish(&s, "{\"a\":1}");
+        let r = get(&s, "/traefik", &[("accept-encoding", "gzip")]);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let gz = body(r);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, "{\"a\":1}");
+        let r = get(&s, "/traefik", &[("accept-encoding", "gzip;q=0, br")]);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        let r = get(
+            &s,
+            "/traefik",
+            &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[test]
+    fn token_guards_config_and_instances_only() {
+        let s = state(Some("s3cr3t-token"));
+        publish(&s, "{}");
+        assert_eq!(get(&s, "/traefik", &[]).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(&s, "/traefik", &[("authorization", "Bearer wrong")]).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get(&s, "/api/instances", &[]).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get(&s, "/traefik", &[("authorization", "Bearer s3cr3t-token")]).status(),
+            StatusCode::OK
+        );
+        assert_eq!(get(&s, "/healthz", &[]).status(), StatusCode::OK);
+        let metrics = body(get(&s, "/metrics", &[]));
+        assert!(!String::from_utf8_lossy(&metrics).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn other_methods_and_paths() {
+        let s = state(None);
+        let r = handle(&s, Request::post("/traefik").body(()).unwrap());
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get(&s, "/nope", &[]).status(), StatusCode::NOT_FOUND);
+        publish(&s, "{}");
+        let r = handle(&s, Request::head("/traefik").body(()).unwrap());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(body(r).is_empty());
+    }
+}
