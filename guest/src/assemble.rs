@@ -1,0 +1,756 @@
+//! One instance to its share of the configuration, with the defaults of
+//! Traefik's Docker provider: a service named after the instance when the
+//! labels define none, a router with the default rule when they define no
+//! router and at most one service, and the only service for routers that
+//! name none.
+
+use crate::address::{self, Chosen};
+use crate::dynamic::{
+    HttpConfig, HttpServer, LoadBalancer, Router, Service, TcpConfig, TcpServer, UdpConfig,
+    UdpRouter, UdpServer,
+};
+use crate::labels::{self, Decoded, Object};
+use crate::model::{Diagnostic, Instance, Level};
+use crate::names::safe_name;
+use crate::safety;
+use crate::schema::Kind;
+use crate::settings::Settings;
+use crate::template::{Data, V};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What one routed instance adds to the configuration.
+#[derive(Debug, Clone)]
+pub struct Contribution {
+    pub instance_id: String,
+    pub address: String,
+    pub http: HttpConfig,
+    pub tcp: TcpConfig,
+    pub udp: UdpConfig,
+}
+
+/// Diagnostics of one instance.
+pub struct Diags<'a> {
+    id: &'a str,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Diags<'_> {
+    fn push(&mut self, level: Level, message: String) {
+        self.out.push(Diagnostic {
+            instance_id: self.id.to_string(),
+            level,
+            message,
+        });
+    }
+}
+
+pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Option<Contribution> {
+    let mut d = Diags { id: &inst.id, out };
+    let (own, tag_warnings) = labels::collect(inst, &s.label_prefix);
+    if let Err(why) = crate::filter::check(inst, s, &own) {
+        d.push(Level::Info, why);
+        return None;
+    }
+    for w in tag_warnings {
+        d.push(Level::Warning, w);
+    }
+    let data = template_data(inst, &own);
+
+    let defaults = match render_default_labels(s, &data) {
+        Ok(l) => l,
+        Err(e) => {
+            d.push(Level::Error, format!("dropped: {e}"));
+            return None;
+        }
+    };
+    let mut all = defaults;
+    all.extend(own);
+    let (decoded, warnings) = labels::decode(&all, &s.label_prefix);
+    for w in warnings {
+        d.push(Level::Warning, w);
+    }
+
+    let chosen = match address::choose(inst, &s.address, decoded.network.as_deref()) {
+        Ok(c) => c,
+        Err(why) => {
+            d.push(Level::Info, why);
+            return None;
+        }
+    };
+
+    let name = safe_name(&inst.name);
+    let mut b = Builder {
+        s,
+        d,
+        data: &data,
+        chosen: &chosen,
+        name: &name,
+    };
+    let (http, tcp, udp) = b.build(decoded)?;
+    Some(Contribution {
+        instance_id: inst.id.clone(),
+        address: chosen.host.clone(),
+        http,
+        tcp,
+        udp,
+    })
+}
+
+fn template_data(inst: &Instance, own: &[(String, String)]) -> Data {
+    let opt = |o: &Option<String>| o.clone().map(V::Str).unwrap_or(V::Nil);
+    let mut d = Data::default();
+    let f = &mut d.fields;
+    f.insert("Name", V::Str(inst.name.clone()));
+    f.insert("ID", V::Str(inst.id.clone()));
+    f.insert("ProjectID", V::Str(inst.project_id.clone()));
+    f.insert("UserID", V::Str(inst.user_id.clone()));
+    f.insert("Region", V::Str(inst.region.clone()));
+    f.insert("Cloud", V::Str(inst.cloud.clone()));
+    f.insert("Status", V::Str(inst.status.clone()));
+    f.insert("AvailabilityZone", opt(&inst.availability_zone));
+    f.insert("FlavorName", opt(&inst.flavor_name));
+    f.insert("ImageID", opt(&inst.image_id));
+    f.insert("Metadata", V::Map(inst.metadata.iter().cloned().collect()));
+    f.insert("Labels", V::Map(own.iter().cloned().collect()));
+    f.insert("Tags", V::List(inst.tags.clone()));
+    d
+}
+
+/// Renders `default_labels`. Any problem drops the instance: applying only
+/// part of the operator's defaults (say, the routers without the redirect
+/// middleware) could expose something the operator did not intend.
+fn render_default_labels(s: &Settings, data: &Data) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (raw, kt, vt) in &s.default_labels {
+        let key = kt
+            .render(data)
+            .map_err(|e| format!("default label {raw:?}: template error: {e}"))?;
+        safety::check_key(&key).map_err(|e| format!("default label {raw:?}: {e}"))?;
+        let value = vt
+            .render(data)
+            .map_err(|e| format!("default label {raw:?}: template error in value: {e}"))?;
+        let last = key.text.rsplit('.').next().unwrap_or("");
+        if last.eq_ignore_ascii_case("rule") {
+            safety::check_rule(&value).map_err(|e| format!("default label {raw:?}: {e}"))?;
+        } else if matches!(
+            labels::option_kind(&key.text, &s.label_prefix),
+            Some(Kind::List)
+        ) {
+            safety::check_list(&value).map_err(|e| format!("default label {raw:?}: {e}"))?;
+        }
+        out.push((key.text, value.text));
+    }
+    let (_, warnings) = labels::decode(&out, &s.label_prefix);
+    if let Some(w) = warnings.into_iter().next() {
+        return Err(format!("default labels: {w}"));
+    }
+    Ok(out)
+}
+
+struct Builder<'a> {
+    s: &'a Settings,
+    d: Diags<'a>,
+    data: &'a Data,
+    chosen: &'a Chosen,
+    name: &'a str,
+}
+
+fn valid_port(p: &str) -> Option<String> {
+    p.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .map(|p| p.to_string())
+}
+
+/// Splits a decoded `loadBalancer` into the label-only `server` part and the
+/// options that go to Traefik as they are.
+fn split_lb(mut svc: Object) -> (Object, BTreeMap<String, Value>) {
+    let mut lb = match svc.remove("loadBalancer") {
+        Some(Value::Object(lb)) => lb,
+        _ => Object::new(),
+    };
+    let server = match lb.remove("server") {
+        Some(Value::Object(s)) => s,
+        _ => Object::new(),
+    };
+    (server, lb.into_iter().collect())
+}
+
+fn str_of(o: &Object, k: &str) -> Option<String> {
+    o.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl Builder<'_> {
+    fn build(&mut self, dec: Decoded) -> Option<(HttpConfig, TcpConfig, UdpConfig)> {
+        let l4 = !dec.tcp.is_empty() || !dec.udp.is_empty();
+        // As Traefik's Docker provider: an instance configured only for
+        // TCP/UDP gets no default HTTP router.
+        let http = if dec.http.is_empty() && l4 {
+            HttpConfig::default()
+        } else {
+            self.http(dec.http)?
+        };
+        let tcp = if dec.tcp.is_empty() {
+            TcpConfig::default()
+        } else {
+            self.tcp(dec.tcp)
+        };
+        let udp = if dec.udp.is_empty() {
+            UdpConfig::default()
+        } else {
+            self.udp(dec.udp)
+        };
+        Some((http, tcp, udp))
+    }
+
+    fn http(&mut self, sec: labels::Section) -> Option<HttpConfig> {
+        let mut cfg = HttpConfig::default();
+        let mut services = sec.services;
+        if services.is_empty() {
+            services.insert(self.name.to_string(), Object::new());
+        }
+        for (name, obj) in services {
+            let (server, options) = split_lb(obj);
+            match self.http_server(&server) {
+                Ok(srv) => {
+                    let lb = LoadBalancer {
+                        servers: vec![srv],
+                        options,
+                    };
+                    cfg.services.insert(name, Service { load_balancer: lb });
+                }
+                Err(e) => self.d.push(
+                    Level::Error,
+                    format!("service {name}: {e}; service dropped"),
+                ),
+            }
+        }
+
+        let mut routers = sec.routers;
+        if routers.is_empty() {
+            if cfg.services.len() > 1 {
+                self.d.push(
+                    Level::Info,
+                    "no default router: several services and no router".into(),
+                );
+            } else {
+                routers.insert(self.name.to_string(), Object::new());
+            }
+        }
+        let mut default_rule: Option<String> = None;
+        for (name, obj) in routers {
+            let mut r: Router = match serde_json::from_value(Value::Object(obj)) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.d
+                        .push(Level::Error, format!("router {name}: {e}; router dropped"));
+                    continue;
+                }
+            };
+            if r.rule.is_empty() {
+                if default_rule.is_none() {
+                    default_rule = Some(self.default_rule()?);
+                }
+                r.rule = default_rule.clone().unwrap_or_default();
+                if r.rule.trim().is_empty() {
+                    self.d.push(
+                        Level::Error,
+                        format!("router {name}: default rule is empty; router dropped"),
+                    );
+                    continue;
+                }
+            }
+            if !self.assign_service(&name, &mut r.service, cfg.services.keys()) {
+                continue;
+            }
+            if r.entry_points.is_empty() {
+                r.entry_points = self.s.entry_points.clone();
+            }
+            cfg.routers.insert(name, r);
+        }
+        cfg.middlewares = self.middlewares(sec.middlewares);
+        Some(cfg)
+    }
+
+    fn default_rule(&mut self) -> Option<String> {
+        let r = match self.s.default_rule.render(self.data) {
+            Ok(r) => r,
+            Err(e) => {
+                self.d.push(
+                    Level::Error,
+                    format!("dropped: default_rule template error: {e}"),
+                );
+                return None;
+            }
+        };
+        if let Err(e) = safety::check_rule(&r) {
+            self.d
+                .push(Level::Error, format!("dropped: default_rule: {e}"));
+            return None;
+        }
+        Some(r.text)
+    }
+
+    /// Gives a router without service the instance's only service.
+    fn assign_service<'k>(
+        &mut self,
+        router: &str,
+        service: &mut String,
+        names: impl ExactSizeIterator<Item = &'k String>,
+    ) -> bool {
+        if !service.is_empty() {
+            return true;
+        }
+        let mut names = names;
+        match (names.len(), names.next()) {
+            (1, Some(only)) => {
+                *service = only.clone();
+                true
+            }
+            (n, _) => {
+                self.d.push(
+                    Level::Error,
+                    format!(
+                        "router {router}: no service given and {} services to choose from; router dropped",
+                        if n == 0 { "no".to_string() } else { n.to_string() }
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn http_server(&self, server: &Object) -> Result<HttpServer, String> {
+        let weight = server.get("weight").and_then(Value::as_i64);
+        let preserve_path = server.get("preservePath").and_then(Value::as_bool);
+        if let Some(url) = str_of(server, "url") {
+            if server.contains_key("port") || server.contains_key("scheme") {
+                return Err(
+                    "loadbalancer.server.url cannot be combined with port or scheme".into(),
+                );
+            }
+            check_url_host(&url, &self.chosen.host)?;
+            return Ok(HttpServer {
+                url,
+                weight,
+                preserve_path,
+            });
+        }
+        let port = match str_of(server, "port") {
+            Some(p) => valid_port(&p).ok_or_else(|| format!("invalid port {p:?}"))?,
+            None => self.s.default_port.to_string(),
+        };
+        let scheme = str_of(server, "scheme").unwrap_or_else(|| "http".into());
+        let scheme_ok = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if !scheme_ok {
+            return Err(format!("invalid scheme {scheme:?}"));
+        }
+        Ok(HttpServer {
+            url: format!("{scheme}://{}", self.chosen.with_port(&port)),
+            weight,
+            preserve_path,
+        })
+    }
+
+    fn l4_port(&mut self, kind: &str, name: &str, server: &Object) -> Option<String> {
+        match str_of(server, "port") {
+            None => Some(self.s.default_port.to_string()),
+            Some(p) => {
+                let v = valid_port(&p);
+                if v.is_none() {
+                    self.d.push(
+                        Level::Error,
+                        format!("{kind} service {name}: invalid port {p:?}; service dropped"),
+                    );
+                }
+                v
+            }
+        }
+    }
+
+    fn middlewares(&mut self, mws: BTreeMap<String, Object>) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        for (name, obj) in mws {
+            if obj.len() == 1 {
+                out.insert(name, Value::Object(obj));
+            } else {
+                let types: Vec<&str> = obj.keys().map(String::as_str).collect();
+                self.d.push(
+                    Level::Error,
+                    format!(
+                        "middleware {name}: expected exactly one type, got [{}]; middleware dropped",
+                        types.join(", ")
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    fn tcp(&mut self, sec: labels::Section) -> TcpConfig {
+        let mut cfg = TcpConfig::default();
+        let mut services = sec.services;
+        if services.is_empty() {
+            services.insert(self.name.to_string(), Object::new());
+        }
+        for (name, obj) in services {
+            let (server, options) = split_lb(obj);
+            let Some(port) = self.l4_port("tcp", &name, &server) else {
+                continue;
+            };
+            let srv = TcpServer {
+                address: self.chosen.with_port(&port),
+                tls: server.get("tls").and_then(Value::as_bool),
+            };
+            let lb = LoadBalancer {
+                servers: vec![srv],
+                options,
+            };
+            cfg.services.insert(name, Service { load_balancer: lb });
+        }
+        for (name, obj) in sec.routers {
+            let mut r: Router = match serde_json::from_value(Value::Object(obj)) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.d.push(
+                        Level::Error,
+                        format!("tcp router {name}: {e}; router dropped"),
+                    );
+                    continue;
+                }
+            };
+            if r.rule.trim().is_empty() {
+                self.d.push(
+                    Level::Error,
+                    format!(
+                        "tcp router {name}: empty rule (use HostSNI(`*`) for any); router dropped"
+                    ),
+                );
+                continue;
+            }
+            if self.assign_service(&format!("tcp {name}"), &mut r.service, cfg.services.keys()) {
+                cfg.routers.insert(name, r);
+            }
+        }
+        cfg.middlewares = self.middlewares(sec.middlewares);
+        cfg
+    }
+
+    fn udp(&mut self, sec: labels::Section) -> UdpConfig {
+        let mut cfg = UdpConfig::default();
+        let mut services = sec.services;
+        if services.is_empty() {
+            services.insert(self.name.to_string(), Object::new());
+        }
+        for (name, obj) in services {
+            let (server, options) = split_lb(obj);
+            let Some(port) = self.l4_port("udp", &name, &server) else {
+                continue;
+            };
+            let lb = LoadBalancer {
+                servers: vec![UdpServer {
+                    address: self.chosen.with_port(&port),
+                }],
+                options,
+            };
+            cfg.services.insert(name, Service { load_balancer: lb });
+        }
+        for (name, obj) in sec.routers {
+            let mut r: UdpRouter = match serde_json::from_value(Value::Object(obj)) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.d.push(
+                        Level::Error,
+                        format!("udp router {name}: {e}; router dropped"),
+                    );
+                    continue;
+                }
+            };
+            if self.assign_service(&format!("udp {name}"), &mut r.service, cfg.services.keys()) {
+                cfg.routers.insert(name, r);
+            }
+        }
+        cfg
+    }
+}
+
+/// A tenant may set the server URL (for a path or another scheme) but not
+/// point it at another host: that would let one tenant route traffic to
+/// any address the proxy can reach.
+fn check_url_host(url: &str, host: &str) -> Result<(), String> {
+    let bad =
+        || format!("loadbalancer.server.url {url:?} must point at the instance address {host}");
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(bad());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let h = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let port_ok = match &authority[h.len()..] {
+        "" => true,
+        p => p.strip_prefix(':').and_then(valid_port).is_some(),
+    };
+    if h != host || !port_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Address, AddressKind};
+
+    fn inst(name: &str, meta: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: format!("id-{name}"),
+            name: name.into(),
+            status: "ACTIVE".into(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            addresses: vec![Address {
+                network: "net".into(),
+                ip: "10.0.0.1".into(),
+                version: 4,
+                kind: AddressKind::Fixed,
+                mac: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn run(settings: &str, i: &Instance) -> (Option<Contribution>, Vec<String>) {
+        let s = Settings::parse(settings).unwrap();
+        let mut out = Vec::new();
+        let c = assemble(i, &s, &mut out);
+        (c, out.into_iter().map(|d| d.message).collect())
+    }
+
+    #[test]
+    fn defaults_without_labels() {
+        let (c, d) = run(r#"{"entry_points": ["web"]}"#, &inst("web.1", &[]));
+        let c = c.unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        let r = &c.http.routers["web-1"];
+        assert_eq!(r.rule, "Host(`web-1`)");
+        assert_eq!(r.service, "web-1");
+        assert_eq!(r.entry_points, vec!["web"]);
+        assert_eq!(
+            c.http.services["web-1"].load_balancer.servers[0].url,
+            "http://10.0.0.1:80"
+        );
+    }
+
+    #[test]
+    fn router_gets_only_service_and_port() {
+        let i = inst(
+            "a",
+            &[
+                ("traefik.http.routers.r.rule", "Host(`x`)"),
+                ("traefik.http.services.s.loadbalancer.server.port", "8080"),
+                (
+                    "traefik.http.services.s.loadbalancer.server.scheme",
+                    "https",
+                ),
+                (
+                    "traefik.http.services.s.loadbalancer.passhostheader",
+                    "false",
+                ),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        let c = c.unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.http.routers["r"].service, "s");
+        let lb = &c.http.services["s"].load_balancer;
+        assert_eq!(lb.servers[0].url, "https://10.0.0.1:8080");
+        assert_eq!(lb.options["passHostHeader"], Value::Bool(false));
+    }
+
+    #[test]
+    fn several_services() {
+        let i = inst(
+            "a",
+            &[
+                ("traefik.http.services.s1.loadbalancer.server.port", "1"),
+                ("traefik.http.services.s2.loadbalancer.server.port", "2"),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        assert!(c.unwrap().http.routers.is_empty());
+        assert_eq!(d, vec!["no default router: several services and no router"]);
+        let i = inst(
+            "a",
+            &[
+                ("traefik.http.routers.r.rule", "Host(`x`)"),
+                ("traefik.http.services.s1.loadbalancer.server.port", "1"),
+                ("traefik.http.services.s2.loadbalancer.server.port", "2"),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        assert!(c.unwrap().http.routers.is_empty());
+        assert!(
+            d[0].contains("router r: no service given and 2 services"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn bad_port_and_url() {
+        let i = inst(
+            "a",
+            &[("traefik.http.services.s.loadbalancer.server.port", "99999")],
+        );
+        let (_, d) = run("{}", &i);
+        assert!(d[0].contains("invalid port"), "{d:?}");
+        let i = inst(
+            "a",
+            &[(
+                "traefik.http.services.s.loadbalancer.server.url",
+                "http://169.254.169.254/",
+            )],
+        );
+        let (_, d) = run("{}", &i);
+        assert!(d[0].contains("must point at the instance address"), "{d:?}");
+        let i = inst(
+            "a",
+            &[(
+                "traefik.http.services.s.loadbalancer.server.url",
+                "https://10.0.0.1:8443/app",
+            )],
+        );
+        let (c, d) = run("{}", &i);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            c.unwrap().http.services["s"].load_balancer.servers[0].url,
+            "https://10.0.0.1:8443/app"
+        );
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert!(check_url_host("http://[fd00::1]:80/x", "[fd00::1]").is_ok());
+        assert!(check_url_host("http://[fd00::1]", "[fd00::1]").is_ok());
+        assert!(check_url_host("http://10.0.0.1@evil:80", "10.0.0.1").is_err());
+        assert!(check_url_host("http://10.0.0.1:0", "10.0.0.1").is_err());
+        assert!(check_url_host("10.0.0.1:80", "10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn tcp_only_skips_http_defaults() {
+        let i = inst(
+            "db",
+            &[
+                ("traefik.tcp.routers.db.rule", "HostSNI(`*`)"),
+                ("traefik.tcp.routers.db.entrypoints", "pg"),
+                ("traefik.tcp.services.db.loadbalancer.server.port", "5432"),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        let c = c.unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert!(c.http.is_empty());
+        assert_eq!(c.tcp.routers["db"].service, "db");
+        assert_eq!(
+            c.tcp.services["db"].load_balancer.servers[0].address,
+            "10.0.0.1:5432"
+        );
+    }
+
+    #[test]
+    fn tcp_router_needs_rule() {
+        let i = inst("db", &[("traefik.tcp.routers.db.entrypoints", "pg")]);
+        let (c, d) = run("{}", &i);
+        assert!(c.unwrap().tcp.routers.is_empty());
+        assert!(d[0].contains("empty rule"), "{d:?}");
+    }
+
+    #[test]
+    fn multi_type_middleware() {
+        let i = inst(
+            "a",
+            &[
+                ("traefik.http.middlewares.m.addprefix.prefix", "/a"),
+                ("traefik.http.middlewares.m.stripprefix.prefixes", "/a"),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        assert!(c.unwrap().http.middlewares.is_empty());
+        assert!(d[0].contains("expected exactly one type"), "{d:?}");
+    }
+
+    #[test]
+    fn hostile_name_in_default_rule() {
+        let s = r#"{"default_rule": "Host(`{{ .Name }}.example.com`)"}"#;
+        let (c, d) = run(s, &inst("evil`) || Host(`victim.example.com", &[]));
+        assert!(c.is_none());
+        assert!(d[0].starts_with("dropped: default_rule"), "{d:?}");
+        // The default (normalize) is safe for the same name.
+        let (c, _) = run("{}", &inst("evil`) || Host(`victim.example.com", &[]));
+        assert_eq!(
+            c.unwrap().http.routers["evil-Host-victim-example-com"].rule,
+            "Host(`evil-Host-victim-example-com`)"
+        );
+    }
+
+    #[test]
+    fn default_labels_problems_drop_instance() {
+        let s = r#"{"default_labels": {"traefik.http.routers.{{ .Name }}.rule": "Host(`{{ .Name }}`)"}}"#;
+        let (c, d) = run(s, &inst("a.b", &[]));
+        assert!(c.is_none());
+        assert!(d[0].contains("contains '.'"), "{d:?}");
+        let s = r#"{"default_labels": {"traefik.http.routers.{{ normalize .Name }}.middlewares": "{{ .Metadata.mw }}"}}"#;
+        let (c, d) = run(s, &inst("a", &[("mw", "x,y")]));
+        assert!(c.is_none());
+        assert!(d[0].contains("contains ','"), "{d:?}");
+        let s = r#"{"default_labels": {"traefik.http.routers.{{ normalize .Name }}.rul": "x"}}"#;
+        let (c, d) = run(s, &inst("a", &[]));
+        assert!(c.is_none());
+        assert!(d[0].contains("unknown option"), "{d:?}");
+    }
+
+    #[test]
+    fn own_labels_override_default_labels() {
+        let s = r#"{"default_labels": {"traefik.http.routers.{{ normalize .Name }}.rule": "Host(`{{ normalize .Name }}.a`)"}}"#;
+        let (c, _) = run(
+            s,
+            &inst("w", &[("traefik.http.routers.w.rule", "Host(`mine`)")]),
+        );
+        assert_eq!(c.unwrap().http.routers["w"].rule, "Host(`mine`)");
+    }
+
+    #[test]
+    fn network_label() {
+        let mut i = inst("a", &[("traefik.openstack.network", "other")]);
+        i.addresses.push(Address {
+            network: "other".into(),
+            ip: "192.168.0.9".into(),
+            version: 4,
+            kind: AddressKind::Fixed,
+            mac: None,
+        });
+        let (c, _) = run("{}", &i);
+        assert_eq!(c.unwrap().address, "192.168.0.9");
+    }
+}

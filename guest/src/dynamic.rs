@@ -1,0 +1,233 @@
+//! Traefik v3 dynamic configuration, as its JSON decoder expects it.
+//!
+//! Maps are `BTreeMap` so that the output is byte-identical for identical
+//! input: Traefik hashes the body to skip needless reloads. Empty maps and
+//! sections are never written, because Traefik rejects e.g. `"http":{}`.
+//! Options that the policy does not interpret (TLS, health checks,
+//! middlewares) stay JSON values, typed earlier by the label schema.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+type Extra = BTreeMap<String, Value>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Router {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_points: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_syntax: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UdpRouter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_points: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+}
+
+/// A load balancer: its servers plus options passed through as decoded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer<S> {
+    pub servers: Vec<S>,
+    #[serde(flatten)]
+    pub options: Extra,
+}
+
+impl<S> LoadBalancer<S> {
+    /// Traefik merges two definitions of a service only when everything but
+    /// the servers is equal.
+    pub fn mergeable(&self, other: &Self) -> bool {
+        self.options == other.options
+    }
+}
+
+impl<S> Default for LoadBalancer<S> {
+    fn default() -> Self {
+        LoadBalancer {
+            servers: Vec::new(),
+            options: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service<S> {
+    pub load_balancer: LoadBalancer<S>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpServer {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_path: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TcpServer {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UdpServer {
+    pub address: String,
+}
+
+/// Servers are identified (and de-duplicated) by where they point.
+pub trait Target {
+    fn target(&self) -> &str;
+}
+impl Target for HttpServer {
+    fn target(&self) -> &str {
+        &self.url
+    }
+}
+impl Target for TcpServer {
+    fn target(&self) -> &str {
+        &self.address
+    }
+}
+impl Target for UdpServer {
+    fn target(&self) -> &str {
+        &self.address
+    }
+}
+
+pub type HttpService = Service<HttpServer>;
+pub type TcpService = Service<TcpServer>;
+pub type UdpService = Service<UdpServer>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpConfig {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routers: BTreeMap<String, Router>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, HttpService>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpConfig {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routers: BTreeMap<String, Router>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, TcpService>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpConfig {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routers: BTreeMap<String, UdpRouter>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, UdpService>,
+}
+
+impl HttpConfig {
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty() && self.middlewares.is_empty()
+    }
+}
+impl TcpConfig {
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty() && self.middlewares.is_empty()
+    }
+}
+impl UdpConfig {
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty()
+    }
+}
+
+/// The whole document served to Traefik.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Configuration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpConfig>,
+}
+
+impl Configuration {
+    pub fn new(http: HttpConfig, tcp: TcpConfig, udp: UdpConfig) -> Self {
+        Configuration {
+            http: (!http.is_empty()).then_some(http),
+            tcp: (!tcp.is_empty()).then_some(tcp),
+            udp: (!udp.is_empty()).then_some(udp),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_empty_object() {
+        let c = Configuration::new(
+            HttpConfig::default(),
+            TcpConfig::default(),
+            UdpConfig::default(),
+        );
+        assert_eq!(serde_json::to_string(&c).unwrap(), "{}");
+    }
+
+    #[test]
+    fn camel_case_names() {
+        let mut http = HttpConfig::default();
+        http.routers.insert(
+            "r".into(),
+            Router {
+                entry_points: vec!["web".into()],
+                rule: "Host(`a`)".into(),
+                service: "s".into(),
+                ..Default::default()
+            },
+        );
+        let mut lb = LoadBalancer::default();
+        lb.servers.push(HttpServer {
+            url: "http://a:80".into(),
+            weight: None,
+            preserve_path: None,
+        });
+        lb.options
+            .insert("passHostHeader".into(), Value::Bool(true));
+        http.services
+            .insert("s".into(), Service { load_balancer: lb });
+        let c = Configuration::new(http, TcpConfig::default(), UdpConfig::default());
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"http":{"routers":{"r":{"entryPoints":["web"],"service":"s","rule":"Host(`a`)"}},"services":{"s":{"loadBalancer":{"servers":[{"url":"http://a:80"}],"passHostHeader":true}}}}}"#
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! Traefik labels of an instance, and their decoding.
+//!
+//! Labels come from Nova metadata keys under the prefix and from Nova tags
+//! `prefix.key=value`. They are decoded the way Traefik's `pkg/config/label`
+//! does: option names case-insensitive, router/service/middleware names kept
+//! as written, lists comma-separated. A bad label is reported and ignored; it
+//! never stops the rest of the instance.
+
+use crate::model::Instance;
+use crate::names::check_label_name;
+use crate::schema::{self, Field, Kind};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub type Object = Map<String, Value>;
+
+/// Indexed lists (`domains[n]`) are short in practice; the cap keeps a
+/// hostile `domains[4000000000]` from meaning anything.
+const MAX_INDEX: usize = 100;
+
+/// `key` is under `prefix.` (prefix compared case-insensitively).
+pub fn has_prefix(key: &str, prefix: &str) -> bool {
+    key.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        && key.as_bytes().get(prefix.len()) == Some(&b'.')
+        && key.len() > prefix.len() + 1
+}
+
+/// The instance's own labels in decoding order: tags first, then metadata,
+/// so that metadata wins for the same option. Warnings are returned for tags
+/// under the prefix that are not `key=value`.
+pub fn collect(inst: &Instance, prefix: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let mut tags: Vec<&String> = inst.tags.iter().collect();
+    tags.sort();
+    for tag in tags {
+        match tag.split_once('=') {
+            Some((k, v)) if has_prefix(k, prefix) => out.push((k.to_string(), v.to_string())),
+            None if has_prefix(tag, prefix) => {
+                warnings.push(format!("tag {tag}: expected {prefix}.<key>=<value>"))
+            }
+            _ => {}
+        }
+    }
+    let mut meta: Vec<&(String, String)> = inst
+        .metadata
+        .iter()
+        .filter(|(k, _)| has_prefix(k, prefix))
+        .collect();
+    meta.sort();
+    out.extend(meta.into_iter().cloned());
+    (out, warnings)
+}
+
+/// Every metadata entry plus every `key=value` tag (metadata wins), for
+/// `Label(...)` constraints, which look at all labels like Traefik's do.
+pub fn all_labels(inst: &Instance) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for tag in &inst.tags {
+        if let Some((k, v)) = tag.split_once('=') {
+            m.insert(k.to_string(), v.to_string());
+        }
+    }
+    for (k, v) in &inst.metadata {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+/// Go's `strconv.ParseBool`, which Traefik uses for boolean labels.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The last `prefix.enable` label, if valid.
+pub fn enable(labels: &[(String, String)], prefix: &str) -> Option<bool> {
+    labels
+        .iter()
+        .rev()
+        .find(|(k, _)| {
+            k.len() == prefix.len() + 7
+                && has_prefix(k, prefix)
+                && k[prefix.len() + 1..].eq_ignore_ascii_case("enable")
+        })
+        .and_then(|(_, v)| parse_bool(v.trim()))
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Section {
+    pub routers: BTreeMap<String, Object>,
+    pub services: BTreeMap<String, Object>,
+    pub middlewares: BTreeMap<String, Object>,
+}
+
+impl Section {
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty() && self.middlewares.is_empty()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Decoded {
+    pub enable: Option<bool>,
+    pub network: Option<String>,
+    pub http: Section,
+    pub tcp: Section,
+    pub udp: Section,
+}
+
+enum Problem {
+    Unknown,
+    Invalid(String),
+}
+
+enum Step {
+    Key(&'static str),
+    Index(usize),
+    MapKey(String),
+}
+
+/// What a label does at the end of its path.
+enum Action {
+    Set(Value),
+    /// `struct=true`: make it exist, keep what it already holds.
+    Ensure,
+    /// `struct=false`.
+    Remove,
+}
+
+/// Decodes labels in order (later ones win); returns warnings for labels
+/// that were ignored.
+pub fn decode(labels: &[(String, String)], prefix: &str) -> (Decoded, Vec<String>) {
+    let mut d = Decoded::default();
+    let mut warnings = Vec::new();
+    for (key, value) in labels {
+        if !has_prefix(key, prefix) {
+            continue;
+        }
+        if let Err(p) = decode_one(&mut d, &key[prefix.len() + 1..], value) {
+            warnings.push(match p {
+                Problem::Unknown => format!("label {key}: unknown option"),
+                Problem::Invalid(why) => format!("label {key}: {why}"),
+            });
+        }
+    }
+    finalize_section(
+        &mut d.http,
+        schema::ROUTER,
+        schema::HTTP_SERVICE,
+        schema::MIDDLEWARE,
+    );
+    finalize_section(
+        &mut d.tcp,
+        schema::TCP_ROUTER,
+        schema::TCP_SERVICE,
+        schema::TCP_MIDDLEWARE,
+    );
+    finalize_section(&mut d.udp, schema::UDP_ROUTER, schema::UDP_SERVICE, &[]);
+    (d, warnings)
+}
+
+fn decode_one(d: &mut Decoded, rest: &str, value: &str) -> Result<(), Problem> {
+    let segs: Vec<&str> = rest.split('.').collect();
+    let head = segs[0].to_ascii_lowercase();
+    match (head.as_str(), segs.len()) {
+        ("enable", 1) => {
+            d.enable = Some(
+                parse_bool(value.trim())
+                    .ok_or_else(|| Problem::Invalid(format!("invalid boolean {value:?}")))?,
+            );
+            Ok(())
+        }
+        ("openstack", 2) if segs[1].eq_ignore_ascii_case("network") => {
+            let v = value.trim();
+            d.network = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        }
+        ("http" | "tcp" | "udp", n) if n >= 4 => {
+            let section = match head.as_str() {
+                "http" => &mut d.http,
+                "tcp" => &mut d.tcp,
+                _ => &mut d.udp,
+            };
+            let kind = segs[1].to_ascii_lowercase();
+            let (map, fields) = match (head.as_str(), kind.as_str()) {
+                ("http", "routers") => (&mut section.routers, schema::ROUTER),
+                ("http", "services") => (&mut section.services, schema::HTTP_SERVICE),
+                ("http", "middlewares") => (&mut section.middlewares, schema::MIDDLEWARE),
+                ("tcp", "routers") => (&mut section.routers, schema::TCP_ROUTER),
+                ("tcp", "services") => (&mut section.services, schema::TCP_SERVICE),
+                ("tcp", "middlewares") => (&mut section.middlewares, schema::TCP_MIDDLEWARE),
+                ("udp", "routers") => (&mut section.routers, schema::UDP_ROUTER),
+                ("udp", "services") => (&mut section.services, schema::UDP_SERVICE),
+                _ => return Err(Problem::Unknown),
+            };
+            let name = segs[2];
+            check_label_name(name).map_err(Problem::Invalid)?;
+            let (steps, action) = resolve(fields, &segs[3..], value)?;
+            let obj = map.entry(name.to_string()).or_default();
+            apply(obj, &steps, action);
+            Ok(())
+        }
+        _ => Err(Problem::Unknown),
+    }
+}
+
+/// The type of the option a label sets, if the label is valid.
+pub fn option_kind(key: &str, prefix: &str) -> Option<Kind> {
+    if !has_prefix(key, prefix) {
+        return None;
+    }
+    let segs: Vec<&str> = key[prefix.len() + 1..].split('.').collect();
+    if segs.len() < 4 {
+        return None;
+    }
+    let mut fields = match (
+        segs[0].to_ascii_lowercase().as_str(),
+        segs[1].to_ascii_lowercase().as_str(),
+    ) {
+        ("http", "routers") => schema::ROUTER,
+        ("http", "services") => schema::HTTP_SERVICE,
+        ("http", "middlewares") => schema::MIDDLEWARE,
+        ("tcp", "routers") => schema::TCP_ROUTER,
+        ("tcp", "services") => schema::TCP_SERVICE,
+        ("tcp", "middlewares") => schema::TCP_MIDDLEWARE,
+        ("udp", "routers") => schema::UDP_ROUTER,
+        ("udp", "services") => schema::UDP_SERVICE,
+        _ => return None,
+    };
+    for (i, seg) in segs[3..].iter().enumerate() {
+        let (name, _) = split_index(seg).ok()?;
+        let (_, kind) = schema::field(fields, name)?;
+        match kind {
+            Kind::Struct(sub) | Kind::Indexed(sub) if i + 4 < segs.len() => fields = sub,
+            k => return Some(*k),
+        }
+    }
+    None
+}
+
+/// `domains[3]` → (`domains`, Some(3)).
+fn split_index(seg: &str) -> Result<(&str, Option<usize>), Problem> {
+    let Some(open) = seg.find('[') else {
+        return Ok((seg, None));
+    };
+    let idx = seg[open + 1..]
+        .strip_suffix(']')
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n < MAX_INDEX)
+        .ok_or(Problem::Unknown)?;
+    Ok((&seg[..open], Some(idx)))
+}
+
+/// Validates a label path against the schema before touching the tree, so
+/// that a bad label leaves no half-created option behind.
+fn resolve(
+    fields: &'static [Field],
+    segs: &[&str],
+    raw: &str,
+) -> Result<(Vec<Step>, Action), Problem> {
+    let mut steps = Vec::new();
+    let mut fields = fields;
+    let mut i = 0;
+    loop {
+        let Some(seg) = segs.get(i) else {
+            return Err(Problem::Unknown);
+        };
+        let (name, idx) = split_index(seg)?;
+        let (fname, kind) = schema::field(fields, name).ok_or(Problem::Unknown)?;
+        steps.push(Step::Key(fname));
+        let last = i + 1 == segs.len();
+        match (*kind, idx) {
+            (Kind::Indexed(sub), Some(n)) if !last => {
+                steps.push(Step::Index(n));
+                fields = sub;
+            }
+            (_, Some(_)) | (Kind::Indexed(_), None) => return Err(Problem::Unknown),
+            (Kind::Struct(_), None) if last => {
+                return match parse_bool(raw.trim()) {
+                    Some(true) => Ok((steps, Action::Ensure)),
+                    Some(false) => Ok((steps, Action::Remove)),
+                    None => Err(Problem::Invalid(format!("invalid boolean {raw:?}"))),
+                };
+            }
+            (Kind::Struct(sub), None) => fields = sub,
+            (Kind::Map, None) => {
+                if i + 2 != segs.len() || segs[i + 1].is_empty() {
+                    return Err(Problem::Unknown);
+                }
+                steps.push(Step::MapKey(segs[i + 1].to_string()));
+                return Ok((steps, Action::Set(Value::String(raw.to_string()))));
+            }
+            (leaf, None) if last => return Ok((steps, Action::Set(leaf_value(leaf, raw)?))),
+            (_, None) => return Err(Problem::Unknown),
+        }
+        i += 1;
+    }
+}
+
+fn leaf_value(kind: Kind, raw: &str) -> Result<Value, Problem> {
+    Ok(match kind {
+        Kind::Bool => Value::Bool(
+            parse_bool(raw.trim())
+                .ok_or_else(|| Problem::Invalid(format!("invalid boolean {raw:?}")))?,
+        ),
+        Kind::Int => Value::from(
+            raw.trim()
+                .parse::<i64>()
+                .map_err(|_| Problem::Invalid(format!("invalid integer {raw:?}")))?,
+        ),
+        Kind::Duration => {
+            let v = raw.trim();
+            if !is_duration(v) {
+                return Err(Problem::Invalid(format!("invalid duration {raw:?}")));
+            }
+            Value::String(v.to_string())
+        }
+        Kind::List => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => Value::String(raw.to_string()),
+    })
+}
+
+/// Go's `time.ParseDuration` syntax, or a plain number of seconds.
+fn is_duration(s: &str) -> bool {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let mut rest = s.strip_prefix('-').unwrap_or(s);
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let num = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num == 0 || rest[..num].matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[num..];
+        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .filter(|u| rest.starts_with(*u))
+            .max_by_key(|u| u.len());
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn apply(obj: &mut Object, steps: &[Step], action: Action) {
+    let (last, path) = match steps.split_last() {
+        Some(x) => x,
+        None => return,
+    };
+    let mut cur = obj;
+    for step in path {
+        let key = match step {
+            Step::Key(k) => k.to_string(),
+            Step::Index(n) => n.to_string(),
+            Step::MapKey(k) => k.clone(),
+        };
+        let slot = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        cur = match slot {
+            Value::Object(m) => m,
+            _ => return,
+        };
+    }
+    let key = match last {
+        Step::Key(k) => k.to_string(),
+        Step::Index(n) => n.to_string(),
+        Step::MapKey(k) => k.clone(),
+    };
+    match action {
+        Action::Set(v) => {
+            cur.insert(key, v);
+        }
+        Action::Ensure => {
+            let slot = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+        }
+        Action::Remove => {
+            cur.remove(&key);
+        }
+    }
+}
+
+fn finalize_section(s: &mut Section, router: &[Field], service: &[Field], mw: &[Field]) {
+    for o in s.routers.values_mut() {
+        finalize(router, o);
+    }
+    for o in s.services.values_mut() {
+        finalize(service, o);
+    }
+    for o in s.middlewares.values_mut() {
+        finalize(mw, o);
+    }
+}
+
+/// Turns `{"0": {...}, "2": {...}}` of indexed options into arrays.
+fn finalize(fields: &[Field], obj: &mut Object) {
+    for (name, kind) in fields {
+        let Some(v) = obj.get_mut(*name) else {
+            continue;
+        };
+        match (kind, v) {
+            (Kind::Struct(sub), Value::Object(inner)) => finalize(sub, inner),
+            (Kind::Indexed(sub), v @ Value::Object(_)) => {
+                let Value::Object(items) = std::mem::take(v) else {
+                    continue;
+                };
+                let mut items: Vec<(usize, Value)> = items
+                    .into_iter()
+                    .filter_map(|(k, v)| k.parse().ok().map(|n| (n, v)))
+                    .collect();
+                items.sort_by_key(|(n, _)| *n);
+                *v = Value::Array(
+                    items
+                        .into_iter()
+                        .map(|(_, mut item)| {
+                            if let Value::Object(o) = &mut item {
+                                finalize(sub, o);
+                            }
+                            item
+                        })
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn routers_case_insensitive_options() {
+        let (d, w) = decode(
+            &l(&[
+                ("traefik.http.routers.Web.Rule", "Host(`a`)"),
+                ("traefik.http.routers.Web.EntryPoints", "web, websecure"),
+                ("traefik.http.routers.Web.priority", "10"),
+                ("traefik.http.routers.Web.tls", "true"),
+                ("traefik.http.routers.Web.tls.certresolver", "le"),
+                ("traefik.http.routers.Web.tls.domains[1].main", "b.example"),
+                ("traefik.http.routers.Web.tls.domains[0].main", "a.example"),
+                (
+                    "traefik.http.routers.Web.tls.domains[0].sans",
+                    "x.a.example,y.a.example",
+                ),
+            ]),
+            "traefik",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            Value::Object(d.http.routers["Web"].clone()),
+            json!({"rule": "Host(`a`)", "entryPoints": ["web", "websecure"], "priority": 10,
+                   "tls": {"certResolver": "le", "domains": [
+                       {"main": "a.example", "sans": ["x.a.example", "y.a.example"]},
+                       {"main": "b.example"}]}})
+        );
+    }
+
+    #[test]
+    fn unknown_and_invalid() {
+        let (d, w) = decode(
+            &l(&[
+                ("traefik.http.routers.web.rul", "Host(`a`)"),
+                ("traefik.http.routers.web.priority", "abc"),
+                ("traefik.http.routers.web.tls.bogus", "x"),
+                ("traefik.foo", "bar"),
+                ("traefik.http.routers.a@b.rule", "x"),
+                ("traefik.http.middlewares.m.headers.stsseconds", "1y"),
+            ]),
+            "traefik",
+        );
+        assert_eq!(
+            w,
+            vec![
+                "label traefik.http.routers.web.rul: unknown option",
+                "label traefik.http.routers.web.priority: invalid integer \"abc\"",
+                "label traefik.http.routers.web.tls.bogus: unknown option",
+                "label traefik.foo: unknown option",
+                "label traefik.http.routers.a@b.rule: name \"a@b\" must not contain '@'",
+                "label traefik.http.middlewares.m.headers.stsseconds: invalid integer \"1y\"",
+            ]
+        );
+        // A rejected label must not leave an empty `tls` behind.
+        assert!(d.http.routers.is_empty());
+    }
+
+    #[test]
+    fn middlewares_typed() {
+        let (d, w) = decode(
+            &l(&[
+                (
+                    "traefik.http.middlewares.h.headers.customrequestheaders.X-Foo",
+                    "bar",
+                ),
+                ("traefik.http.middlewares.h.headers.stsseconds", "31536000"),
+                ("traefik.http.middlewares.h.headers.framedeny", "true"),
+                ("traefik.http.middlewares.r.ratelimit.average", "100"),
+                ("traefik.http.middlewares.r.ratelimit.period", "1m"),
+                ("traefik.http.middlewares.c.compress", "true"),
+                ("traefik.http.middlewares.s.stripprefix.prefixes", "/a,/b"),
+                (
+                    "traefik.http.middlewares.f.forwardauth.address",
+                    "http://auth",
+                ),
+                (
+                    "traefik.http.middlewares.f.forwardauth.tls.insecureskipverify",
+                    "true",
+                ),
+            ]),
+            "traefik",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let m = &d.http.middlewares;
+        assert_eq!(
+            Value::Object(m["h"].clone()),
+            json!({"headers": {"customRequestHeaders": {"X-Foo": "bar"}, "stsSeconds": 31536000, "frameDeny": true}})
+        );
+        assert_eq!(
+            Value::Object(m["r"].clone()),
+            json!({"rateLimit": {"average": 100, "period": "1m"}})
+        );
+        assert_eq!(Value::Object(m["c"].clone()), json!({"compress": {}}));
+        assert_eq!(
+            Value::Object(m["s"].clone()),
+            json!({"stripPrefix": {"prefixes": ["/a", "/b"]}})
+        );
+        assert_eq!(
+            Value::Object(m["f"].clone()),
+            json!({"forwardAuth": {"address": "http://auth", "tls": {"insecureSkipVerify": true}}})
+        );
+    }
+
+    #[test]
+    fn enable_network_tcp_udp() {
+        let (d, w) = decode(
+            &l(&[
+                ("traefik.enable", "false"),
+                ("Traefik.OpenStack.Network", "public"),
+                ("traefik.tcp.routers.db.rule", "HostSNI(`*`)"),
+                ("traefik.tcp.routers.db.tls.passthrough", "true"),
+                ("traefik.tcp.services.db.loadbalancer.server.port", "5432"),
+                ("traefik.udp.routers.dns.entrypoints", "dns"),
+                ("traefik.udp.services.dns.loadbalancer.server.port", "53"),
+                ("traefik.udp.middlewares.x.foo", "1"),
+            ]),
+            "traefik",
+        );
+        assert_eq!(
+            w,
+            vec!["label traefik.udp.middlewares.x.foo: unknown option"]
+        );
+        assert_eq!(d.enable, Some(false));
+        assert_eq!(d.network.as_deref(), Some("public"));
+        assert_eq!(
+            Value::Object(d.tcp.routers["db"].clone()),
+            json!({"rule": "HostSNI(`*`)", "tls": {"passthrough": true}})
+        );
+        assert_eq!(
+            Value::Object(d.udp.services["dns"].clone()),
+            json!({"loadBalancer": {"server": {"port": "53"}}})
+        );
+    }
+
+    #[test]
+    fn later_labels_win_and_struct_false_removes() {
+        let (d, _) = decode(
+            &l(&[
+                ("traefik.http.routers.r.rule", "A"),
+                ("traefik.http.routers.r.tls", "true"),
+                ("traefik.http.routers.r.RULE", "B"),
+                ("traefik.http.routers.r.tls", "false"),
+            ]),
+            "traefik",
+        );
+        assert_eq!(
+            Value::Object(d.http.routers["r"].clone()),
+            json!({"rule": "B"})
+        );
+    }
+
+    #[test]
+    fn collect_tags_and_metadata() {
+        let inst = Instance {
+            tags: vec![
+                "traefik.enable=true".into(),
+                "other".into(),
+                "traefik.bad".into(),
+                "traefik.http.routers.r.rule=T".into(),
+            ],
+            metadata: vec![
+                ("traefik.http.routers.r.rule".into(), "M".into()),
+                ("owner".into(), "bob".into()),
+            ],
+            ..Default::default()
+        };
+        let (labels, warnings) = collect(&inst, "traefik");
+        assert_eq!(
+            warnings,
+            vec!["tag traefik.bad: expected traefik.<key>=<value>"]
+        );
+        assert_eq!(enable(&labels, "traefik"), Some(true));
+        let (d, _) = decode(&labels, "traefik");
+        assert_eq!(d.http.routers["r"]["rule"], "M");
+        assert_eq!(all_labels(&inst)["owner"], "bob");
+    }
+
+    #[test]
+    fn option_kinds() {
+        let k = |key: &str| option_kind(key, "traefik");
+        assert!(matches!(
+            k("traefik.http.routers.r.entrypoints"),
+            Some(Kind::List)
+        ));
+        assert!(matches!(k("traefik.http.routers.r.rule"), Some(Kind::Str)));
+        assert!(matches!(
+            k("traefik.http.routers.r.tls.domains[0].sans"),
+            Some(Kind::List)
+        ));
+        assert!(matches!(
+            k("traefik.http.routers.r.tls"),
+            Some(Kind::Struct(_))
+        ));
+        assert!(k("traefik.http.routers.r.nope").is_none());
+    }
+
+    #[test]
+    fn durations() {
+        for ok in ["10s", "1m30s", "1.5h", "300ms", "42", "2µs"] {
+            assert!(is_duration(ok), "{ok}");
+        }
+        for bad in ["", "s", "10x", "1..2s", "-"] {
+            assert!(!is_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostile_keys_do_not_panic() {
+        let (_, w) = decode(
+            &l(&[
+                ("traefik.", "x"),
+                ("traefik..", "x"),
+                ("traefik.http.routers..rule", "x"),
+                (
+                    "traefik.http.routers.r.tls.domains[99999999999999999999].main",
+                    "x",
+                ),
+                ("traefik.http.routers.r.tls.domains[", "x"),
+                ("traefik.http.routers.r.tls.domains[0]", "x"),
+                ("traefiké.x", "x"),
+                (
+                    "traefik.http.middlewares.m.headers.customrequestheaders",
+                    "x",
+                ),
+            ]),
+            "traefik",
+        );
+        assert_eq!(w.len(), 6, "{w:?}");
+    }
+}
