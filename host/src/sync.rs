@@ -250,3 +250,203 @@ pub fn describe(module: &Module) -> String {
         &module.digest[..12]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! The whole host in-process: a fake cloud made of real API samples,
+    //! the real engine with real components, the publisher and the handler.
+
+    mod support {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mod.rs"));
+    }
+
+    use super::*;
+    use crate::config::{EngineConfig, OpenStackConfig};
+    use crate::openstack::OpenStack;
+    use crate::openstack::replay::{Canned, FakeCloud, server};
+    use crate::server::{AppState, handle};
+    use hyper::{Request, StatusCode};
+
+    struct Rig {
+        fake: FakeCloud,
+        sync: Sync,
+        state: AppState,
+        module_file: tempfile::NamedTempFile,
+    }
+
+    async fn rig() -> Rig {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(vec![
+            server("id-1", "vm-1", "2024-01-01T00:00:00Z"),
+            server("id-2", "vm-2", "2024-01-01T00:00:00Z"),
+        ]);
+        let metrics = Arc::new(Metrics::new());
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_millis(300),
+            ..OpenStackConfig::default()
+        };
+        let client =
+            OpenStack::new(fake.cloud_config(), cfg.request_timeout, metrics.clone()).unwrap();
+        let engine = Arc::new(
+            Engine::new(&EngineConfig {
+                timeout: Duration::from_millis(300),
+                cache_dir: Some("".into()),
+                ..EngineConfig::default()
+            })
+            .unwrap(),
+        );
+        let module_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(module_file.path(), crate::engine::DEFAULT_MODULE).unwrap();
+        let module = Arc::new(engine.load_file(module_file.path()).unwrap());
+        let publisher = Arc::new(Publisher::new(Duration::from_secs(30)));
+        let state = AppState {
+            publisher: publisher.clone(),
+            metrics: metrics.clone(),
+            config_path: "/traefik".into(),
+            token: None,
+        };
+        let sync = Sync {
+            engine,
+            module,
+            module_path: Some(module_file.path().to_owned()),
+            settings: "{}".into(),
+            inventory: Inventory::new(client, &cfg),
+            publisher,
+            metrics,
+            refresh_interval: Duration::from_secs(10),
+            reload: Arc::new(Notify::new()),
+        };
+        Rig {
+            fake,
+            sync,
+            state,
+            module_file,
+        }
+    }
+
+    impl Rig {
+        fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {
+            let resp = handle(&self.state, Request::get(path).body(()).unwrap());
+            let status = resp.status();
+            let etag = resp
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    use http_body_util::BodyExt;
+                    resp.into_body().collect().await.unwrap().to_bytes()
+                })
+            });
+            (status, String::from_utf8_lossy(&body).into_owned(), etag)
+        }
+
+        async fn swap_to(&mut self, feature: Option<&str>) {
+            std::fs::copy(support::test_policy(feature), self.module_file.path()).unwrap();
+            self.sync.try_swap().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn serves_503_until_the_first_sync_then_the_config() {
+        let mut rig = rig().await;
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!rig.sync.refresh_once(true).await);
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vm-1") && body.contains("vm-2"), "{body}");
+        assert_eq!(rig.get("/readyz").0, StatusCode::OK);
+        let (_, instances, _) = rig.get("/api/instances");
+        assert!(instances.contains("\"routed\": true"), "{instances}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn failed_refreshes_keep_the_last_good_config_and_recover() {
+        let mut rig = rig().await;
+        rig.sync.refresh_once(true).await;
+        let (_, good, etag) = rig.get("/traefik");
+        rig.fake.with(|s| s.servers.truncate(1));
+        for reply in [
+            Canned::status(500, r#"{"computeFault": {"code": 500}}"#),
+            Canned::status(200, "{\"servers\": [ truncated"),
+        ] {
+            rig.sync.inventory.request_full_sync();
+            rig.fake.fault("/servers/detail", 0, reply);
+            rig.sync.refresh_once(false).await;
+            let (status, body, tag) = rig.get("/traefik");
+            assert_eq!((status, &body, &tag), (StatusCode::OK, &good, &etag));
+            let (_, readyz, _) = rig.get("/readyz");
+            assert!(readyz.contains("refresh_error"), "{readyz}");
+        }
+        let metrics = rig.state.metrics.encode();
+        assert!(metrics.contains("outcome=\"http_5xx\"} 1"), "{metrics}");
+        assert!(metrics.contains("outcome=\"malformed\"} 1"), "{metrics}");
+
+        // The cloud is back: the next refresh publishes what changed.
+        rig.sync.inventory.request_full_sync();
+        rig.sync.refresh_once(false).await;
+        let (_, body, tag) = rig.get("/traefik");
+        assert_ne!(tag, etag);
+        assert!(body.contains("vm-1") && !body.contains("vm-2"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_real_drop_to_zero_instances_is_served() {
+        let mut rig = rig().await;
+        rig.sync.refresh_once(true).await;
+        rig.fake.set_servers(vec![]);
+        rig.sync.inventory.request_full_sync();
+        rig.sync.refresh_once(false).await;
+        assert_eq!(rig.get("/traefik").1, "{}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hot_swap_takes_good_modules_and_refuses_broken_ones() {
+        let mut rig = rig().await;
+        rig.sync.refresh_once(true).await;
+        let (_, before, etag) = rig.get("/traefik");
+
+        for broken in ["trap", "loop", "notjson", "future-version"] {
+            rig.swap_to(Some(broken)).await;
+            let (status, body, tag) = rig.get("/traefik");
+            assert_eq!(
+                (status, &body, &tag),
+                (StatusCode::OK, &before, &etag),
+                "{broken}"
+            );
+            let (ready, readyz, _) = rig.get("/readyz");
+            assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{broken}: {readyz}");
+            assert!(readyz.contains("rejected"), "{broken}: {readyz}");
+            let metrics = rig.state.metrics.encode();
+            assert!(metrics.contains("module_healthy 0"), "{broken}: {metrics}");
+            // Refreshes go on with the old module.
+            rig.fake.with(|s| {
+                s.servers
+                    .push(server("id-3", "vm-3", "2024-01-02T00:00:00Z"))
+            });
+            rig.sync.inventory.request_full_sync();
+            rig.sync.refresh_once(false).await;
+            rig.fake.with(|s| s.servers.pop());
+            rig.sync.inventory.request_full_sync();
+            rig.sync.refresh_once(false).await;
+            assert_eq!(rig.get("/traefik").1, before, "{broken}");
+        }
+        let metrics = rig.state.metrics.encode();
+        assert!(metrics.contains("outcome=\"module_trap\"} 1"), "{metrics}");
+        assert!(
+            metrics.contains("outcome=\"module_timeout\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("outcome=\"module_output\"} 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("outcome=\"module_load\"} 1"), "{metrics}");
+
+        rig.swap_to(None).await;
+        let (_, body, _) = rig.get("/traefik");
+        assert!(body.contains("swapped-0"), "{body}");
+        assert_eq!(rig.get("/readyz").0, StatusCode::OK);
+        assert!(rig.state.metrics.encode().contains("module_healthy 1"));
+    }
+}

@@ -1,10 +1,10 @@
-//! Shared helpers of the host's integration tests.
-#![allow(dead_code)]
+// Shared helpers of the host's tests; also `include!`d by unit tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[allow(dead_code)]
 pub fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
