@@ -66,12 +66,17 @@ pub fn check(inst: &Instance, s: &Settings, own: &[(String, String)]) -> Result<
             g.pattern
         ));
     }
-    match labels::enable(own, &s.label_prefix) {
-        Some(false) => return Err(format!("skipped: {}.enable=false", s.label_prefix)),
+    let p = &s.label_prefix;
+    match labels::enable(own, p) {
+        Some(Ok(false)) => return Err(format!("skipped: {p}.enable=false")),
+        Some(Err(raw)) if !s.exposed_by_default => {
+            return Err(format!(
+                "skipped: not exposed by default and {p}.enable={raw:?} is not a boolean"
+            ));
+        }
         None if !s.exposed_by_default => {
             return Err(format!(
-                "skipped: not exposed by default and no {}.enable=true",
-                s.label_prefix
+                "skipped: not exposed by default and no {p}.enable=true"
             ));
         }
         _ => {}

@@ -77,17 +77,16 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// The last `prefix.enable` label, if valid.
-pub fn enable(labels: &[(String, String)], prefix: &str) -> Option<bool> {
+/// The last `prefix.enable` label: `Some(Ok(b))`, or `Some(Err(raw))` when
+/// it is not a boolean.
+pub fn enable(labels: &[(String, String)], prefix: &str) -> Option<Result<bool, String>> {
     labels
         .iter()
         .rev()
         .find(|(k, _)| {
-            k.len() == prefix.len() + 7
-                && has_prefix(k, prefix)
-                && k[prefix.len() + 1..].eq_ignore_ascii_case("enable")
+            has_prefix(k, prefix) && k[prefix.len() + 1..].eq_ignore_ascii_case("enable")
         })
-        .and_then(|(_, v)| parse_bool(v.trim()))
+        .map(|(_, v)| parse_bool(v.trim()).ok_or_else(|| v.clone()))
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -630,7 +629,7 @@ mod tests {
             warnings,
             vec!["tag traefik.bad: expected traefik.<key>=<value>"]
         );
-        assert_eq!(enable(&labels, "traefik"), Some(true));
+        assert_eq!(enable(&labels, "traefik"), Some(Ok(true)));
         let (d, _) = decode(&labels, "traefik");
         assert_eq!(d.http.routers["r"]["rule"], "M");
         assert_eq!(all_labels(&inst)["owner"], "bob");

@@ -74,3 +74,172 @@ fn canonical(v: Value) -> Value {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift: deterministic, so a failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() % xs.len() as u64) as usize]
+        }
+        fn text(&mut self, parts: &[&str], max: u64) -> String {
+            let n = self.next() % max;
+            (0..n).map(|_| self.pick(parts)).collect()
+        }
+    }
+
+    const BITS: &[&str] = &[
+        "a",
+        "Z",
+        "0",
+        ".",
+        "`",
+        "\"",
+        "\\",
+        "@",
+        " ",
+        "é",
+        "日",
+        "[",
+        "]",
+        "[0]",
+        "[99999999999]",
+        "=",
+        ",",
+        "{{",
+        "}}",
+        "-",
+        "\n",
+        "\u{0}",
+        ")",
+        "(",
+        "||",
+    ];
+    const KEYS: &[&str] = &[
+        "traefik",
+        ".",
+        "http",
+        "tcp",
+        "udp",
+        "routers",
+        "services",
+        "middlewares",
+        "r",
+        "s",
+        "rule",
+        "tls",
+        "domains[0]",
+        "main",
+        "loadbalancer",
+        "server",
+        "port",
+        "url",
+        "scheme",
+        "headers",
+        "customrequestheaders",
+        "enable",
+        "openstack",
+        "network",
+        "priority",
+        "entrypoints",
+        "service",
+        "stripprefix",
+        "prefixes",
+        "sticky",
+        "cookie",
+        "X",
+    ];
+
+    fn instance(rng: &mut Rng, n: usize) -> Instance {
+        let mut i = Instance {
+            id: format!("id-{}", rng.next() % 8),
+            name: rng.text(BITS, 12),
+            status: rng.pick(&["ACTIVE", "SHUTOFF", "", "active"]).into(),
+            ..Default::default()
+        };
+        for _ in 0..rng.next() % 6 {
+            let key = rng.text(KEYS, 10);
+            let val = rng.text(BITS, 8);
+            if rng.next() % 2 == 0 {
+                i.metadata.push((key, val));
+            } else {
+                i.tags.push(format!("{key}={val}"));
+            }
+        }
+        for _ in 0..rng.next() % 3 {
+            i.addresses.push(Address {
+                network: rng.pick(&["a", "b", ""]).into(),
+                ip: rng
+                    .pick(&[
+                        "10.0.0.1",
+                        "fd00::1",
+                        "x",
+                        "",
+                        "10.0.0.1%eth0",
+                        "::ffff:1.2.3.4",
+                    ])
+                    .into(),
+                version: if n % 2 == 0 { 4 } else { 6 },
+                kind: if rng.next() % 2 == 0 {
+                    AddressKind::Fixed
+                } else {
+                    AddressKind::Floating
+                },
+                mac: None,
+            });
+        }
+        i
+    }
+
+    #[test]
+    fn hostile_input_never_panics_and_is_deterministic() {
+        let settings = [
+            "{}",
+            r#"{"default_rule": "Host(`{{ .Name }}.x`)", "address": "floating"}"#,
+            r#"{"default_labels": {"traefik.http.routers.{{ .Name }}.rule": "Host(`{{ .Name }}`)",
+                "traefik.http.routers.{{ .Name }}.middlewares": "{{ .Metadata.x }}"}}"#,
+            r#"{"constraints": "TagRegex(`.`) || !Label(`a`, `b`)", "include": ["*a*"]}"#,
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..400 {
+            let instances: Vec<Instance> = (0..rng.next() % 6 + 1)
+                .map(|n| instance(&mut rng, n as usize))
+                .collect();
+            let s = settings[round % settings.len()];
+            let a = generate(s, &instances).unwrap();
+            let mut rev = instances.clone();
+            rev.reverse();
+            let b = generate(s, &rev).unwrap();
+            assert_eq!(a.config, b.config, "round {round}");
+            let v: Value = serde_json::from_str(&a.config).unwrap();
+            assert!(v.is_object());
+            for empty in [r#""http":{}"#, r#""routers":{}"#, r#""loadBalancer":{}"#] {
+                assert!(!a.config.contains(empty), "round {round}: {}", a.config);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        assert!(
+            generate(r#"{"nope": 1}"#, &[])
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(generate("{", &[]).is_err());
+    }
+
+    #[test]
+    fn nothing_gives_empty_object() {
+        assert_eq!(generate("", &[]).unwrap().config, "{}");
+    }
+}

@@ -9,14 +9,15 @@
 use crate::template::Rendered;
 
 /// Instance data in a rule must lie inside a quoted string literal and hold
-/// no quote or backslash, so it can only ever be part of one string.
+/// no quote or backslash, so it can only ever be part of one string; control
+/// characters are refused too, as no host or path legitimately holds them.
 pub fn check_rule(r: &Rendered) -> Result<(), String> {
     let spans = literal_spans(&r.text);
     for range in &r.tainted {
         let piece = &r.text[range.clone()];
-        if piece.contains(['`', '"', '\\']) {
+        if piece.contains(['`', '"', '\\']) || piece.chars().any(char::is_control) {
             return Err(format!(
-                "instance data {piece:?} in a rule contains a quote or backslash"
+                "instance data {piece:?} in a rule contains a quote, backslash or control character"
             ));
         }
         if !spans
@@ -101,6 +102,7 @@ mod tests {
         assert!(check_rule(&render(t, "evil`) || Host(`victim.example.com")).is_err());
         assert!(check_rule(&render("Host(\"{{ .Name }}\")", "a\\\"b")).is_err());
         assert!(check_rule(&render("Host(\"{{ .Name }}\")", "a b")).is_ok());
+        assert!(check_rule(&render(t, "a\nb")).is_err());
         // Harmless even though it looks like syntax: it stays one string.
         assert!(check_rule(&render(t, "a) || Host(b")).is_ok());
         // Data outside literals is structure.
