@@ -169,7 +169,7 @@ mod tests {
         for _ in 0..rng.next() % 6 {
             let key = rng.text(KEYS, 10);
             let val = rng.text(BITS, 8);
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 i.metadata.push((key, val));
             } else {
                 i.tags.push(format!("{key}={val}"));
@@ -188,8 +188,8 @@ mod tests {
                         "::ffff:1.2.3.4",
                     ])
                     .into(),
-                version: if n % 2 == 0 { 4 } else { 6 },
-                kind: if rng.next() % 2 == 0 {
+                version: if n.is_multiple_of(2) { 4 } else { 6 },
+                kind: if rng.next().is_multiple_of(2) {
                     AddressKind::Fixed
                 } else {
                     AddressKind::Floating
