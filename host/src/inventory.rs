@@ -89,6 +89,11 @@ struct Picture {
 }
 
 impl Inventory {
+    /// Makes the next refresh a full listing, as after `full_sync_interval`.
+    pub fn request_full_sync(&mut self) {
+        self.last_full = None;
+    }
+
     pub fn new(client: OpenStack, cfg: &OpenStackConfig) -> Self {
         Self {
             client,
@@ -607,5 +612,48 @@ mod tests {
         );
         let mut inv = Inventory::new(client, &config(10));
         assert_eq!(inv.refresh().await.unwrap().total, 0);
+    }
+}
+
+/// Manual check against a real Keystone + Nova (e.g. the shared lab):
+/// `set -a; . run/lab.env; cargo test -p traefik-openstack --lib -- --ignored real_cloud --nocapture`
+#[cfg(test)]
+mod real_cloud {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs a real cloud in OS_* variables"]
+    async fn real_cloud_refreshes() {
+        let cfg = OpenStackConfig {
+            page_size: 2,
+            all_projects: std::env::var_os("ALL_PROJECTS").is_some(),
+            ..OpenStackConfig::default()
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let client = OpenStack::from_config(&cfg, metrics.clone()).unwrap();
+        println!("{}", client.describe());
+        let mut inv = Inventory::new(client, &cfg);
+        let first = inv.refresh().await.unwrap();
+        println!("first: {first:?}");
+        for i in inv.instances().iter() {
+            println!(
+                "  {} {} {} {:?} {:?} {:?}",
+                i.id, i.status, i.updated, i.flavor_name, i.tags, i.addresses
+            );
+        }
+        let steady = inv.refresh().await.unwrap();
+        println!("steady: {steady:?}");
+        assert!(first.full && first.changed && first.total > 0);
+        assert!(!steady.full && !steady.changed && steady.requests <= 2);
+        assert_eq!(steady.total, first.total);
+        print!(
+            "{}",
+            metrics
+                .encode()
+                .lines()
+                .filter(|l| l.contains("openstack_requests"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
