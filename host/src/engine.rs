@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
-use wasmtime::{Config, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Output, RoutePolicyPre};
@@ -96,7 +96,43 @@ pub struct Generated {
     pub duration: Duration,
 }
 
-struct Limits(StoreLimits);
+/// Per-store limits that also remember whether they refused something, so
+/// an out-of-memory trap is told apart from any other.
+struct Limits {
+    memory_bytes: usize,
+    exceeded: bool,
+}
+
+/// Tables only hold function references; this is far beyond any real module.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.memory_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.exceeded = true;
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+        }
+        Ok(true)
+    }
+}
 
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -239,12 +275,12 @@ impl Engine {
         instances: &[Instance],
     ) -> Result<Generated, GenerateError> {
         let started = Instant::now();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.memory_limit_mib as usize * 1024 * 1024)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(&self.engine, Limits(limits));
-        store.limiter(|l| &mut l.0);
+        let limits = Limits {
+            memory_bytes: self.memory_limit_mib as usize * 1024 * 1024,
+            exceeded: false,
+        };
+        let mut store = Store::new(&self.engine, limits);
+        store.limiter(|l| l);
         let ticks = self.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -257,7 +293,7 @@ impl Engine {
                     .traefik_openstack_routes_policy()
                     .call_generate(&mut store, settings, instances)
             })
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify(e, store.data().exceeded))?;
         let output: Output = result.map_err(GenerateError::Settings)?;
         validate_config(&output.config)?;
         Ok(Generated {
@@ -268,14 +304,12 @@ impl Engine {
         })
     }
 
-    fn classify(&self, error: wasmtime::Error) -> GenerateError {
+    fn classify(&self, error: wasmtime::Error, limit_exceeded: bool) -> GenerateError {
+        if limit_exceeded {
+            return GenerateError::OutOfMemory(self.memory_limit_mib);
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => GenerateError::Timeout(self.timeout),
-            Some(Trap::MemoryOutOfBounds) | None
-                if format!("{error:#}").contains("forcing a memory growth failure") =>
-            {
-                GenerateError::OutOfMemory(self.memory_limit_mib)
-            }
             _ => GenerateError::Trap(format!("{error:#}")),
         }
     }
