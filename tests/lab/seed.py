@@ -8,7 +8,8 @@ Spec (JSON):
                 "ipv6": "fd00:10::5",         # fixed IPv6, optional
                 "network": "private",
                 "metadata": {"k": "v"}, "tags": ["t"],
-                "status": "ACTIVE"}]}          # ACTIVE|SHUTOFF|ERROR|BUILD|PAUSED|SUSPENDED
+                "status": "ACTIVE",            # ACTIVE|SHUTOFF|ERROR|BUILD|PAUSED|SUSPENDED
+                "host": "novalab-compute"}]}   # compute host (no service runs)
 Result: {"servers": [{"id": "<uuid>", "name": "vm-1"}, ...]}
 
   venv/bin/python seed.py --config-file S/etc/nova.conf < spec.json   (run in S)
@@ -24,6 +25,12 @@ import sys
 
 IMAGE_REF = '155d900f-4e14-4e4c-a73d-069cbf4541e6'
 NETWORK_ID = '3f9fd4a2-9dbc-4d2f-8e7c-1e7a2f5d0001'
+# Servers live on a compute host that has no service record, as after a
+# compute node was removed: Nova's DELETE then takes the real path (task_state
+# deleting, saved, so `updated` and changes-since see it) and ends in a local
+# delete. With host None Nova would treat them as still booting and destroy
+# them without touching `updated`.
+COMPUTE_HOST = 'novalab-compute'
 _counter = [0]
 
 
@@ -99,7 +106,8 @@ def seed(spec):
                 context=cctxt, uuid=uuid, project_id=project_id, user_id=user_id,
                 display_name=s['name'], hostname='vm-%d' % idx,
                 vm_state=vm_state, power_state=power,
-                task_state=None, host=None, node=None, compute_id=None,
+                task_state=None, host=s.get('host', COMPUTE_HOST),
+                node=s.get('host', COMPUTE_HOST), compute_id=None,
                 availability_zone='nova', image_ref=IMAGE_REF,
                 flavor=flavor, instance_type_id=flavor.id,
                 memory_mb=flavor.memory_mb, vcpus=flavor.vcpus,

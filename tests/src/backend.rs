@@ -89,7 +89,8 @@ fn serve(name: &str, mut conn: TcpStream) {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
             })
             .unwrap_or(0);
         while buf.len() < length {

@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 
 use crate::lab::{Lab, Project};
 use crate::proc::Proc;
-use crate::util::{REFRESH_INTERVAL, free_port, http_status_blocking, profile_dir, target_dir, wait_blocking};
+use crate::util::{
+    REFRESH_INTERVAL, free_port, http_status_blocking, profile_dir, target_dir, wait_blocking,
+};
 
 /// The host binary: `$TRAEFIK_OPENSTACK_BIN`, else next to this executable's
 /// profile directory (`target/debug/traefik-openstack`).
@@ -25,7 +27,10 @@ pub fn binary() -> PathBuf {
 pub fn default_module() -> anyhow::Result<PathBuf> {
     let p = target_dir().join("guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm");
     if !p.exists() {
-        bail!("{} is missing: run `cargo build -p traefik-openstack` (its build script builds the guest)", p.display());
+        bail!(
+            "{} is missing: run `cargo build -p traefik-openstack` (its build script builds the guest)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -98,8 +103,14 @@ impl Host {
         if !opts.env_credentials {
             os.insert("cloud".into(), "lab".into());
         }
-        os.insert("refresh_interval".into(), format!("{}ms", opts.refresh_interval.as_millis()).into());
-        os.insert("request_timeout".into(), format!("{}ms", opts.request_timeout.as_millis()).into());
+        os.insert(
+            "refresh_interval".into(),
+            format!("{}ms", opts.refresh_interval.as_millis()).into(),
+        );
+        os.insert(
+            "request_timeout".into(),
+            format!("{}ms", opts.request_timeout.as_millis()).into(),
+        );
         os.insert("all_projects".into(), opts.all_projects.into());
         os.insert("region".into(), crate::lab::REGION.into());
         os.insert("interface".into(), "public".into());
@@ -109,7 +120,11 @@ impl Host {
         }
         engine.insert(
             "cache_dir".into(),
-            target_dir().join("e2e/module-cache").display().to_string().into(),
+            target_dir()
+                .join("e2e/module-cache")
+                .display()
+                .to_string()
+                .into(),
         );
         let mut config = toml::Table::new();
         config.insert("server".into(), server.into());
@@ -122,13 +137,19 @@ impl Host {
         lab.write_clouds_yaml(&clouds, "lab", &opts.project)?;
 
         let mut cmd = Command::new(&bin);
-        cmd.arg("serve").arg("--config").arg(&config_file).current_dir(dir);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config_file)
+            .current_dir(dir);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OS_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("RUST_LOG", std::env::var("E2E_HOST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("E2E_HOST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         if opts.env_credentials {
             let p = &opts.project;
             cmd.env("OS_AUTH_URL", lab.keystone_url())
@@ -143,15 +164,19 @@ impl Host {
         }
         let mut proc = Proc::spawn("traefik-openstack", cmd, &dir.join("host.log"))?;
         let addr = format!("127.0.0.1:{port}");
-        wait_blocking("traefik-openstack /healthz", Duration::from_secs(60), || {
-            if let Some(st) = proc.exited() {
-                return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
-            }
-            match http_status_blocking(&addr, "/healthz") {
-                Ok(200) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })?;
+        wait_blocking(
+            "traefik-openstack /healthz",
+            Duration::from_secs(60),
+            || {
+                if let Some(st) = proc.exited() {
+                    return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
+                }
+                match http_status_blocking(&addr, "/healthz") {
+                    Ok(200) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )?;
         Ok(Host {
             dir: dir.to_path_buf(),
             port,
@@ -167,11 +192,16 @@ impl Host {
 
     /// GET `path` on the host (with the bearer token when one is set).
     pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, String)> {
-        let mut req = reqwest::Client::new().get(self.url(path)).timeout(Duration::from_secs(10));
+        let mut req = reqwest::Client::new()
+            .get(self.url(path))
+            .timeout(Duration::from_secs(10));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let r = req.send().await.with_context(|| format!("GET {path} on the host"))?;
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("GET {path} on the host"))?;
         let status = r.status();
         Ok((status, r.text().await?))
     }
@@ -205,12 +235,18 @@ impl Host {
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let (n, l) = match series.split_once('{') {
             Some((n, l)) => (n, l.trim_end_matches('}')),
             None => (series, ""),
         };
-        if n != name || !labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))) {
+        if n != name
+            || !labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        {
             continue;
         }
         if let Ok(v) = value.parse::<f64>() {

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 
 use crate::proc::Proc;
 use crate::proxy::FaultProxy;
-use crate::util::{free_port, http_status_blocking, run_dir, target_dir, wait_blocking, workspace_root};
+use crate::util::{
+    free_port, http_status_blocking, run_dir, target_dir, wait_blocking, workspace_root,
+};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "s3cret";
@@ -48,7 +50,12 @@ pub fn prepare() -> anyhow::Result<Prepared> {
         .arg(target_dir())
         .stderr(std::process::Stdio::inherit())
         .output()
-        .with_context(|| format!("running python3 {} (is python3 >= 3.9 installed?)", labctl.display()))?;
+        .with_context(|| {
+            format!(
+                "running python3 {} (is python3 >= 3.9 installed?)",
+                labctl.display()
+            )
+        })?;
     if !out.status.success() {
         bail!("{} prepare failed ({})", labctl.display(), out.status);
     }
@@ -73,7 +80,9 @@ pub struct Service {
 impl Service {
     fn spawn(&self) -> anyhow::Result<()> {
         let mut cmd = Command::new(&self.cmd[0]);
-        cmd.args(&self.cmd[1..]).current_dir(&self.cwd).env("PYTHONWARNINGS", "ignore");
+        cmd.args(&self.cmd[1..])
+            .current_dir(&self.cwd)
+            .env("PYTHONWARNINGS", "ignore");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -84,14 +93,22 @@ impl Service {
 
     fn wait_up(&self) -> anyhow::Result<()> {
         let addr = format!("127.0.0.1:{}", self.port);
-        wait_blocking(&format!("{} on {addr}", self.name), Duration::from_secs(90), || {
-            if let Some(p) = self.proc.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-                && let Some(st) = p.exited()
-            {
-                return Err(format!("exited with {st}; log {}:\n{}", p.log_path().display(), p.log_tail(30)));
-            }
-            http_status_blocking(&addr, "/").map(|_| ())
-        })
+        wait_blocking(
+            &format!("{} on {addr}", self.name),
+            Duration::from_secs(90),
+            || {
+                if let Some(p) = self.proc.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                    && let Some(st) = p.exited()
+                {
+                    return Err(format!(
+                        "exited with {st}; log {}:\n{}",
+                        p.log_path().display(),
+                        p.log_tail(30)
+                    ));
+                }
+                http_status_blocking(&addr, "/").map(|_| ())
+            },
+        )
     }
 
     /// Starts the service and waits until it answers HTTP.
@@ -108,7 +125,11 @@ impl Service {
     }
 
     pub fn is_running(&self) -> bool {
-        self.proc.lock().unwrap_or_else(|e| e.into_inner()).as_mut().is_some_and(|p| p.exited().is_none())
+        self.proc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .is_some_and(|p| p.exited().is_none())
     }
 }
 
@@ -170,8 +191,11 @@ impl ServerSpec {
         self
     }
     fn to_json(&self) -> Value {
-        let meta: serde_json::Map<String, Value> =
-            self.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let meta: serde_json::Map<String, Value> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         json!({
             "name": self.name, "fixed": self.fixed, "floating": self.floating,
             "ipv6": self.ipv6, "metadata": meta, "tags": self.tags,
@@ -208,7 +232,12 @@ impl Lab {
             .arg(&prepared.template)
             .arg("--state")
             .arg(&dir)
-            .args(["--ks-port", &ks_port.to_string(), "--stub-port", &stub_port.to_string()])
+            .args([
+                "--ks-port",
+                &ks_port.to_string(),
+                "--stub-port",
+                &stub_port.to_string(),
+            ])
             .status()?;
         if !st.success() {
             bail!("labctl.py init failed ({st})");
@@ -219,7 +248,12 @@ impl Lab {
         let service = |name: &'static str, port: u16, env: Vec<(String, String)>| Service {
             name,
             port,
-            cmd: vec![py.clone(), serve.clone(), name.to_string(), port.to_string()],
+            cmd: vec![
+                py.clone(),
+                serve.clone(),
+                name.to_string(),
+                port.to_string(),
+            ],
             env,
             cwd: dir.clone(),
             log: dir.join("logs").join(format!("{name}.out")),
@@ -228,7 +262,10 @@ impl Lab {
         let keystone = service(
             "keystone",
             ks_port,
-            vec![("OS_KEYSTONE_CONFIG_FILES".into(), etc.join("keystone.conf").display().to_string())],
+            vec![(
+                "OS_KEYSTONE_CONFIG_FILES".into(),
+                etc.join("keystone.conf").display().to_string(),
+            )],
         );
         let stub = service("stub", stub_port, vec![]);
         let nova = service(
@@ -236,7 +273,10 @@ impl Lab {
             nova_port,
             vec![
                 ("OS_NOVA_CONFIG_DIR".into(), etc.display().to_string()),
-                ("OS_NOVA_CONFIG_FILES".into(), "api-paste.ini;nova.conf".into()),
+                (
+                    "OS_NOVA_CONFIG_FILES".into(),
+                    "api-paste.ini;nova.conf".into(),
+                ),
             ],
         );
         // start all three, then wait: the imports take seconds each
@@ -254,7 +294,12 @@ impl Lab {
             &[("COMPUTE_URL", format!("http://{}/v2.1", proxy.addr()))],
             &["init"],
         )?;
-        let get = |k: &str| ids[k].as_str().map(str::to_string).with_context(|| format!("ksinit: no {k} in {ids}"));
+        let get = |k: &str| {
+            ids[k]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("ksinit: no {k} in {ids}"))
+        };
         Ok(Lab {
             admin_project_id: get("admin_project_id")?,
             admin_user_id: get("admin_user_id")?,
@@ -310,7 +355,12 @@ impl Lab {
     pub fn project(&self, name: &str) -> anyhow::Result<Project> {
         let user = format!("{name}-user");
         let password = format!("{name}-pw");
-        let ids = ksinit(&self.prepared, self.keystone.port, &[], &["project", name, &user, &password])?;
+        let ids = ksinit(
+            &self.prepared,
+            self.keystone.port,
+            &[],
+            &["project", name, &user, &password],
+        )?;
         Ok(Project {
             name: name.into(),
             id: ids["project_id"].as_str().context("project_id")?.into(),
@@ -359,7 +409,12 @@ impl Lab {
     }
 
     /// A clouds.yaml with one entry, `cloud`, for `project`'s user.
-    pub fn write_clouds_yaml(&self, path: &Path, cloud: &str, project: &Project) -> anyhow::Result<()> {
+    pub fn write_clouds_yaml(
+        &self,
+        path: &Path,
+        cloud: &str,
+        project: &Project,
+    ) -> anyhow::Result<()> {
         let q = |s: &str| serde_json::to_string(s).expect("string");
         let yaml = format!(
             "clouds:\n  {cloud}:\n    auth:\n      auth_url: {}\n      username: {}\n      password: {}\n      project_name: {}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {}\n    interface: public\n    identity_api_version: 3\n",
@@ -387,7 +442,12 @@ impl Drop for Lab {
     }
 }
 
-fn ksinit(prepared: &Prepared, ks_port: u16, env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Value> {
+fn ksinit(
+    prepared: &Prepared,
+    ks_port: u16,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> anyhow::Result<Value> {
     let mut cmd = Command::new(python3());
     cmd.arg(prepared.lab_dir.join("ksinit.py"))
         .args(args)

@@ -23,4 +23,27 @@ pub mod scenario;
 pub mod traefik;
 pub mod util;
 
-pub use util::{eventually, freshness, FRESHNESS_SLACK, POLL_INTERVAL, REFRESH_INTERVAL, THROTTLE};
+pub use util::{FRESHNESS_SLACK, POLL_INTERVAL, REFRESH_INTERVAL, THROTTLE, eventually, freshness};
+
+/// The lab shared by every case of one test binary (each binary is its own
+/// process, so each gets one lab). Started on first use; its processes are
+/// stopped when the binary exits. A failed start fails every case with the
+/// same message instead of retrying.
+pub fn shared_lab() -> &'static lab::Lab {
+    static LAB: std::sync::OnceLock<Result<lab::Lab, String>> = std::sync::OnceLock::new();
+    let r = LAB.get_or_init(|| {
+        let exe = std::env::current_exe().ok();
+        let stem = exe
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.split('-').next())
+            .unwrap_or("lab")
+            .to_string();
+        lab::Lab::start(&stem).map_err(|e| format!("{e:#}"))
+    });
+    match r {
+        Ok(l) => l,
+        Err(e) => panic!("the lab did not start: {e}"),
+    }
+}

@@ -8,7 +8,12 @@ use serde_json::{Value, json};
 use crate::lab::{ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, Lab, Project};
 
 /// A project-scoped Keystone token.
-pub async fn token(keystone_url: &str, user: &str, password: &str, project: &str) -> anyhow::Result<String> {
+pub async fn token(
+    keystone_url: &str,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> anyhow::Result<String> {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": password}}},
@@ -31,7 +36,13 @@ pub async fn token(keystone_url: &str, user: &str, password: &str, project: &str
 
 /// Revokes `subject` with an admin token (`DELETE /v3/auth/tokens`).
 pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
-    let admin = token(&lab.keystone_url(), ADMIN_USER, ADMIN_PASSWORD, ADMIN_PROJECT).await?;
+    let admin = token(
+        &lab.keystone_url(),
+        ADMIN_USER,
+        ADMIN_PASSWORD,
+        ADMIN_PROJECT,
+    )
+    .await?;
     let r = Client::new()
         .delete(format!("{}/auth/tokens", lab.keystone_url()))
         .header("X-Auth-Token", admin)
@@ -55,12 +66,23 @@ impl Nova {
     pub async fn login(lab: &Lab, project: &Project) -> anyhow::Result<Nova> {
         Ok(Nova {
             url: lab.nova_url(),
-            token: token(&lab.keystone_url(), &project.user, &project.password, &project.name).await?,
+            token: token(
+                &lab.keystone_url(),
+                &project.user,
+                &project.password,
+                &project.name,
+            )
+            .await?,
             http: Client::new(),
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.url))
@@ -69,10 +91,17 @@ impl Nova {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.with_context(|| format!("Nova {method} {path}"))?;
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("Nova {method} {path}"))?;
         let status = r.status();
         let text = r.text().await?;
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if !status.is_success() {
             bail!("Nova {method} {path}: {status} {v}");
         }
@@ -80,53 +109,83 @@ impl Nova {
     }
 
     pub async fn server(&self, id: &str) -> anyhow::Result<Value> {
-        Ok(self.call(Method::GET, &format!("/servers/{id}"), None).await?.1["server"].clone())
+        Ok(self
+            .call(Method::GET, &format!("/servers/{id}"), None)
+            .await?
+            .1["server"]
+            .clone())
     }
 
     /// `PUT /servers/{id}` with a new name.
     pub async fn rename(&self, id: &str, name: &str) -> anyhow::Result<()> {
-        self.call(Method::PUT, &format!("/servers/{id}"), Some(json!({"server": {"name": name}})))
-            .await?;
+        self.call(
+            Method::PUT,
+            &format!("/servers/{id}"),
+            Some(json!({"server": {"name": name}})),
+        )
+        .await?;
         Ok(())
     }
 
     /// `PUT /servers/{id}/metadata`: replaces all metadata.
     pub async fn replace_metadata(&self, id: &str, meta: &[(&str, &str)]) -> anyhow::Result<()> {
-        let m: serde_json::Map<String, Value> = meta.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        self.call(Method::PUT, &format!("/servers/{id}/metadata"), Some(json!({"metadata": m})))
-            .await?;
+        let m: serde_json::Map<String, Value> = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        self.call(
+            Method::PUT,
+            &format!("/servers/{id}/metadata"),
+            Some(json!({"metadata": m})),
+        )
+        .await?;
         Ok(())
     }
 
     /// `POST /servers/{id}/metadata`: merges into the metadata.
     pub async fn update_metadata(&self, id: &str, meta: &[(&str, &str)]) -> anyhow::Result<()> {
-        let m: serde_json::Map<String, Value> = meta.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        self.call(Method::POST, &format!("/servers/{id}/metadata"), Some(json!({"metadata": m})))
-            .await?;
+        let m: serde_json::Map<String, Value> = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        self.call(
+            Method::POST,
+            &format!("/servers/{id}/metadata"),
+            Some(json!({"metadata": m})),
+        )
+        .await?;
         Ok(())
     }
 
     /// `DELETE /servers/{id}/metadata/{key}`.
     pub async fn delete_metadata(&self, id: &str, key: &str) -> anyhow::Result<()> {
-        self.call(Method::DELETE, &format!("/servers/{id}/metadata/{key}"), None).await?;
+        self.call(
+            Method::DELETE,
+            &format!("/servers/{id}/metadata/{key}"),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
     /// `PUT /servers/{id}/tags/{tag}`.
     pub async fn add_tag(&self, id: &str, tag: &str) -> anyhow::Result<()> {
-        self.call(Method::PUT, &format!("/servers/{id}/tags/{tag}"), None).await?;
+        self.call(Method::PUT, &format!("/servers/{id}/tags/{tag}"), None)
+            .await?;
         Ok(())
     }
 
     /// `DELETE /servers/{id}/tags/{tag}`.
     pub async fn delete_tag(&self, id: &str, tag: &str) -> anyhow::Result<()> {
-        self.call(Method::DELETE, &format!("/servers/{id}/tags/{tag}"), None).await?;
+        self.call(Method::DELETE, &format!("/servers/{id}/tags/{tag}"), None)
+            .await?;
         Ok(())
     }
 
     /// `DELETE /servers/{id}` (a local delete: the lab's servers have no host).
     pub async fn delete_server(&self, id: &str) -> anyhow::Result<()> {
-        self.call(Method::DELETE, &format!("/servers/{id}"), None).await?;
+        self.call(Method::DELETE, &format!("/servers/{id}"), None)
+            .await?;
         Ok(())
     }
 
@@ -135,7 +194,11 @@ impl Nova {
         let (_, v) = self.call(Method::GET, "/servers", None).await?;
         Ok(v["servers"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s["name"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }

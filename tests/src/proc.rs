@@ -12,7 +12,10 @@ static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 static AT_EXIT: Once = Once::new();
 
 extern "C" fn stop_all_at_exit() {
-    let pids: Vec<i32> = LIVE.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
+    let pids: Vec<i32> = LIVE
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
     for &pid in &pids {
         // SAFETY: the pids are our own unreaped children: not reused yet.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -59,7 +62,9 @@ impl Proc {
         let child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {name} ({cmd:?}): {e}"))?;
-        LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(child.id() as i32);
         Ok(Proc {
             name: name.to_string(),
             child,

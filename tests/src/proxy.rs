@@ -174,7 +174,8 @@ fn handle(s: Arc<Shared>, mut conn: TcpStream) {
         }
         Mode::Error500 => {
             let _ = read_head(&mut conn);
-            let body = r#"{"computeFault": {"code": 500, "message": "injected by the e2e fault proxy"}}"#;
+            let body =
+                r#"{"computeFault": {"code": 500, "message": "injected by the e2e fault proxy"}}"#;
             let _ = write!(
                 conn,
                 "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

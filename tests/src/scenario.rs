@@ -14,7 +14,11 @@ use crate::host::{Host, HostOptions};
 use crate::lab::{Lab, Project, Server, ServerSpec};
 use crate::nova::Nova;
 use crate::traefik::{Ports, Reply, Traefik};
-use crate::util::{eventually, free_port, freshness, run_dir};
+use crate::util::{free_port, freshness, run_dir, try_eventually};
+
+/// See [`Scenario::settle`]: longer than any reasonable `changes-since`
+/// overlap (the host uses 5 s).
+pub const SETTLE: Duration = Duration::from_secs(7);
 
 /// The domain of the default rules.
 pub const DOMAIN: &str = "training.example.com";
@@ -43,7 +47,11 @@ impl<'l> Scenario<'l> {
     }
 
     /// A case using an existing project (admin, demo).
-    pub async fn with_project(lab: &'l Lab, name: &str, project: Project) -> anyhow::Result<Scenario<'l>> {
+    pub async fn with_project(
+        lab: &'l Lab,
+        name: &str,
+        project: Project,
+    ) -> anyhow::Result<Scenario<'l>> {
         static NET: AtomicU8 = AtomicU8::new(1);
         let net = NET.fetch_add(1, Ordering::SeqCst);
         let nova = Nova::login(lab, &project).await?;
@@ -72,15 +80,25 @@ impl<'l> Scenario<'l> {
     /// address in 10/8, and a backend answering as `name` on `ip(n)`.
     pub fn vm(&mut self, name: &str, n: u8) -> anyhow::Result<ServerSpec> {
         self.backend(name, n)?;
-        Ok(ServerSpec::new(name).floating(self.ip(n)).fixed(Ipv4Addr::new(10, self.net, 0, n)))
+        Ok(ServerSpec::new(name)
+            .floating(self.ip(n))
+            .fixed(Ipv4Addr::new(10, self.net, 0, n)))
     }
 
-    /// Starts a backend answering as `name` on `ip(n)`.
+    /// Starts a backend answering as `name` on `ip(n)`, default port.
     pub fn backend(&mut self, name: &str, n: u8) -> anyhow::Result<()> {
-        let b = Backend::start(name, IpAddr::V4(self.ip(n)), self.port)
-            .with_context(|| format!("backend {name} on {}:{}", self.ip(n), self.port))?;
+        let port = self.port;
+        self.backend_on(name, n, port).map(|_| ())
+    }
+
+    /// Starts a backend answering as `name` on `ip(n):port` (0: any free
+    /// port); returns the port.
+    pub fn backend_on(&mut self, name: &str, n: u8, port: u16) -> anyhow::Result<u16> {
+        let b = Backend::start(name, IpAddr::V4(self.ip(n)), port)
+            .with_context(|| format!("backend {name} on {}:{port}", self.ip(n)))?;
+        let port = b.addr().port();
         self.backends.insert(name.into(), b);
-        Ok(())
+        Ok(port)
     }
 
     /// Seeds servers into this case's project.
@@ -92,10 +110,16 @@ impl<'l> Scenario<'l> {
     /// floating addresses, this case's backend port.
     pub fn plain_routes(&self) -> toml::Table {
         let mut t = toml::Table::new();
-        t.insert("default_rule".into(), format!("Host(`{{{{ .Name }}}}.{DOMAIN}`)").into());
+        t.insert(
+            "default_rule".into(),
+            format!("Host(`{{{{ .Name }}}}.{DOMAIN}`)").into(),
+        );
         t.insert("exposed_by_default".into(), true.into());
         t.insert("address".into(), "floating".into());
-        t.insert("entry_points".into(), toml::Value::Array(vec!["web".into()]));
+        t.insert(
+            "entry_points".into(),
+            toml::Value::Array(vec!["web".into()]),
+        );
         t.insert("statuses".into(), toml::Value::Array(vec!["ACTIVE".into()]));
         t.insert("default_port".into(), i64::from(self.port).into());
         t
@@ -112,18 +136,36 @@ impl<'l> Scenario<'l> {
             labels.insert(k.to_string(), v.into());
         };
         l("traefik.http.routers.{{ .Name }}-http.rule", rule.clone());
-        l("traefik.http.routers.{{ .Name }}-http.entrypoints", "web".into());
-        l("traefik.http.routers.{{ .Name }}-http.middlewares", "{{ .Name }}-redirect".into());
-        l("traefik.http.routers.{{ .Name }}-http.service", "{{ .Name }}".into());
-        l("traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.scheme", "https".into());
+        l(
+            "traefik.http.routers.{{ .Name }}-http.entrypoints",
+            "web".into(),
+        );
+        l(
+            "traefik.http.routers.{{ .Name }}-http.middlewares",
+            "{{ .Name }}-redirect".into(),
+        );
+        l(
+            "traefik.http.routers.{{ .Name }}-http.service",
+            "{{ .Name }}".into(),
+        );
+        l(
+            "traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.scheme",
+            "https".into(),
+        );
         l(
             "traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.port",
             self.ports.websecure.to_string(),
         );
         l("traefik.http.routers.{{ .Name }}-https.rule", rule);
-        l("traefik.http.routers.{{ .Name }}-https.entrypoints", "websecure".into());
+        l(
+            "traefik.http.routers.{{ .Name }}-https.entrypoints",
+            "websecure".into(),
+        );
         l("traefik.http.routers.{{ .Name }}-https.tls", "true".into());
-        l("traefik.http.routers.{{ .Name }}-https.service", "{{ .Name }}".into());
+        l(
+            "traefik.http.routers.{{ .Name }}-https.service",
+            "{{ .Name }}".into(),
+        );
         l(
             "traefik.http.services.{{ .Name }}.loadbalancer.server.port",
             self.port.to_string(),
@@ -171,23 +213,39 @@ impl<'l> Scenario<'l> {
         self.wait_reaches_within(host, backend, freshness()).await
     }
 
-    pub async fn wait_reaches_within(&self, host: &str, backend: &str, deadline: Duration) -> Reply {
+    pub async fn wait_reaches_within(
+        &self,
+        host: &str,
+        backend: &str,
+        deadline: Duration,
+    ) -> Reply {
         let t = self.traefik();
-        eventually(&format!("Host: {host} reaches backend {backend}"), deadline, || async {
+        let what = format!("Host: {host} reaches backend {backend}");
+        let r = try_eventually(&what, deadline, || async {
             let r = t.get_http(host, "/").await.map_err(|e| e.to_string())?;
             if r.backend.as_deref() == Some(backend) {
                 Ok(r)
             } else {
-                Err(format!("{} backend={:?} {}", r.status, r.backend, r.body.trim()))
+                Err(format!(
+                    "{} backend={:?} {}",
+                    r.status,
+                    r.backend,
+                    r.body.trim()
+                ))
             }
         })
-        .await
+        .await;
+        match r {
+            Ok(r) => r,
+            Err(e) => panic!("{e}\n{}", self.dump().await),
+        }
     }
 
     /// Waits until a request for `host` on `web` reaches no backend (404).
     pub async fn wait_unrouted(&self, host: &str) {
         let t = self.traefik();
-        eventually(&format!("Host: {host} no longer routed"), freshness(), || async {
+        let what = format!("Host: {host} no longer routed");
+        let r = try_eventually(&what, freshness(), || async {
             let r = t.get_http(host, "/").await.map_err(|e| e.to_string())?;
             if r.status == reqwest::StatusCode::NOT_FOUND && r.backend.is_none() {
                 Ok(())
@@ -195,7 +253,32 @@ impl<'l> Scenario<'l> {
                 Err(format!("{} backend={:?}", r.status, r.backend))
             }
         })
-        .await
+        .await;
+        if let Err(e) = r {
+            panic!("{e}\n{}", self.dump().await);
+        }
+    }
+
+    /// Lets the servers' last update fall behind the host's `changes-since`
+    /// window. Nova does not bump a server's `updated` on tag changes or on
+    /// `DELETE .../metadata/{key}`; right after seeding, any listing would
+    /// still catch them and hide a host that misses such changes later.
+    pub async fn settle(&self) {
+        tokio::time::sleep(SETTLE).await;
+    }
+
+    /// What the host serves and thinks, for failure messages.
+    pub async fn dump(&self) -> String {
+        let mut out = String::new();
+        if let Some(h) = &self.host {
+            for path in ["/traefik", "/api/instances", "/readyz"] {
+                match h.get(path).await {
+                    Ok((st, body)) => out += &format!("--- host {path}: {st}\n{body}\n"),
+                    Err(e) => out += &format!("--- host {path}: {e:#}\n"),
+                }
+            }
+        }
+        out + &self.logs()
     }
 
     /// Which backend a request for `host` on `web` reaches now.

@@ -66,7 +66,8 @@ impl Traefik {
             websecure: websecure_port,
             api: api_port,
         } = ports;
-        let lifecycle = json!({"lifeCycle": {"graceTimeOut": "0s", "requestAcceptGraceTimeout": "0s"}});
+        let lifecycle =
+            json!({"lifeCycle": {"graceTimeOut": "0s", "requestAcceptGraceTimeout": "0s"}});
         let mut http = json!({
             "endpoint": endpoint,
             "pollInterval": format!("{}ms", POLL_INTERVAL.as_millis()),
@@ -94,7 +95,8 @@ impl Traefik {
         let file = dir.join("traefik.yml");
         std::fs::write(&file, serde_json::to_string_pretty(&config)?)?;
         let mut cmd = Command::new(traefik_bin);
-        cmd.arg(format!("--configFile={}", file.display())).current_dir(dir);
+        cmd.arg(format!("--configFile={}", file.display()))
+            .current_dir(dir);
         let mut proc = Proc::spawn("traefik", cmd, &dir.join("traefik.log"))?;
         let addr = format!("127.0.0.1:{api_port}");
         wait_blocking("traefik /ping", Duration::from_secs(30), || {
@@ -143,7 +145,9 @@ impl Traefik {
         let mut out = BTreeMap::new();
         let mut page = 1;
         loop {
-            let v = self.api_json(&format!("/http/routers?per_page=100&page={page}")).await?;
+            let v = self
+                .api_json(&format!("/http/routers?per_page=100&page={page}"))
+                .await?;
             let list = v.as_array().context("routers: not a list")?;
             for r in list {
                 if r["provider"] == "http"
@@ -182,7 +186,11 @@ impl Traefik {
     }
 
     async fn request(&self, host: &str, path: &str, tls: bool) -> anyhow::Result<Reply> {
-        let port = if tls { self.websecure_port } else { self.web_port };
+        let port = if tls {
+            self.websecure_port
+        } else {
+            self.web_port
+        };
         let client = Client::builder()
             .redirect(redirect::Policy::none())
             .danger_accept_invalid_certs(true)
@@ -200,9 +208,17 @@ impl Traefik {
         if let Some(h) = host_header {
             req = req.header(reqwest::header::HOST, h);
         }
-        let r = req.send().await.with_context(|| format!("GET {url} (Host: {host})"))?;
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("GET {url} (Host: {host})"))?;
         let status = r.status();
-        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
         let location = header("location");
         let backend = header(crate::backend::IDENTITY_HEADER);
         Ok(Reply {
@@ -219,5 +235,7 @@ impl Traefik {
 }
 
 fn is_dns_name(h: &str) -> bool {
-    !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    !h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }

@@ -69,7 +69,23 @@ pub fn free_port() -> u16 {
 
 /// Polls `check` until it returns `Ok` or `deadline` passes; then panics with
 /// `what` and the last state `check` described.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    match try_eventually(what, deadline, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// As [`eventually`], but returns the failure instead of panicking.
+pub async fn try_eventually<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut check: F,
+) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -77,9 +93,11 @@ where
     let start = Instant::now();
     loop {
         match check().await {
-            Ok(v) => return v,
+            Ok(v) => return Ok(v),
             Err(state) if start.elapsed() >= deadline => {
-                panic!("{what}: not within {deadline:?}; last state: {state}")
+                return Err(format!(
+                    "{what}: not within {deadline:?}; last state: {state}"
+                ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -87,7 +105,11 @@ where
 }
 
 /// Blocking variant for set-up code that runs outside any async context.
-pub fn wait_blocking(what: &str, deadline: Duration, mut check: impl FnMut() -> Result<(), String>) -> anyhow::Result<()> {
+pub fn wait_blocking(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         match check() {
