@@ -8,7 +8,9 @@ const PASSWORD: &str = "Sup3r-s3cret-pw";
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_traefik-openstack"));
-    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap());
     let home = tempfile::tempdir().unwrap();
     // No clouds.yaml from the machine running the tests.
     cmd.env("HOME", home.path()).current_dir(home.path());
@@ -96,7 +98,10 @@ fn render_fails_cleanly_without_leaking_the_password() {
     let out = run(&["render"], &os_env());
     let shown = text(&out);
     assert!(!out.status.success(), "{shown}");
-    assert!(out.stdout.is_empty(), "nothing on stdout on failure: {shown}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout on failure: {shown}"
+    );
     assert!(!shown.contains(PASSWORD), "{shown}");
 }
 
@@ -105,5 +110,17 @@ fn without_credentials_the_error_says_what_is_missing() {
     let out = run(&["render"], &[]);
     let shown = text(&out);
     assert!(!out.status.success(), "{shown}");
-    assert!(shown.contains("OS_") || shown.contains("clouds.yaml"), "{shown}");
+    assert!(
+        shown.contains("OS_") || shown.contains("clouds.yaml"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_shipped_example_configuration_checks() {
+    let config = support::workspace().join("traefik/traefik-openstack.toml");
+    let out = run(&["check", "--config", config.to_str().unwrap()], &os_env());
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(!shown.contains("warning") && !shown.contains("error"), "{shown}");
 }
