@@ -508,6 +508,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pagination_that_cycles_stops() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let (mut inv, _) = inventory(&fake, &config(1)).await;
+        // A Nova whose markers go a, b, a, b, ... forever.
+        for n in 0..40 {
+            let id = if n % 2 == 0 { "id-a" } else { "id-b" };
+            let page = serde_json::json!({
+                "servers": [server(id, id, "2024-01-01T00:00:00Z")],
+                "servers_links": [{"href": "http://x/", "rel": "next"}],
+            });
+            fake.fault("/servers/detail", 0, Canned::status(200, &page.to_string()));
+        }
+        let err = inv.refresh().await.unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+        assert!(err.to_string().contains("does not advance"), "{err}");
+        let pages = fake
+            .take_requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/servers/detail"))
+            .count();
+        assert_eq!(pages, 3);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(five());
+        let metrics = Arc::new(Metrics::new());
+        let cfg = config(1000);
+        let client = OpenStack::new(fake.cloud_config(), cfg.request_timeout, metrics)
+            .unwrap()
+            .with_max_body(64 * 1024);
+        let mut inv = Inventory::new(client, &cfg);
+        let big = format!(r#"{{"servers": [], "pad": "{}"}}"#, "x".repeat(100_000));
+        fake.fault("/servers/detail", 0, Canned::status(200, &big));
+        let err = inv.refresh().await.unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        // Normal answers still fit.
+        inv.refresh().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_so_the_token_stays_home() {
+        let fake = FakeCloud::start().await;
+        let elsewhere = FakeCloud::start().await;
+        fake.set_servers(five());
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        let target = format!(
+            "{}/v2.1/{}/servers/detail",
+            elsewhere.base,
+            crate::openstack::replay::PROJECT
+        );
+        fake.fault(
+            "/servers/detail",
+            0,
+            Canned::status(302, "").header("Location", &target),
+        );
+        let err = inv.refresh().await.unwrap_err();
+        assert!(err.to_string().contains("HTTP 302"), "{err}");
+        assert!(elsewhere.take_requests().is_empty());
+    }
+
+    #[tokio::test]
     async fn microversion_follows_an_older_nova() {
         let fake = FakeCloud::start().await;
         fake.set_servers(five());

@@ -32,6 +32,11 @@ use nova::Microversion;
 use crate::config::OpenStackConfig;
 use crate::metrics::Metrics;
 
+/// The largest response body read. A full listing of 50k servers with
+/// metadata is tens of MiB; anything past this is a broken or hostile
+/// endpoint, and must not take the host's memory with it.
+const MAX_BODY: u64 = 256 * 1024 * 1024;
+
 /// One authenticated client for one cloud. Cheap to clone: clones share the
 /// token and the negotiated microversion.
 #[derive(Clone)]
@@ -44,6 +49,8 @@ struct Inner {
     http: reqwest::Client,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+    /// [`MAX_BODY`], smaller in tests.
+    max_body: u64,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// `None` inside: negotiated, and the cloud only speaks 2.0.
     compute_version: tokio::sync::Mutex<Option<Option<Microversion>>>,
@@ -118,7 +125,12 @@ impl OpenStack {
         let mut http = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("traefik-openstack/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("traefik-openstack/", env!("CARGO_PKG_VERSION")))
+            // reqwest strips only `Authorization`-like headers on a redirect
+            // to another host: `X-Auth-Token` would follow it, and a 307/308
+            // from Keystone would send the password along. Endpoints come
+            // from the catalog; a redirect is reported, not followed.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &cloud.cacert {
             let pem = std::fs::read(path).map_err(|e| {
                 Error::Config(format!("cacert {}: cannot read: {e}", path.display()))
@@ -142,10 +154,20 @@ impl OpenStack {
                 http,
                 metrics,
                 request_timeout,
+                max_body: MAX_BODY,
                 session: tokio::sync::Mutex::new(None),
                 compute_version: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// A smaller body limit, before the client is cloned.
+    #[cfg(test)]
+    pub(crate) fn with_max_body(mut self, max_body: u64) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_max_body before cloning")
+            .max_body = max_body;
+        self
     }
 
     /// "cloud training, region RegionOne, auth http://.../v3 as user admin
@@ -327,16 +349,35 @@ impl OpenStack {
             metrics.openstack_request(service.name(), err.reason());
             err
         };
-        let response = request.send().await.map_err(fail)?;
+        let mut response = request.send().await.map_err(fail)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(fail)?;
+        let max = self.inner.max_body;
+        let too_large = || {
+            let err = Error::Malformed {
+                service,
+                message: format!("HTTP {status}: response body larger than {} bytes", max),
+            };
+            metrics.openstack_request(service.name(), err.reason());
+            err
+        };
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        // Counted as it arrives: chunked answers have no length up front.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fail)? {
+            tally.bytes += chunk.len() as u64;
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         metrics.openstack_request(service.name(), status);
-        tally.bytes += body.len() as u64;
         Ok(Reply {
             status,
             headers,
-            body,
+            body: Bytes::from(body),
         })
     }
 
@@ -354,6 +395,22 @@ impl OpenStack {
             message.push_str(": ");
             message.push_str(&s.to_string());
             source = s.source();
+        }
+        // reqwest's message names the URL in full: a password written into
+        // `auth_url` as `https://user:pass@...` must not reach the log.
+        if let Some(url) = e.url()
+            && (!url.username().is_empty() || url.password().is_some())
+        {
+            let mut clean = url.clone();
+            let _ = clean.set_username("");
+            let _ = clean.set_password(None);
+            message = message.replace(url.as_str(), clean.as_str());
+        }
+        for secret in self.inner.cloud.secrets() {
+            let secret = secret.expose_secret();
+            if !secret.is_empty() {
+                message = message.replace(secret, "[redacted]");
+            }
         }
         Error::Network { service, message }
     }

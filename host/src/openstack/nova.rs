@@ -245,6 +245,9 @@ struct Link {
     rel: String,
 }
 
+/// A listing longer than this is a Nova paging without end, not a cloud.
+const MAX_SERVERS: usize = 2_000_000;
+
 /// A complete listing.
 #[derive(Debug)]
 pub struct Listing {
@@ -293,6 +296,13 @@ impl OpenStack {
         let mut servers: Vec<NovaServer> = Vec::new();
         let mut started = None;
         let mut marker: Option<String> = None;
+        // Every marker used so far: a Nova going a, b, a, ... would
+        // otherwise be listed forever.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let stuck = |message: String| Error::Malformed {
+            service: Service::Compute,
+            message,
+        };
         loop {
             let url = servers_detail_url(&endpoint, query, marker.as_deref());
             let reply = self
@@ -309,13 +319,17 @@ impl OpenStack {
             let has_next = page.servers_links.iter().any(|l| l.rel == "next");
             let last = page.servers.last().map(|s| s.id.clone());
             servers.extend(page.servers);
+            if servers.len() > MAX_SERVERS {
+                return Err(stuck(format!(
+                    "more than {MAX_SERVERS} servers in one listing"
+                )));
+            }
             match last {
                 Some(last) if has_next => {
-                    if marker.as_deref() == Some(last.as_str()) {
-                        return Err(Error::Malformed {
-                            service: Service::Compute,
-                            message: "pagination does not advance (same marker twice)".into(),
-                        });
+                    if !seen.insert(last.clone()) {
+                        return Err(stuck(format!(
+                            "pagination does not advance (marker {last} came back)"
+                        )));
                     }
                     marker = Some(last);
                 }

@@ -69,6 +69,7 @@ pub struct Canned {
     pub status: u16,
     pub body: String,
     pub delay: Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Canned {
@@ -77,7 +78,13 @@ impl Canned {
             status,
             body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -241,7 +248,7 @@ impl FakeCloud {
         let mut response = Response::builder()
             .status(reply.status)
             .header("Content-Type", "application/json");
-        for (k, v) in extra_headers {
+        for (k, v) in extra_headers.into_iter().chain(reply.headers) {
             response = response.header(k, v);
         }
         response.body(Full::new(Bytes::from(reply.body))).unwrap()
