@@ -315,6 +315,17 @@ impl Lab {
         })
     }
 
+    /// Restarts stopped services and sets the proxy back to pass.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        self.proxy.set_mode(crate::proxy::Mode::Pass);
+        for s in [&self.keystone, &self.stub, &self.nova] {
+            if !s.is_running() {
+                s.start()?;
+            }
+        }
+        Ok(())
+    }
+
     /// `http://127.0.0.1:P/v3`
     pub fn keystone_url(&self) -> String {
         format!("http://127.0.0.1:{}/v3", self.keystone.port)

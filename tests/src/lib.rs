@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod host;
 pub mod lab;
+pub mod modules;
 pub mod nova;
 pub mod proc;
 pub mod proxy;

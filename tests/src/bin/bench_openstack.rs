@@ -94,7 +94,12 @@ struct CostHost {
     log: std::path::PathBuf,
 }
 
-fn start_cost_host(lab: &Lab, project: &Project, dir: &Path, full_sync: Duration) -> anyhow::Result<CostHost> {
+fn start_cost_host(
+    lab: &Lab,
+    project: &Project,
+    dir: &Path,
+    full_sync: Duration,
+) -> anyhow::Result<CostHost> {
     std::fs::create_dir_all(dir)?;
     let port = free_port();
     let config = format!(
@@ -102,7 +107,10 @@ fn start_cost_host(lab: &Lab, project: &Project, dir: &Path, full_sync: Duration
         traefik_openstack_e2e::lab::REGION,
         REFRESH.as_millis(),
         full_sync.as_millis(),
-        toml::to_string(&toml::Table::from_iter([("routes".to_string(), toml::Value::Table(routes()))]))?,
+        toml::to_string(&toml::Table::from_iter([(
+            "routes".to_string(),
+            toml::Value::Table(routes())
+        )]))?,
     );
     let file = dir.join("host.toml");
     std::fs::write(&file, config)?;
@@ -148,7 +156,11 @@ fn collect(host: &mut CostHost, n: usize, timeout: Duration) -> anyhow::Result<V
             bail!("host exited with {st}:\n{}", host.proc.log_tail(30));
         }
         if t.elapsed() > timeout {
-            bail!("only {} refreshes in {timeout:?}:\n{}", r.len(), host.proc.log_tail(10));
+            bail!(
+                "only {} refreshes in {timeout:?}:\n{}",
+                r.len(),
+                host.proc.log_tail(10)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -167,7 +179,12 @@ fn cost(lab: &Lab, project: &Project, a: &Args) -> anyhow::Result<Value> {
     // Incremental: the product's default behaviour.
     eprintln!("cost: incremental host, {} steady refreshes", a.steady);
     let dir = run_dir("bench-cost");
-    let mut inc = start_cost_host(lab, project, &dir.join("incremental"), Duration::from_secs(3600))?;
+    let mut inc = start_cost_host(
+        lab,
+        project,
+        &dir.join("incremental"),
+        Duration::from_secs(3600),
+    )?;
     let first = collect(&mut inc, 0, Duration::from_secs(300))?;
     let proxy_before = lab.proxy.requests();
     let t0 = Instant::now();
@@ -177,7 +194,9 @@ fn cost(lab: &Lab, project: &Project, a: &Args) -> anyhow::Result<Value> {
     inc.proc.stop(Duration::from_secs(5));
     let steady: Vec<Value> = rows[1..].to_vec();
     anyhow::ensure!(
-        steady.iter().all(|r| r["full"] == false && r["changed"] == false),
+        steady
+            .iter()
+            .all(|r| r["full"] == false && r["changed"] == false),
         "steady refreshes were not all unchanged changes-since: {steady:?}"
     );
 
@@ -206,9 +225,15 @@ fn cost(lab: &Lab, project: &Project, a: &Args) -> anyhow::Result<Value> {
     }))
 }
 
-async fn router_state(http: &reqwest::Client, api: u16, router: &str) -> anyhow::Result<Option<String>> {
+async fn router_state(
+    http: &reqwest::Client,
+    api: u16,
+    router: &str,
+) -> anyhow::Result<Option<String>> {
     let r = http
-        .get(format!("http://127.0.0.1:{api}/api/http/routers/{router}@http"))
+        .get(format!(
+            "http://127.0.0.1:{api}/api/http/routers/{router}@http"
+        ))
         .timeout(Duration::from_secs(5))
         .send()
         .await?;
@@ -238,7 +263,12 @@ async fn wait_router(
     }
 }
 
-async fn freshness(lab: &Lab, project: &Project, ids: &[(String, String)], a: &Args) -> anyhow::Result<Value> {
+async fn freshness(
+    lab: &Lab,
+    project: &Project,
+    ids: &[(String, String)],
+    a: &Args,
+) -> anyhow::Result<Value> {
     let dir = run_dir("bench-fresh");
     let mut opts = HostOptions::new(project.clone(), routes());
     opts.refresh_interval = REFRESH;
@@ -278,7 +308,14 @@ async fn freshness(lab: &Lab, project: &Project, ids: &[(String, String)], a: &A
             .with_context(|| format!("no router for {id}"))
     };
     let first = router_of(&ids[0].0)?;
-    wait_router(&http, api, &first, |s| s.is_some(), Duration::from_secs(120)).await?;
+    wait_router(
+        &http,
+        api,
+        &first,
+        |s| s.is_some(),
+        Duration::from_secs(120),
+    )
+    .await?;
     eprintln!("freshness: Traefik has the routes after {:?}", t.elapsed());
 
     let limit = REFRESH + POLL_INTERVAL + THROTTLE + Duration::from_millis(500);
@@ -296,12 +333,27 @@ async fn freshness(lab: &Lab, project: &Project, ids: &[(String, String)], a: &A
             // A label change: the instance's rule moves to another host name.
             let rule = format!("Host(`changed-{k}.{DOMAIN}`)");
             let key = format!("traefik.http.routers.{router}.rule");
-            nova.update_metadata(id, &[(key.as_str(), rule.as_str())]).await?;
-            let took = wait_router(&http, api, &router, |s| s.as_deref() == Some(rule.as_str()), Duration::from_secs(60)).await?;
+            nova.update_metadata(id, &[(key.as_str(), rule.as_str())])
+                .await?;
+            let took = wait_router(
+                &http,
+                api,
+                &router,
+                |s| s.as_deref() == Some(rule.as_str()),
+                Duration::from_secs(60),
+            )
+            .await?;
             ("metadata", took)
         } else {
             nova.delete_server(id).await?;
-            let took = wait_router(&http, api, &router, |s| s.is_none(), Duration::from_secs(60)).await?;
+            let took = wait_router(
+                &http,
+                api,
+                &router,
+                |s| s.is_none(),
+                Duration::from_secs(60),
+            )
+            .await?;
             ("delete", took)
         };
         eprintln!("freshness: change {k} ({kind}): {took:?}");
@@ -331,7 +383,11 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("lab: starting");
     let lab = Lab::start("bench")?;
     let project = lab.project("bench")?;
-    eprintln!("lab: up after {:?}; seeding {} servers", started.elapsed(), a.servers);
+    eprintln!(
+        "lab: up after {:?}; seeding {} servers",
+        started.elapsed(),
+        a.servers
+    );
     let t = Instant::now();
     let mut ids = Vec::new();
     let specs: Vec<ServerSpec> = (0..a.servers).map(spec).collect();
@@ -342,7 +398,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let seed_s = t.elapsed().as_secs_f64();
     eprintln!("lab: seeded in {seed_s:.1} s");
-    anyhow::ensure!(ids.len() > a.changes, "not enough servers for {} changes", a.changes);
+    anyhow::ensure!(
+        ids.len() > a.changes,
+        "not enough servers for {} changes",
+        a.changes
+    );
 
     let cost = cost(&lab, &project, &a)?;
     let fresh = freshness(&lab, &project, &ids, &a).await?;

@@ -1,0 +1,166 @@
+//! Hot swap of the route module: broken modules (trap, endless loop, output
+//! that is not JSON) leave the routes alone and show in /readyz and /metrics;
+//! a good module makes its routes live without a restart.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use traefik_openstack_e2e::host::{default_module, metric_sum, metric_value};
+use traefik_openstack_e2e::modules::{swap_in, test_policy};
+use traefik_openstack_e2e::scenario::Scenario;
+use traefik_openstack_e2e::{REFRESH_INTERVAL, eventually, freshness, shared_lab};
+
+type R = anyhow::Result<()>;
+
+/// Module swaps that were refused, whatever the reason.
+fn rejected(metrics: &str) -> f64 {
+    metric_sum(metrics, "traefik_openstack_module_swaps_total", &[]).unwrap_or(0.0)
+        - metric_sum(
+            metrics,
+            "traefik_openstack_module_swaps_total",
+            &[("outcome", "ok")],
+        )
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
+    let lab = shared_lab();
+    // build the variants first: the host's watcher sees only finished files
+    let variants: Vec<_> = ["trap", "loop", "notjson", "good"]
+        .iter()
+        .map(|v| (*v, test_policy(v)))
+        .collect();
+    let mut s = Scenario::new(lab, "modules").await?;
+    let vms = [s.vm("mod-1", 1)?, s.vm("mod-2", 2)?];
+    s.seed(&vms)?;
+    // seeded later, while a broken module is in place
+    let late = s.vm("mod-late", 3)?;
+    let module = s.dir.join("route.wasm");
+    std::fs::copy(default_module()?, &module)?;
+    let mut opts = s.options(s.plain_routes());
+    opts.module = Some(module.clone());
+    s.start(&opts)?;
+
+    s.wait_reaches(&Scenario::fqdn("mod-1"), "mod-1").await;
+    s.wait_reaches(&Scenario::fqdn("mod-2"), "mod-2").await;
+    let host = s.host();
+    let t = s.traefik();
+    let routes = t.router_rules().await?;
+    let (st, _) = host.readyz().await?;
+    assert_eq!(st, StatusCode::OK);
+
+    for (variant, path) in &variants[..3] {
+        let before = rejected(&host.metrics().await?);
+        swap_in(path, &module)?;
+        // the swap is refused and reported ...
+        eventually(
+            &format!("{variant} module refused in /metrics"),
+            freshness(),
+            || async {
+                let m = host.metrics().await.map_err(|e| e.to_string())?;
+                let healthy = metric_value(&m, "traefik_openstack_module_healthy");
+                if rejected(&m) > before && healthy == Some(0.0) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "rejected {} (was {before}), module_healthy {healthy:?}",
+                        rejected(&m)
+                    ))
+                }
+            },
+        )
+        .await;
+        let (st, body) = host.readyz().await?;
+        assert_eq!(
+            st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{variant}: /readyz {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        assert!(
+            v["module_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{variant}: /readyz names no module error: {body}"
+        );
+        // ... and the routes stay, through more refreshes than one
+        let until = tokio::time::Instant::now() + REFRESH_INTERVAL * 3;
+        while tokio::time::Instant::now() < until {
+            assert_eq!(
+                t.router_rules().await?,
+                routes,
+                "{variant}: routes changed\n{}",
+                s.logs()
+            );
+            let r = s.reaches(&Scenario::fqdn("mod-1")).await?;
+            assert_eq!(r.backend.as_deref(), Some("mod-1"), "{variant}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // the VMs still change: refreshes run with the previous module
+        assert!(
+            metric_value(&host.metrics().await?, "traefik_openstack_module_healthy") == Some(0.0),
+            "{variant}: module_healthy went back to 1 without a good module"
+        );
+    }
+
+    // a change in Nova while the broken module sits there is still routed
+    // by the module in use
+    s.seed(&[late])?;
+    s.wait_reaches(&Scenario::fqdn("mod-late"), "mod-late")
+        .await;
+
+    // a good module: its routes go live, the old ones go, no restart
+    let (_, good) = &variants[3];
+    swap_in(good, &module)?;
+    eventually(
+        "the good module's routers in Traefik",
+        freshness(),
+        || async {
+            let r = t.router_rules().await.map_err(|e| e.to_string())?;
+            if r.get("swapped").map(String::as_str) == Some("Host(`swapped.test`)")
+                && !r.keys().any(|k| k.starts_with("mod-"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    )
+    .await;
+    let routers = t.router_rules().await?;
+    // one swapped-<n> router per instance, from the three VMs
+    assert_eq!(
+        routers.keys().filter(|k| k.starts_with("swapped-")).count(),
+        3,
+        "{routers:?}"
+    );
+    let r = t.get_http("swapped.test", "/").await?;
+    assert_ne!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "swapped.test is not routed: {r:?}"
+    );
+    let r = s.reaches(&Scenario::fqdn("mod-1")).await?;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "the old module's route is still live: {r:?}"
+    );
+    let (st, body) = host.readyz().await?;
+    assert_eq!(st, StatusCode::OK, "/readyz after a good module: {body}");
+    let m = host.metrics().await?;
+    assert_eq!(
+        metric_value(&m, "traefik_openstack_module_healthy"),
+        Some(1.0)
+    );
+    assert!(
+        metric_sum(
+            &m,
+            "traefik_openstack_module_swaps_total",
+            &[("outcome", "ok")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "no successful swap counted: {m}"
+    );
+    Ok(())
+}
