@@ -23,6 +23,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct Contribution {
     pub instance_id: String,
+    /// Owning project: names are shared only within one project.
+    pub project_id: String,
+    /// Nova's creation time (RFC 3339): the oldest instance owns a name.
+    pub created: String,
     pub address: String,
     pub http: HttpConfig,
     pub tcp: TcpConfig,
@@ -90,6 +94,8 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
     let (http, tcp, udp) = b.build(decoded)?;
     Some(Contribution {
         instance_id: inst.id.clone(),
+        project_id: inst.project_id.clone(),
+        created: inst.created.clone(),
         address: chosen.host.clone(),
         http,
         tcp,
