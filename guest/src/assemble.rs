@@ -59,6 +59,22 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
     for w in tag_warnings {
         d.push(Level::Warning, w);
     }
+    // `service=api@internal` would publish Traefik's own API, and
+    // `...@file` the operator's backends: a tenant's routers stay within
+    // this provider. (Operator `default_labels` may name any service.)
+    let own: Vec<(String, String)> = own
+        .into_iter()
+        .filter(|(k, v)| {
+            let foreign = v.contains('@') && labels::names_service(k, &s.label_prefix);
+            if foreign {
+                d.push(
+                    Level::Warning,
+                    format!("label {k}: service {v:?} of another provider is not allowed"),
+                );
+            }
+            !foreign
+        })
+        .collect();
     let data = template_data(inst, &own);
 
     let defaults = match render_default_labels(s, &data) {
@@ -744,6 +760,36 @@ mod tests {
             &inst("w", &[("traefik.http.routers.w.rule", "Host(`mine`)")]),
         );
         assert_eq!(c.unwrap().http.routers["w"].rule, "Host(`mine`)");
+    }
+
+    #[test]
+    fn tenant_cannot_name_services_of_other_providers() {
+        let i = inst(
+            "a",
+            &[
+                ("traefik.http.routers.r.rule", "Host(`a.example.com`)"),
+                ("traefik.http.routers.r.service", "api@internal"),
+                ("traefik.tcp.routers.t.rule", "HostSNI(`*`)"),
+                ("traefik.tcp.routers.t.Service", "admin@file"),
+                ("traefik.http.middlewares.e.errors.service", "api@internal"),
+                ("traefik.http.middlewares.e.errors.status", "500"),
+            ],
+        );
+        let (c, d) = run("{}", &i);
+        let c = c.unwrap();
+        assert_eq!(c.http.routers["r"].service, "a");
+        assert_eq!(c.tcp.routers["t"].service, "a");
+        assert_eq!(c.http.middlewares["e"]["errors"].get("service"), None);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d[0].contains("\"api@internal\" of another provider"),
+            "{d:?}"
+        );
+        // The operator's default labels may.
+        let s = r#"{"default_labels": {"traefik.http.routers.{{ normalize .Name }}.service": "api@internal"}}"#;
+        let (c, d) = run(s, &inst("a", &[]));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.unwrap().http.routers["a"].service, "api@internal");
     }
 
     #[test]

@@ -208,6 +208,23 @@ fn decode_one(d: &mut Decoded, rest: &str, value: &str) -> Result<(), Problem> {
     }
 }
 
+/// The label names a service: a router's `service`, or an `errors`
+/// middleware's `service`.
+pub fn names_service(key: &str, prefix: &str) -> bool {
+    if !has_prefix(key, prefix) {
+        return false;
+    }
+    let segs: Vec<String> = key[prefix.len() + 1..]
+        .split('.')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    matches!(
+        segs.as_slice(),
+        [_, "routers", _, "service"] | ["http", "middlewares", _, "errors", "service"]
+    )
+}
+
 /// The type of the option a label sets, if the label is valid.
 pub fn option_kind(key: &str, prefix: &str) -> Option<Kind> {
     if !has_prefix(key, prefix) {
