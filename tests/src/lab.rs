@@ -59,7 +59,7 @@ pub fn prepare() -> anyhow::Result<Prepared> {
     if !out.status.success() {
         bail!("{} prepare failed ({})", labctl.display(), out.status);
     }
-    Ok(serde_json::from_slice(&out.stdout).context("labctl.py prepare output")?)
+    serde_json::from_slice(&out.stdout).context("labctl.py prepare output")
 }
 
 fn python3() -> String {
@@ -470,5 +470,5 @@ fn ksinit(
     if !out.status.success() {
         bail!("ksinit.py {args:?} failed ({})", out.status);
     }
-    Ok(serde_json::from_slice(&out.stdout).context("ksinit.py output")?)
+    serde_json::from_slice(&out.stdout).context("ksinit.py output")
 }

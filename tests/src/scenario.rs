@@ -125,53 +125,32 @@ impl<'l> Scenario<'l> {
         t
     }
 
-    /// The seed's own example: per VM an http router redirecting to https
-    /// (redirectScheme middleware) and an https router (TLS), both
-    /// ``Host(`{{ .Name }}.training.example.com`)``, floating addresses.
+    /// The seed's own example, as shipped in `traefik/traefik-openstack.toml`:
+    /// per VM an http router redirecting to https (the shared `http-to-https`
+    /// redirectScheme middleware) and an https router (TLS), both
+    /// ``Host(`{{ .Name }}.training.example.com`)``, floating addresses. Only
+    /// the backends' port is this case's instead of 80.
     pub fn seed_example_routes(&self) -> toml::Table {
-        let mut t = self.plain_routes();
-        let rule = format!("Host(`{{{{ .Name }}}}.{DOMAIN}`)");
-        let mut labels = toml::Table::new();
-        let mut l = |k: &str, v: String| {
-            labels.insert(k.to_string(), v.into());
-        };
-        l("traefik.http.routers.{{ .Name }}-http.rule", rule.clone());
-        l(
-            "traefik.http.routers.{{ .Name }}-http.entrypoints",
-            "web".into(),
-        );
-        l(
-            "traefik.http.routers.{{ .Name }}-http.middlewares",
-            "{{ .Name }}-redirect".into(),
-        );
-        l(
-            "traefik.http.routers.{{ .Name }}-http.service",
-            "{{ .Name }}".into(),
-        );
-        l(
-            "traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.scheme",
-            "https".into(),
-        );
-        l(
-            "traefik.http.middlewares.{{ .Name }}-redirect.redirectscheme.port",
-            self.ports.websecure.to_string(),
-        );
-        l("traefik.http.routers.{{ .Name }}-https.rule", rule);
-        l(
-            "traefik.http.routers.{{ .Name }}-https.entrypoints",
-            "websecure".into(),
-        );
-        l("traefik.http.routers.{{ .Name }}-https.tls", "true".into());
-        l(
-            "traefik.http.routers.{{ .Name }}-https.service",
-            "{{ .Name }}".into(),
-        );
-        l(
-            "traefik.http.services.{{ .Name }}.loadbalancer.server.port",
-            self.port.to_string(),
-        );
-        t.insert("default_labels".into(), labels.into());
-        t
+        let file = crate::util::workspace_root().join("traefik/traefik-openstack.toml");
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let config: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut routes = config
+            .get("routes")
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no [routes]", file.display()));
+        let port = self.port.to_string();
+        if let Some(toml::Value::Table(labels)) = routes.get_mut("default_labels") {
+            for (k, v) in labels.iter_mut() {
+                if k.ends_with(".loadbalancer.server.port") {
+                    *v = port.clone().into();
+                }
+            }
+        }
+        routes.insert("default_port".into(), i64::from(self.port).into());
+        routes
     }
 
     /// Host options for this case's project and `routes`.
