@@ -18,6 +18,6 @@ done
 echo "demo.sh: building traefik-openstack and the demo (release)" >&2
 cargo build --release -p traefik-openstack -p traefik-openstack-e2e --bins
 
-target_dir=${CARGO_TARGET_DIR:-target}
+target_dir=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
 export TRAEFIK_OPENSTACK_BIN="$target_dir/release/traefik-openstack"
 exec "$target_dir/release/demo"

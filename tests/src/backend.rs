@@ -31,7 +31,7 @@ impl Backend {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let n = n.clone();
-                        std::thread::spawn(move || serve(&n, conn));
+                        std::thread::spawn(move || serve(&n, addr, conn));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -64,11 +64,11 @@ impl Drop for Backend {
 }
 
 /// The body a backend answers with.
-pub fn identity_body(name: &str) -> String {
-    format!("backend={name}\n")
+pub fn identity_body(name: &str, addr: SocketAddr) -> String {
+    format!("backend={name} addr={addr}\n")
 }
 
-fn serve(name: &str, mut conn: TcpStream) {
+fn serve(name: &str, addr: SocketAddr, mut conn: TcpStream) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     // keep-alive: answer requests until the peer closes
@@ -100,7 +100,7 @@ fn serve(name: &str, mut conn: TcpStream) {
             }
         }
         buf.drain(..length);
-        let body = identity_body(name);
+        let body = identity_body(name, addr);
         let reply = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{IDENTITY_HEADER}: {name}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()

@@ -17,7 +17,8 @@ use crate::util::{
 /// profile directory (`target/debug/traefik-openstack`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TRAEFIK_OPENSTACK_BIN") {
-        return PathBuf::from(p);
+        // relative to where we were started, not to the host's directory
+        return std::path::absolute(PathBuf::from(p)).expect("absolute path");
     }
     profile_dir().join("traefik-openstack")
 }
@@ -162,7 +163,7 @@ impl Host {
         } else {
             cmd.env("OS_CLIENT_CONFIG_FILE", &clouds);
         }
-        let mut proc = Proc::spawn("traefik-openstack", cmd, &dir.join("host.log"))?;
+        let mut proc = Proc::spawn_tied("traefik-openstack", cmd, &dir.join("host.log"))?;
         let addr = format!("127.0.0.1:{port}");
         wait_blocking(
             "traefik-openstack /healthz",

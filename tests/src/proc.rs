@@ -47,6 +47,24 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Like [`Proc::spawn`], and the kernel sends the process SIGTERM when
+    /// the calling thread ends, even if this process is killed outright.
+    /// Only for processes owned by one case (the thread running the test),
+    /// never for the shared lab, which outlives the thread that started it.
+    pub fn spawn_tied(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(name, cmd, log)
+    }
+
     /// Starts `cmd` with its output appended to `log`. Python lab processes
     /// get `LAB_PARENT_PID` so they exit if this process dies unannounced.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {

@@ -97,7 +97,7 @@ impl Traefik {
         let mut cmd = Command::new(traefik_bin);
         cmd.arg(format!("--configFile={}", file.display()))
             .current_dir(dir);
-        let mut proc = Proc::spawn("traefik", cmd, &dir.join("traefik.log"))?;
+        let mut proc = Proc::spawn_tied("traefik", cmd, &dir.join("traefik.log"))?;
         let addr = format!("127.0.0.1:{api_port}");
         wait_blocking("traefik /ping", Duration::from_secs(30), || {
             if let Some(st) = proc.exited() {

@@ -51,12 +51,37 @@ pub fn target_dir() -> PathBuf {
 pub fn run_dir(prefix: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
+    if n == 0 {
+        prune_old_runs();
+    }
     let dir = target_dir()
         .join("e2e")
         .join(format!("{prefix}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
+}
+
+/// Removes run directories untouched for a day (never a current run's).
+fn prune_old_runs() {
+    let Ok(entries) = std::fs::read_dir(target_dir().join("e2e")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        let name = e.file_name();
+        let is_run = name
+            .to_str()
+            .is_some_and(|n| n.contains('-') && n != "module-cache");
+        if old && is_run && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A port that was free on 127.0.0.1 a moment ago.

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         "demo: starting Keystone + Nova (first run: creates venvs under target/, about a minute)"
     );
     let lab = Lab::start("demo")?;
-    let mut s = Scenario::new(&lab, "demo").await?;
+    let mut s = Scenario::new(&lab, "training").await?;
     let vms = [s.vm("vm-1", 1)?, s.vm("vm-2", 2)?, s.vm("vm-3", 3)?];
     s.seed(&vms)?;
     s.start(&s.options(s.seed_example_routes()))?;
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         r#"
 traefik-openstack demo is up (state and logs: {dir})
 
-  Traefik web        http://127.0.0.1:{web}/   (redirects to https)
+  Traefik web        http://127.0.0.1:{web}/   (redirects to https on port 443)
   Traefik websecure  https://127.0.0.1:{websecure}/   (self-signed default certificate)
   Traefik API        http://127.0.0.1:{api}/api/http/routers
   traefik-openstack  {provider}   /api/instances  /readyz  /metrics
