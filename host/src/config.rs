@@ -168,13 +168,18 @@ impl Config {
             ));
         }
         if o.full_sync_interval < o.refresh_interval {
-            return Err("openstack.full_sync_interval: must not be shorter than refresh_interval".into());
+            return Err(
+                "openstack.full_sync_interval: must not be shorter than refresh_interval".into(),
+            );
         }
         if o.request_timeout.is_zero() {
             return Err("openstack.request_timeout: must be more than 0s".into());
         }
         if !(1..=10_000).contains(&o.page_size) {
-            return Err(format!("openstack.page_size: must be 1..=10000, got {}", o.page_size));
+            return Err(format!(
+                "openstack.page_size: must be 1..=10000, got {}",
+                o.page_size
+            ));
         }
         if let Some(i) = &o.interface
             && !matches!(i.as_str(), "public" | "internal" | "admin")

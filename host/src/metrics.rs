@@ -132,7 +132,9 @@ impl Metrics {
     }
 
     pub fn refresh_outcome(&self, outcome: &'static str) {
-        self.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.refreshes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// The registry in Prometheus text format.

@@ -122,5 +122,8 @@ fn the_shipped_example_configuration_checks() {
     let out = run(&["check", "--config", config.to_str().unwrap()], &os_env());
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(!shown.contains("warning") && !shown.contains("error"), "{shown}");
+    assert!(
+        !shown.contains("warning") && !shown.contains("error"),
+        "{shown}"
+    );
 }
