@@ -54,8 +54,10 @@ pub struct OpenStackConfig {
     /// How often Nova is asked for changes.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
-    /// How often a full listing replaces the incremental picture, to heal
-    /// drift that `changes-since` cannot show.
+    /// How often a full listing replaces the incremental picture. Nova does
+    /// not bump a server's `updated` when its tags change or one metadata
+    /// key is deleted, so `changes-since` misses those; this bounds how long.
+    /// Set it equal to `refresh_interval` to list everything every time.
     #[serde(with = "humantime_serde")]
     pub full_sync_interval: Duration,
     /// List every project's instances (needs an admin role).
@@ -79,7 +81,7 @@ impl Default for OpenStackConfig {
         Self {
             cloud: None,
             refresh_interval: Duration::from_secs(10),
-            full_sync_interval: Duration::from_secs(300),
+            full_sync_interval: Duration::from_secs(60),
             all_projects: false,
             region: None,
             interface: None,

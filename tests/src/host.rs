@@ -43,6 +43,8 @@ pub struct HostOptions {
     pub project: Project,
     pub all_projects: bool,
     pub refresh_interval: Duration,
+    /// `openstack.full_sync_interval`; the host's default when `None`.
+    pub full_sync_interval: Option<Duration>,
     /// `openstack.request_timeout`: short, so a hanging Nova fails a refresh
     /// quickly.
     pub request_timeout: Duration,
@@ -62,6 +64,7 @@ impl HostOptions {
             project,
             all_projects: false,
             refresh_interval: REFRESH_INTERVAL,
+            full_sync_interval: None,
             request_timeout: Duration::from_secs(3),
             token: None,
             module: None,
@@ -108,6 +111,12 @@ impl Host {
             "refresh_interval".into(),
             format!("{}ms", opts.refresh_interval.as_millis()).into(),
         );
+        if let Some(full) = opts.full_sync_interval {
+            os.insert(
+                "full_sync_interval".into(),
+                format!("{}ms", full.as_millis()).into(),
+            );
+        }
         os.insert(
             "request_timeout".into(),
             format!("{}ms", opts.request_timeout.as_millis()).into(),

@@ -5,8 +5,10 @@
 //! Traefik, so they run in parallel without seeing each other's VMs.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use reqwest::StatusCode;
+use traefik_openstack_e2e::host::HostOptions;
 use traefik_openstack_e2e::lab::ServerSpec;
 use traefik_openstack_e2e::scenario::{DOMAIN, Scenario};
 use traefik_openstack_e2e::{eventually, freshness, shared_lab};
@@ -196,6 +198,15 @@ async fn exposed_by_default_false_routes_only_enabled_vms() -> R {
     Ok(())
 }
 
+/// Nova leaves a server's `updated` alone when its tags change or one
+/// metadata key is deleted, so `changes-since` cannot see those edits; the
+/// periodic full listing does. Cases about them run with a short one, as an
+/// operator who needs them promptly would.
+fn exact(mut opts: HostOptions) -> HostOptions {
+    opts.full_sync_interval = Some(Duration::from_secs(2));
+    opts
+}
+
 /// `constraints` keeps only matching VMs; a tag added through Nova brings a
 /// VM in within the freshness deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +220,7 @@ async fn constraints_filter_and_a_new_tag_brings_a_vm_in() -> R {
     let seeded = s.seed(&vms)?;
     let mut routes = s.plain_routes();
     routes.insert("constraints".into(), "Tag(`public`)".into());
-    s.start(&s.options(routes))?;
+    s.start(&exact(s.options(routes)))?;
 
     s.wait_reaches(&fqdn("tagged"), "tagged").await;
     assert_unrouted(&s, &fqdn("untagged")).await?;
@@ -391,7 +402,7 @@ async fn metadata_changes_apply() -> R {
     let mut s = Scenario::new(lab, "metadata").await?;
     let vm = s.vm("meta-vm", 1)?;
     let id = s.seed(&[vm])?.remove(0).id;
-    s.start(&s.options(s.plain_routes()))?;
+    s.start(&exact(s.options(s.plain_routes())))?;
     s.wait_reaches(&fqdn("meta-vm"), "meta-vm").await;
 
     // POST merges a rule label in
@@ -422,7 +433,7 @@ async fn tag_changes_apply() -> R {
     let mut s = Scenario::new(lab, "tags").await?;
     let vm = s.vm("tag-vm", 1)?;
     let id = s.seed(&[vm])?.remove(0).id;
-    s.start(&s.options(s.plain_routes()))?;
+    s.start(&exact(s.options(s.plain_routes())))?;
     s.wait_reaches(&fqdn("tag-vm"), "tag-vm").await;
 
     s.settle().await;
