@@ -11,10 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in cargo python3; do
+for tool in rustup cargo python3; do
   command -v "$tool" >/dev/null || { echo "demo.sh: $tool is required" >&2; exit 1; }
 done
 
+# the pinned toolchain and its wasm32-wasip2 target (rust-toolchain.toml)
+rustup toolchain install >/dev/null
 echo "demo.sh: building traefik-openstack and the demo (release)" >&2
 cargo build --release -p traefik-openstack -p traefik-openstack-e2e --bins
 
