@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Turns the benchmarks' raw outputs into bench/results.json and results.md.
+
+  report.py criterion target/criterion/generate   > generate.json
+  report.py report target/bench results.json results.md
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def criterion(d):
+    sizes = {}
+    for side in ("wasm", "native"):
+        for n in sorted(os.listdir(os.path.join(d, side)), key=int):
+            with open(os.path.join(d, side, n, "new", "estimates.json")) as f:
+                e = json.load(f)
+            s = sizes.setdefault(n, {"instances": int(n)})
+            s[side + "_ms"] = round(e["mean"]["point_estimate"] / 1e6, 3)
+            s[side + "_median_ms"] = round(e["median"]["point_estimate"] / 1e6, 3)
+            s[side + "_ci_ms"] = [round(e["mean"]["confidence_interval"][k] / 1e6, 3) for k in ("lower_bound", "upper_bound")]
+            s[side + "_us_per_instance"] = round(e["mean"]["point_estimate"] / 1e3 / int(n), 3)
+    for s in sizes.values():
+        s["ratio"] = round(s["wasm_ms"] / s["native_ms"], 3)
+    lin = {}
+    for side in ("wasm", "native"):
+        per = [s[side + "_us_per_instance"] for s in sizes.values()]
+        lin[side] = round(max(per) / min(per), 3)
+    return {"sizes": list(sizes.values()), "per_instance_spread": lin}
+
+
+def machine():
+    info = {"cores": os.cpu_count(), "kernel": platform.release()}
+    try:
+        info["cores_allowed"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                info["memory_mib"] = int(line.split()[1]) // 1024
+    with open("/proc/loadavg") as f:
+        info["loadavg_at_report"] = f.read().split()[:3]
+    for k, cmd in (("rustc", ["rustc", "-V"]), ("git", ["git", "rev-parse", "--short", "HEAD"]),
+                   ("nginx", ["nginx", "-v"]), ("wrk", ["wrk", "-v"])):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            info[k] = (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            pass
+    return info
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def verdict(ok):
+    return "**met**" if ok else "**MISSED**"
+
+
+def report(out, results_json, results_md):
+    prev = load(results_json) or {}
+    res = {"generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine()}
+    for part in ("generate", "serving", "footprint", "lab"):
+        fresh = load(os.path.join(out, part + ".json"))
+        res[part] = fresh if fresh is not None else prev.get(part)
+        if fresh is None and part in prev:
+            res.setdefault("carried_over", []).append(part)
+    targets = []
+    g = res.get("generate")
+    if g:
+        for s in g["sizes"]:
+            targets.append({"id": "1", "what": "generate %dk instances: wasm / native" % (s["instances"] // 1000),
+                            "target": "<= 1.3x", "value": s["ratio"], "met": s["ratio"] <= 1.3,
+                            "detail": "wasm %.1f ms, native %.1f ms" % (s["wasm_ms"], s["native_ms"])})
+        w = g["per_instance_spread"]["wasm"]
+        targets.append({"id": "1", "what": "generate: linear (per-instance cost, max/min over 1k-50k, wasm)",
+                        "target": "<= 1.3x", "value": w, "met": w <= 1.3,
+                        "detail": "native %.2fx" % g["per_instance_spread"]["native"]})
+    sv = res.get("serving")
+    if sv:
+        names = {"identity": "GET /traefik 200 (identity)", "gzip": "GET /traefik 200 (gzip)",
+                 "not_modified": "GET /traefik 304 (If-None-Match)"}
+        for case, s in sv["summary"].items():
+            h, n = s["host"], s["nginx"]
+            targets.append({"id": "2", "what": names[case] + ": req/s host / nginx", "target": ">= 1.0x",
+                            "value": s["rps_ratio"], "met": s["rps_ratio"] >= 1.0,
+                            "detail": "%.0f vs %.0f req/s" % (h["rps"], n["rps"])})
+            targets.append({"id": "2", "what": names[case] + ": p99 host / nginx", "target": "<= 1.5x",
+                            "value": s["p99_ratio"], "met": s["p99_ratio"] <= 1.5,
+                            "detail": "%.1f vs %.1f ms" % (h["p99_us"] / 1000, n["p99_us"] / 1000)})
+    fp = res.get("footprint")
+    if fp:
+        m = fp["median"]
+        hwm = max(m["warm_cache"]["vm_hwm_kib_steady"], m["no_cache"]["vm_hwm_kib_steady"]) / 1024
+        rss = m["warm_cache"]["vm_rss_kib_steady"] / 1024
+        targets.append({"id": "5", "what": "host memory, %d instances (VmHWM, steady)" % fp["instances"],
+                        "target": "<= 64 MiB", "value": round(hwm, 1), "met": hwm <= 64,
+                        "detail": "VmRSS %.1f MiB" % rss})
+        warm = m["warm_cache"]["openstack_answer_to_first_config_ms"]
+        targets.append({"id": "5", "what": "start-up: OpenStack's answer -> first config, warm compile cache",
+                        "target": "<= 300 ms", "value": warm, "met": warm <= 300,
+                        "detail": "spawn -> config %.0f ms; without cache %.0f ms after the answer, %.0f ms from spawn" % (
+                            m["warm_cache"]["spawn_to_first_config_ms"],
+                            m["no_cache"]["openstack_answer_to_first_config_ms"],
+                            m["no_cache"]["spawn_to_first_config_ms"])})
+    lab = res.get("lab")
+    if lab:
+        c = lab["cost"]
+        targets.append({"id": "3", "what": "OpenStack requests per steady refresh (%d VMs)" % lab["servers"],
+                        "target": "<= 2", "value": c["steady_requests"], "met": c["steady_requests"] <= 2,
+                        "detail": "full listing: %d requests" % c["full_requests"]})
+        pct = 100 * c["bytes_ratio"]
+        targets.append({"id": "3", "what": "OpenStack bytes per steady refresh / full listing",
+                        "target": "<= 5%", "value": round(pct, 3), "met": pct <= 5,
+                        "detail": "%d vs %d bytes" % (c["steady_bytes"], c["full_bytes"])})
+        fr = lab["freshness"]
+        targets.append({"id": "4", "what": "freshness Nova -> Traefik p95 (%d changes)" % len(fr["samples"]),
+                        "target": "<= %d ms" % fr["target_ms"], "value": round(fr["p95_ms"]), "met": fr["p95_ms"] <= fr["target_ms"],
+                        "detail": "p50 %.0f ms, max %.0f ms" % (fr["p50_ms"], fr["max_ms"])})
+    res["targets"] = targets
+    with open(results_json, "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    with open(results_md, "w") as f:
+        f.write(markdown(res))
+
+
+def markdown(r):
+    m = r["machine"]
+    L = ["# Benchmark results", "",
+         "Generated by `bench/run.sh` at %s on %s; raw figures in `results.json`." % (r["generated_at"], m.get("git", "?")), "",
+         "Machine: %s cores (%s), %s MiB memory, %s, Linux %s, load average %s when the report was written." % (
+             m["cores"], m.get("cpu", "?"), m["memory_mib"], m.get("rustc", ""), m["kernel"], " ".join(m["loadavg_at_report"])), ""]
+    if r.get("carried_over"):
+        L += ["Carried over from the previous run (not re-run): %s." % ", ".join(r["carried_over"]), ""]
+    L += ["## Targets", "", "| # | What | Target | Measured | Verdict | Detail |", "|---|---|---|---|---|---|"]
+    for t in r["targets"]:
+        L.append("| %s | %s | %s | %s | %s | %s |" % (t["id"], t["what"], t["target"], t["value"], verdict(t["met"]), t["detail"]))
+    g = r.get("generate")
+    if g:
+        L += ["", "## 1. Route generation (criterion, mean of 10 samples)", "",
+              "| Instances | wasm (ms) | native (ms) | wasm / native | wasm µs/instance | native µs/instance |",
+              "|---|---|---|---|---|---|"]
+        for s in g["sizes"]:
+            L.append("| %d | %.1f | %.1f | %.2f | %.2f | %.2f |" % (s["instances"], s["wasm_ms"], s["native_ms"], s["ratio"],
+                                                               s["wasm_us_per_instance"], s["native_us_per_instance"]))
+    sv = r.get("serving")
+    if sv:
+        L += ["", "## 2. Serving GET /traefik, %d instances (%d connections, %d s, wrk on CPU %d, server on CPU %d, best of %d rounds)" % (
+            sv["instances"], sv["connections"], sv["duration_s"], sv["client_cpu"], sv["server_cpu"], sv["rounds"]), "",
+              "Body: %d bytes, gzip: %d bytes (%.1f%%)." % (sv["body_bytes"], sv["gzip_bytes"], 100.0 * sv["gzip_bytes"] / sv["body_bytes"]), "",
+              "| Case | Server | req/s | p50 (ms) | p99 (ms) | bytes/response on the wire | errors |", "|---|---|---|---|---|---|---|"]
+        for case, s in sv["summary"].items():
+            for name in ("host", "nginx"):
+                x = s[name]
+                L.append("| %s | %s | %.0f | %.2f | %.2f | %.0f | %d |" % (case, name, x["rps"], x["p50_us"] / 1000, x["p99_us"] / 1000,
+                                                                     x["bytes_per_response"], x["errors"] + x["non2xx3xx"]))
+    fp = r.get("footprint")
+    if fp:
+        L += ["", "## 5. Footprint and start-up, %d instances (median of %d starts)" % (fp["instances"], fp["rounds"]), "",
+              "| Compile cache | spawn -> first config (ms) | OpenStack answer -> first config (ms) | VmRSS first / steady (MiB) | VmHWM steady (MiB) |",
+              "|---|---|---|---|---|"]
+        for k, name in (("no_cache", "none"), ("cold_cache", "empty (compiles, writes)"), ("warm_cache", "warm")):
+            x = fp["median"][k]
+            L.append("| %s | %.0f | %.0f | %.1f / %.1f | %.1f |" % (name, x["spawn_to_first_config_ms"], x["openstack_answer_to_first_config_ms"],
+                                                              x["vm_rss_kib_first"] / 1024, x["vm_rss_kib_steady"] / 1024, x["vm_hwm_kib_steady"] / 1024))
+    lab = r.get("lab")
+    if lab:
+        c = lab["cost"]
+        L += ["", "## 3. OpenStack API cost, %d VMs in the lab (real Keystone + Nova)" % lab["servers"], "",
+              "| Refresh | requests | response bytes | host-side ms (median) |", "|---|---|---|---|",
+              "| first (auth + version + full listing) | %s | %s | %s |" % (c["first_refresh"]["requests"], c["first_refresh"]["bytes"], c["first_refresh"]["ms"]),
+              "| steady, changes-since (median of %d) | %s | %s | %s |" % (c["steady"]["n"], c["steady_requests"], c["steady_bytes"], c["steady"]["ms"]["median"]),
+              "| full listing every refresh (median of %d) | %s | %s | %s |" % (c["full_listing"]["n"], c["full_requests"], c["full_bytes"], c["full_listing"]["ms"]["median"]),
+              "", "Lab proxy in front of Nova: %.2f requests per steady refresh." % c["proxy_requests_per_steady_refresh"]]
+        fr = lab["freshness"]
+        L += ["", "## 4. Freshness with real Traefik", "",
+              "refresh_interval %d ms, Traefik pollInterval %d ms, providersThrottleDuration %d ms: target p95 <= %d ms." % (
+                  fr["refresh_interval_ms"], fr["poll_interval_ms"], fr["throttle_ms"], fr["target_ms"]), "",
+              "| Change | n | p50 (ms) | p95 (ms) | max (ms) |", "|---|---|---|---|---|"]
+        for kind in ("metadata", "delete", None):
+            ms = sorted(s["ms"] for s in fr["samples"] if kind is None or s["kind"] == kind)
+            if ms:
+                p = lambda q: ms[int(round(q * (len(ms) - 1)))]
+                L.append("| %s | %d | %.0f | %.0f | %.0f |" % (kind or "all", len(ms), p(0.5), p(0.95), ms[-1]))
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            L += ["", f.read().strip()]
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "criterion":
+        json.dump(criterion(sys.argv[2]), sys.stdout, indent=1)
+        print()
+    elif sys.argv[1] == "report":
+        report(*sys.argv[2:5])
+    else:
+        sys.exit(__doc__)

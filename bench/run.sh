@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The benchmark run: builds what it needs, runs every benchmark once and
+# writes bench/results.md and bench/results.json. See bench/README.md.
+#
+#   bench/run.sh            # everything (about 10-15 minutes on 2 cores)
+#   bench/run.sh --no-lab   # skip the Keystone/Nova/Traefik lab (targets 3 and 4)
+#   BENCH_ONLY="generate serving" bench/run.sh   # a subset, merged into the last results
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+LAB=1
+for a in "$@"; do
+  case "$a" in
+    --no-lab) LAB=0 ;;
+    *) echo "unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+ONLY="${BENCH_ONLY:-generate serving footprint lab}"
+[ "$LAB" = 1 ] || ONLY="${ONLY//lab/}"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+
+for tool in wrk nginx taskset python3; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (apt-get install -y wrk nginx-light util-linux python3)" >&2; exit 1; }
+done
+
+# The native side of the generate bench is built like the guest component
+# ([profile.guest]: opt-level 3, one codegen unit) as far as a bench build
+# can: the policy crate gets one codegen unit; see bench/README.md.
+FAIR=(--config 'profile.bench.package.traefik-openstack-guest.codegen-units=1')
+JOBS=(-j "${BENCH_JOBS:-2}")
+
+echo "== build" >&2
+cargo build "${JOBS[@]}" --release -p traefik-openstack --bin traefik-openstack >&2
+cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${FAIR[@]}" >&2
+FIXTURE="$(cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${FAIR[@]}" --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="serve_fixture" and m.get("executable"): print(m["executable"])')"
+if want lab; then
+  cargo build "${JOBS[@]}" --release -p traefik-openstack-e2e --bin bench_openstack >&2
+fi
+
+if want generate; then
+  echo "== 1. generate (criterion)" >&2
+  rm -rf "$ROOT/target/criterion/generate"
+  cargo bench -p traefik-openstack --bench generate "${FAIR[@]}" -- --noplot >&2
+  python3 bench/report.py criterion "$ROOT/target/criterion/generate" > "$OUT/generate.json"
+fi
+
+if want serving; then
+  echo "== 2. serving (wrk: host vs nginx)" >&2
+  python3 bench/serving.py --fixture "$FIXTURE" --instances 10000 --duration 10 --connections 64 \
+    --rounds "${BENCH_SERVING_ROUNDS:-2}" --workdir "$OUT/serving" > "$OUT/serving.json"
+fi
+
+if want footprint; then
+  echo "== 5. footprint and start-up" >&2
+  python3 bench/footprint.py --bin "$ROOT/target/release/traefik-openstack" --instances 10000 \
+    --rounds 3 --workdir "$OUT/footprint" > "$OUT/footprint.json"
+fi
+
+if want lab; then
+  echo "== 3./4. OpenStack cost and freshness (lab)" >&2
+  "$ROOT/target/release/bench_openstack" --servers 2000 --changes 20 > "$OUT/lab.json"
+fi
+
+python3 bench/report.py report "$OUT" "$ROOT/bench/results.json" "$ROOT/bench/results.md"
+echo "wrote bench/results.md and bench/results.json" >&2
