@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, serde::Serialize],
 });
 
-pub use traefik_openstack::routes::types::{
+pub use self::traefik_openstack::routes::types::{
     Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output,
 };
 
