@@ -71,8 +71,7 @@ fn main() -> anyhow::Result<()> {
     let module = engine.load_default()?;
     let instances = common::wit_instances(args.instances);
     let generated = engine.generate(&module, common::SETTINGS, &instances)?;
-    let snapshot = Snapshot::new(&instances, &generated);
-    drop(generated);
+    let snapshot = Snapshot::new(std::sync::Arc::new(instances), generated);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("traefik.json"), &snapshot.body)?;

@@ -23,14 +23,19 @@ pub struct Snapshot {
     pub gzip: Bytes,
     pub etag: String,
     pub etag_gzip: String,
-    /// `/api/instances`: what was decided for each instance and why.
-    pub instances: Bytes,
     pub published_at: SystemTime,
+    /// Kept to answer `/api/instances` on demand: shared with the
+    /// inventory, so holding it costs no copy.
+    instances: Arc<Vec<Instance>>,
+    diagnostics: Vec<wit::Diagnostic>,
+    routes: Vec<wit::InstanceRoutes>,
 }
 
 impl Snapshot {
-    pub fn new(instances: &[Instance], generated: &Generated) -> Self {
-        let body = Bytes::from(generated.config.clone().into_bytes());
+    /// Takes the generate output by value: the configuration string becomes
+    /// the served body without a copy.
+    pub fn new(instances: Arc<Vec<Instance>>, generated: Generated) -> Self {
+        let body = Bytes::from(generated.config.into_bytes());
         let digest = hex::encode(&Sha256::digest(&body)[..16]);
         let mut encoder = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 8),
@@ -50,9 +55,17 @@ impl Snapshot {
             etag_gzip: format!("\"{digest}-gzip\""),
             body,
             gzip,
-            instances: Bytes::from(instances_report(instances, generated)),
             published_at: SystemTime::now(),
+            instances,
+            diagnostics: generated.diagnostics,
+            routes: generated.routes,
         }
+    }
+
+    /// The `/api/instances` body: what was decided for each instance and why.
+    /// Built when asked, since only operators ask.
+    pub fn instances_report(&self) -> Vec<u8> {
+        instances_report(&self.instances, &self.diagnostics, &self.routes)
     }
 }
 
@@ -76,16 +89,17 @@ struct DiagnosticReport<'a> {
 }
 
 /// Builds the `/api/instances` body, sorted like the snapshot (by id).
-fn instances_report(instances: &[Instance], generated: &Generated) -> Vec<u8> {
+fn instances_report(
+    instances: &[Instance],
+    diagnostics: &[wit::Diagnostic],
+    routes: &[wit::InstanceRoutes],
+) -> Vec<u8> {
     use std::collections::BTreeMap;
-    let routes: BTreeMap<&str, &wit::InstanceRoutes> = generated
-        .routes
-        .iter()
-        .map(|r| (r.instance_id.as_str(), r))
-        .collect();
-    let mut diagnostics: BTreeMap<&str, Vec<DiagnosticReport>> = BTreeMap::new();
-    for d in &generated.diagnostics {
-        diagnostics
+    let routes: BTreeMap<&str, &wit::InstanceRoutes> =
+        routes.iter().map(|r| (r.instance_id.as_str(), r)).collect();
+    let mut by_instance: BTreeMap<&str, Vec<DiagnosticReport>> = BTreeMap::new();
+    for d in diagnostics {
+        by_instance
             .entry(d.instance_id.as_str())
             .or_default()
             .push(DiagnosticReport {
@@ -120,11 +134,11 @@ fn instances_report(instances: &[Instance], generated: &Generated) -> Vec<u8> {
                 routed: route.is_some_and(|r| !r.routers.is_empty()),
                 address: route.and_then(|r| r.address.as_deref()),
                 routers: route.map_or(&[], |r| r.routers.as_slice()),
-                diagnostics: diagnostics.remove(i.id.as_str()).unwrap_or_default(),
+                diagnostics: by_instance.remove(i.id.as_str()).unwrap_or_default(),
             }
         })
         .collect();
-    serde_json::to_vec_pretty(&report).expect("serialising plain data cannot fail")
+    serde_json::to_vec(&report).expect("serialising plain data cannot fail")
 }
 
 /// Health of the pipeline, for `/readyz`.
@@ -232,9 +246,9 @@ mod tests {
 
     #[test]
     fn etag_follows_content_and_gzip_roundtrips() {
-        let a = Snapshot::new(&[], &generated("{\"http\":{}}"));
-        let b = Snapshot::new(&[], &generated("{\"http\":{}}"));
-        let c = Snapshot::new(&[], &generated("{}"));
+        let a = Snapshot::new(Arc::default(), generated("{\"http\":{}}"));
+        let b = Snapshot::new(Arc::default(), generated("{\"http\":{}}"));
+        let c = Snapshot::new(Arc::default(), generated("{}"));
         assert_eq!(a.etag, b.etag);
         assert_ne!(a.etag, c.etag);
         assert_ne!(a.etag, a.etag_gzip);
@@ -248,7 +262,7 @@ mod tests {
     fn readiness_needs_a_config_and_freshness_and_a_good_module() {
         let p = Publisher::new(Duration::from_secs(30));
         assert!(!p.readiness().ready);
-        p.publish(Snapshot::new(&[], &generated("{}")));
+        p.publish(Snapshot::new(Arc::default(), generated("{}")));
         p.update_status(|s| s.last_success = Some(Instant::now()));
         assert!(p.readiness().ready);
         p.update_status(|s| s.module_error = Some("trap".into()));

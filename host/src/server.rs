@@ -218,7 +218,7 @@ fn readyz(state: &AppState) -> Response<Body> {
 
 fn instances(state: &AppState) -> Response<Body> {
     match state.publisher.current() {
-        Some(s) => json(StatusCode::OK, s.instances.clone()),
+        Some(s) => json(StatusCode::OK, s.instances_report()),
         None => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "no configuration yet: waiting for the first successful sync\n",
@@ -264,8 +264,8 @@ mod tests {
 
     fn publish(state: &AppState, config: &str) {
         state.publisher.publish(Snapshot::new(
-            &[],
-            &Generated {
+            Arc::default(),
+            Generated {
                 config: config.into(),
                 diagnostics: vec![],
                 routes: vec![],

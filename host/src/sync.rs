@@ -100,7 +100,7 @@ impl Sync {
         let instances = self.inventory.instances();
         if stats.changed || pending {
             match self.generate(self.module.clone(), instances.clone()).await {
-                Ok(generated) => self.publish(&instances, &generated),
+                Ok(generated) => self.publish(instances.clone(), generated),
                 Err(e) => {
                     self.metrics.refresh_outcome(e.reason());
                     let message = e.to_string();
@@ -156,7 +156,7 @@ impl Sync {
         Ok(generated)
     }
 
-    fn publish(&self, instances: &[Instance], generated: &Generated) {
+    fn publish(&self, instances: Arc<Vec<Instance>>, generated: Generated) {
         let routed = generated
             .routes
             .iter()
@@ -167,6 +167,7 @@ impl Sync {
         gauge("routed").set(routed as i64);
         gauge("skipped").set(instances.len().saturating_sub(routed) as i64);
         self.metrics.config_bytes.set(generated.config.len() as i64);
+        let diagnostics = generated.diagnostics.len();
         let snapshot = Snapshot::new(instances, generated);
         let unchanged = self
             .publisher
@@ -174,9 +175,9 @@ impl Sync {
             .is_some_and(|old| old.etag == snapshot.etag);
         if !unchanged {
             tracing::info!(
-                bytes = generated.config.len(),
+                bytes = snapshot.body.len(),
                 routed,
-                diagnostics = generated.diagnostics.len(),
+                diagnostics,
                 etag = %snapshot.etag,
                 "configuration published"
             );
@@ -216,7 +217,7 @@ impl Sync {
                 });
                 // Before the first sync there is nothing to publish yet.
                 if self.publisher.current().is_some() {
-                    self.publish(&instances, &generated);
+                    self.publish(instances, generated);
                 }
                 self.module = module;
             }
@@ -357,7 +358,16 @@ mod tests {
         assert!(body.contains("vm-1") && body.contains("vm-2"), "{body}");
         assert_eq!(rig.get("/readyz").0, StatusCode::OK);
         let (_, instances, _) = rig.get("/api/instances");
-        assert!(instances.contains("\"routed\": true"), "{instances}");
+        let instances: serde_json::Value = serde_json::from_str(&instances).unwrap();
+        assert_eq!(instances.as_array().unwrap().len(), 2, "{instances}");
+        assert!(
+            instances
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["routed"] == true),
+            "{instances}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
