@@ -75,18 +75,19 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
             !foreign
         })
         .collect();
-    let data = template_data(inst, &own);
+    let data = template_data(inst, &own, s);
 
-    let defaults = match render_default_labels(s, &data) {
-        Ok(l) => l,
-        Err(e) => {
-            d.push(Level::Error, format!("dropped: {e}"));
-            return None;
-        }
-    };
-    let mut all = defaults;
-    all.extend(own);
-    let (decoded, warnings) = labels::decode(&all, &s.label_prefix);
+    // The defaults are decoded first and the instance's own labels on top,
+    // so its labels win; a bad default drops the instance before its own
+    // labels are even looked at.
+    let mut decoded = Decoded::default();
+    if let Err(e) = render_default_labels(s, &data, &mut decoded) {
+        d.push(Level::Error, format!("dropped: {e}"));
+        return None;
+    }
+    let mut warnings = Vec::new();
+    labels::decode_into(&mut decoded, &own, &s.label_prefix, &mut warnings);
+    labels::finish(&mut decoded);
     for w in warnings {
         d.push(Level::Warning, w);
     }
@@ -119,31 +120,42 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
     })
 }
 
-fn template_data(inst: &Instance, own: &[(String, String)]) -> Data {
+/// Only the fields some template reads are filled in: copying every
+/// instance's metadata into a map nobody looks at was a good part of the
+/// per-instance cost. A field that is absent renders as it would if empty.
+fn template_data(inst: &Instance, own: &[(String, String)], s: &Settings) -> Data {
     let opt = |o: &Option<String>| o.clone().map(V::Str).unwrap_or(V::Nil);
     let mut d = Data::default();
     let f = &mut d.fields;
-    f.insert("Name", V::Str(inst.name.clone()));
-    f.insert("ID", V::Str(inst.id.clone()));
-    f.insert("ProjectID", V::Str(inst.project_id.clone()));
-    f.insert("UserID", V::Str(inst.user_id.clone()));
-    f.insert("Region", V::Str(inst.region.clone()));
-    f.insert("Cloud", V::Str(inst.cloud.clone()));
-    f.insert("Status", V::Str(inst.status.clone()));
-    f.insert("AvailabilityZone", opt(&inst.availability_zone));
-    f.insert("FlavorName", opt(&inst.flavor_name));
-    f.insert("ImageID", opt(&inst.image_id));
-    f.insert("Metadata", V::Map(inst.metadata.iter().cloned().collect()));
-    f.insert("Labels", V::Map(own.iter().cloned().collect()));
-    f.insert("Tags", V::List(inst.tags.clone()));
+    let mut put = |name: &'static str, value: &dyn Fn() -> V| {
+        if s.template_fields.contains(name) {
+            f.insert(name, value());
+        }
+    };
+    put("Name", &|| V::Str(inst.name.clone()));
+    put("ID", &|| V::Str(inst.id.clone()));
+    put("ProjectID", &|| V::Str(inst.project_id.clone()));
+    put("UserID", &|| V::Str(inst.user_id.clone()));
+    put("Region", &|| V::Str(inst.region.clone()));
+    put("Cloud", &|| V::Str(inst.cloud.clone()));
+    put("Status", &|| V::Str(inst.status.clone()));
+    put("AvailabilityZone", &|| opt(&inst.availability_zone));
+    put("FlavorName", &|| opt(&inst.flavor_name));
+    put("ImageID", &|| opt(&inst.image_id));
+    put("Metadata", &|| {
+        V::Map(inst.metadata.iter().cloned().collect())
+    });
+    put("Labels", &|| V::Map(own.iter().cloned().collect()));
+    put("Tags", &|| V::List(inst.tags.clone()));
     d
 }
 
 /// Renders `default_labels`. Any problem drops the instance: applying only
 /// part of the operator's defaults (say, the routers without the redirect
 /// middleware) could expose something the operator did not intend.
-fn render_default_labels(s: &Settings, data: &Data) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
+/// They are decoded into `decoded`, which must be empty.
+fn render_default_labels(s: &Settings, data: &Data, decoded: &mut Decoded) -> Result<(), String> {
+    let mut out = Vec::with_capacity(s.default_labels.len());
     for (raw, kt, vt) in &s.default_labels {
         let key = kt
             .render(data)
@@ -163,11 +175,12 @@ fn render_default_labels(s: &Settings, data: &Data) -> Result<Vec<(String, Strin
         }
         out.push((key.text, value.text));
     }
-    let (_, warnings) = labels::decode(&out, &s.label_prefix);
+    let mut warnings = Vec::new();
+    labels::decode_into(decoded, &out, &s.label_prefix, &mut warnings);
     if let Some(w) = warnings.into_iter().next() {
         return Err(format!("default labels: {w}"));
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Builder<'a> {

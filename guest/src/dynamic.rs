@@ -5,7 +5,14 @@
 //! sections are never written, because Traefik rejects e.g. `"http":{}`.
 //! Options that the policy does not interpret (TLS, health checks,
 //! middlewares) stay JSON values, typed earlier by the label schema.
+//!
+//! The document is serialized straight from these types, with every object's
+//! keys in byte order (what Traefik's body hash sees): struct fields are
+//! declared in the order of their JSON names, and `sorted` takes care of
+//! the JSON values and of the load balancer's flattened options.
 
+use crate::sorted::{self, Sorted};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -15,22 +22,31 @@ type Extra = BTreeMap<String, Value>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Router {
+    // Fields in the byte order of their JSON names: see the module comment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entry_points: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middlewares: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted::option"
+    )]
+    pub observability: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rule: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_syntax: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted::option"
+    )]
     pub tls: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observability: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,12 +59,34 @@ pub struct UdpRouter {
 }
 
 /// A load balancer: its servers plus options passed through as decoded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalancer<S> {
     pub servers: Vec<S>,
-    #[serde(flatten)]
     pub options: Extra,
+}
+
+/// One object: `servers` slotted in among the (sorted) options.
+impl<S: Serialize> Serialize for LoadBalancer<S> {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        const SERVERS: &str = "servers";
+        let mut m = z.serialize_map(Some(self.options.len() + 1))?;
+        let mut pending = true;
+        for (k, v) in &self.options {
+            if pending && k.as_str() >= SERVERS {
+                m.serialize_entry(SERVERS, &self.servers)?;
+                pending = false;
+                if k == SERVERS {
+                    // Cannot come from the label schema; never write a key twice.
+                    continue;
+                }
+            }
+            m.serialize_entry(k, &Sorted(v))?;
+        }
+        if pending {
+            m.serialize_entry(SERVERS, &self.servers)?;
+        }
+        m.end()
+    }
 }
 
 impl<S> LoadBalancer<S> {
@@ -74,14 +112,31 @@ pub struct Service<S> {
     pub load_balancer: LoadBalancer<S>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Field order is the sort order of servers (by URL first); `Serialize` is
+/// written out to keep the JSON keys in byte order anyway.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpServer {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub weight: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub preserve_path: Option<bool>,
+}
+
+impl Serialize for HttpServer {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        let n = 1 + usize::from(self.weight.is_some()) + usize::from(self.preserve_path.is_some());
+        let mut m = z.serialize_map(Some(n))?;
+        if let Some(p) = self.preserve_path {
+            m.serialize_entry("preservePath", &p)?;
+        }
+        m.serialize_entry("url", &self.url)?;
+        if let Some(w) = self.weight {
+            m.serialize_entry("weight", &w)?;
+        }
+        m.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,23 +178,29 @@ pub type UdpService = Service<UdpServer>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpConfig {
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "sorted::map"
+    )]
+    pub middlewares: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routers: BTreeMap<String, Router>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, HttpService>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub middlewares: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpConfig {
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "sorted::map"
+    )]
+    pub middlewares: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routers: BTreeMap<String, Router>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, TcpService>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub middlewares: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -227,7 +288,7 @@ mod tests {
         let c = Configuration::new(http, TcpConfig::default(), UdpConfig::default());
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
-            r#"{"http":{"routers":{"r":{"entryPoints":["web"],"service":"s","rule":"Host(`a`)"}},"services":{"s":{"loadBalancer":{"servers":[{"url":"http://a:80"}],"passHostHeader":true}}}}}"#
+            r#"{"http":{"routers":{"r":{"entryPoints":["web"],"rule":"Host(`a`)","service":"s"}},"services":{"s":{"loadBalancer":{"passHostHeader":true,"servers":[{"url":"http://a:80"}]}}}}}"#
         );
     }
 }

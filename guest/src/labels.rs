@@ -133,20 +133,40 @@ enum Action {
 
 /// Decodes labels in order (later ones win); returns warnings for labels
 /// that were ignored.
+#[cfg(test)]
 pub fn decode(labels: &[(String, String)], prefix: &str) -> (Decoded, Vec<String>) {
     let mut d = Decoded::default();
     let mut warnings = Vec::new();
+    decode_into(&mut d, labels, prefix, &mut warnings);
+    finish(&mut d);
+    (d, warnings)
+}
+
+/// Decodes `labels` on top of what `d` already holds, as if they followed
+/// the labels decoded before: a caller can check one batch's warnings
+/// before adding the next, without decoding anything twice. Whether a label
+/// is ignored depends only on the label itself. `finish` must follow.
+pub fn decode_into(
+    d: &mut Decoded,
+    labels: &[(String, String)],
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) {
     for (key, value) in labels {
         if !has_prefix(key, prefix) {
             continue;
         }
-        if let Err(p) = decode_one(&mut d, &key[prefix.len() + 1..], value) {
+        if let Err(p) = decode_one(d, &key[prefix.len() + 1..], value) {
             warnings.push(match p {
                 Problem::Unknown => format!("label {key}: unknown option"),
                 Problem::Invalid(why) => format!("label {key}: {why}"),
             });
         }
     }
+}
+
+/// Turns the indexed options of every decoded object into arrays.
+pub fn finish(d: &mut Decoded) {
     finalize_section(
         &mut d.http,
         schema::ROUTER,
@@ -160,52 +180,86 @@ pub fn decode(labels: &[(String, String)], prefix: &str) -> (Decoded, Vec<String
         schema::TCP_MIDDLEWARE,
     );
     finalize_section(&mut d.udp, schema::UDP_ROUTER, schema::UDP_SERVICE, &[]);
-    (d, warnings)
+}
+
+/// The layer (`http`, `tcp`, `udp`) a label's first segment names.
+#[derive(Clone, Copy)]
+enum Layer {
+    Http,
+    Tcp,
+    Udp,
+}
+
+fn layer(seg: &str) -> Option<Layer> {
+    [
+        ("http", Layer::Http),
+        ("tcp", Layer::Tcp),
+        ("udp", Layer::Udp),
+    ]
+    .into_iter()
+    .find(|(n, _)| seg.eq_ignore_ascii_case(n))
+    .map(|(_, l)| l)
+}
+
+/// The schema of `<layer>.<kind>` (`http.routers`, ...); `kind` is compared
+/// case-insensitively without allocating, as this runs for every label.
+fn kind_fields(layer: Layer, kind: &str) -> Option<(usize, &'static [Field])> {
+    let k = |n: &str| kind.eq_ignore_ascii_case(n);
+    match layer {
+        Layer::Http if k("routers") => Some((0, schema::ROUTER)),
+        Layer::Http if k("services") => Some((1, schema::HTTP_SERVICE)),
+        Layer::Http if k("middlewares") => Some((2, schema::MIDDLEWARE)),
+        Layer::Tcp if k("routers") => Some((0, schema::TCP_ROUTER)),
+        Layer::Tcp if k("services") => Some((1, schema::TCP_SERVICE)),
+        Layer::Tcp if k("middlewares") => Some((2, schema::TCP_MIDDLEWARE)),
+        Layer::Udp if k("routers") => Some((0, schema::UDP_ROUTER)),
+        Layer::Udp if k("services") => Some((1, schema::UDP_SERVICE)),
+        _ => None,
+    }
 }
 
 fn decode_one(d: &mut Decoded, rest: &str, value: &str) -> Result<(), Problem> {
     let segs: Vec<&str> = rest.split('.').collect();
-    let head = segs[0].to_ascii_lowercase();
-    match (head.as_str(), segs.len()) {
-        ("enable", 1) => {
-            d.enable = Some(
-                parse_bool(value.trim())
-                    .ok_or_else(|| Problem::Invalid(format!("invalid boolean {value:?}")))?,
-            );
-            Ok(())
-        }
-        ("openstack", 2) if segs[1].eq_ignore_ascii_case("network") => {
-            let v = value.trim();
-            d.network = (!v.is_empty()).then(|| v.to_string());
-            Ok(())
-        }
-        ("http" | "tcp" | "udp", n) if n >= 4 => {
-            let section = match head.as_str() {
-                "http" => &mut d.http,
-                "tcp" => &mut d.tcp,
-                _ => &mut d.udp,
-            };
-            let kind = segs[1].to_ascii_lowercase();
-            let (map, fields) = match (head.as_str(), kind.as_str()) {
-                ("http", "routers") => (&mut section.routers, schema::ROUTER),
-                ("http", "services") => (&mut section.services, schema::HTTP_SERVICE),
-                ("http", "middlewares") => (&mut section.middlewares, schema::MIDDLEWARE),
-                ("tcp", "routers") => (&mut section.routers, schema::TCP_ROUTER),
-                ("tcp", "services") => (&mut section.services, schema::TCP_SERVICE),
-                ("tcp", "middlewares") => (&mut section.middlewares, schema::TCP_MIDDLEWARE),
-                ("udp", "routers") => (&mut section.routers, schema::UDP_ROUTER),
-                ("udp", "services") => (&mut section.services, schema::UDP_SERVICE),
-                _ => return Err(Problem::Unknown),
-            };
-            let name = segs[2];
-            check_label_name(name).map_err(Problem::Invalid)?;
-            let (steps, action) = resolve(fields, &segs[3..], value)?;
-            let obj = map.entry(name.to_string()).or_default();
-            apply(obj, &steps, action);
-            Ok(())
-        }
-        _ => Err(Problem::Unknown),
+    let head = segs[0];
+    if segs.len() == 1 && head.eq_ignore_ascii_case("enable") {
+        d.enable = Some(
+            parse_bool(value.trim())
+                .ok_or_else(|| Problem::Invalid(format!("invalid boolean {value:?}")))?,
+        );
+        return Ok(());
     }
+    if segs.len() == 2
+        && head.eq_ignore_ascii_case("openstack")
+        && segs[1].eq_ignore_ascii_case("network")
+    {
+        let v = value.trim();
+        d.network = (!v.is_empty()).then(|| v.to_string());
+        return Ok(());
+    }
+    let Some(layer) = layer(head).filter(|_| segs.len() >= 4) else {
+        return Err(Problem::Unknown);
+    };
+    let (which, fields) = kind_fields(layer, segs[1]).ok_or(Problem::Unknown)?;
+    let section = match layer {
+        Layer::Http => &mut d.http,
+        Layer::Tcp => &mut d.tcp,
+        Layer::Udp => &mut d.udp,
+    };
+    let map = match which {
+        0 => &mut section.routers,
+        1 => &mut section.services,
+        _ => &mut section.middlewares,
+    };
+    let name = segs[2];
+    check_label_name(name).map_err(Problem::Invalid)?;
+    let (steps, action) = resolve(fields, &segs[3..], value)?;
+    // Most labels add to an object that exists: look up before allocating.
+    let obj = match map.get_mut(name) {
+        Some(o) => o,
+        None => map.entry(name.to_string()).or_default(),
+    };
+    apply(obj, &steps, action);
+    Ok(())
 }
 
 /// The label names a service: a router's `service`, or an `errors`
@@ -376,6 +430,25 @@ fn is_duration(s: &str) -> bool {
     true
 }
 
+impl Step {
+    fn key(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Step::Key(k) => (*k).into(),
+            Step::Index(n) => n.to_string().into(),
+            Step::MapKey(k) => k.as_str().into(),
+        }
+    }
+}
+
+/// The object under `key`, created (or replacing a non-object) if needed.
+fn child<'o>(cur: &'o mut Object, key: &str) -> Option<&'o mut Object> {
+    // Look up first: the key is only allocated when the slot is new.
+    if !cur.get(key).is_some_and(Value::is_object) {
+        cur.insert(key.to_string(), Value::Object(Map::new()));
+    }
+    cur.get_mut(key).and_then(Value::as_object_mut)
+}
+
 fn apply(obj: &mut Object, steps: &[Step], action: Action) {
     let (last, path) = match steps.split_last() {
         Some(x) => x,
@@ -383,37 +456,24 @@ fn apply(obj: &mut Object, steps: &[Step], action: Action) {
     };
     let mut cur = obj;
     for step in path {
-        let key = match step {
-            Step::Key(k) => k.to_string(),
-            Step::Index(n) => n.to_string(),
-            Step::MapKey(k) => k.clone(),
+        let Some(next) = child(cur, &step.key()) else {
+            return;
         };
-        let slot = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
-        if !slot.is_object() {
-            *slot = Value::Object(Map::new());
-        }
-        cur = match slot {
-            Value::Object(m) => m,
-            _ => return,
-        };
+        cur = next;
     }
-    let key = match last {
-        Step::Key(k) => k.to_string(),
-        Step::Index(n) => n.to_string(),
-        Step::MapKey(k) => k.clone(),
-    };
+    let key = last.key();
     match action {
-        Action::Set(v) => {
-            cur.insert(key, v);
-        }
-        Action::Ensure => {
-            let slot = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
+        Action::Set(v) => match cur.get_mut(key.as_ref()) {
+            Some(slot) => *slot = v,
+            None => {
+                cur.insert(key.into_owned(), v);
             }
+        },
+        Action::Ensure => {
+            child(cur, &key);
         }
         Action::Remove => {
-            cur.remove(&key);
+            cur.remove(key.as_ref());
         }
     }
 }

@@ -15,47 +15,68 @@
 use crate::assemble::Contribution;
 use crate::dynamic::{Configuration, HttpConfig, Service, Target, TcpConfig, UdpConfig};
 use crate::model::{Diagnostic, InstanceRoutes, Level};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, btree_map};
 
 /// Instances named in one conflict message; the rest are counted.
 const MAX_NAMED: usize = 5;
 
-struct Merger<'a, T> {
-    what: &'static str,
-    items: BTreeMap<String, T>,
-    owners: BTreeMap<String, Vec<&'a str>>,
-    conflicts: BTreeSet<String>,
+/// One name's definition so far, and which contributions gave it.
+struct Entry<T> {
+    item: T,
+    /// Indexes into the contributions; the first is kept out of the `Vec`
+    /// because most names have one definer, and an empty `Vec` costs nothing.
+    first: usize,
+    more: Vec<usize>,
+    conflict: bool,
 }
 
-impl<'a, T> Merger<'a, T> {
+struct Merger<T> {
+    what: &'static str,
+    items: BTreeMap<String, Entry<T>>,
+}
+
+impl<T> Merger<T> {
     fn new(what: &'static str) -> Self {
         Merger {
             what,
             items: BTreeMap::new(),
-            owners: BTreeMap::new(),
-            conflicts: BTreeSet::new(),
         }
     }
 
     /// `combine` merges `new` into the existing item, or reports a conflict.
-    fn add(&mut self, id: &'a str, name: &str, new: T, combine: impl Fn(&mut T, T) -> bool) {
-        self.owners.entry(name.to_string()).or_default().push(id);
-        match self.items.get_mut(name) {
-            None => {
-                self.items.insert(name.to_string(), new);
+    /// Items are moved in, never cloned.
+    fn add(&mut self, at: usize, name: String, new: T, combine: impl Fn(&mut T, T) -> bool) {
+        match self.items.entry(name) {
+            btree_map::Entry::Vacant(v) => {
+                v.insert(Entry {
+                    item: new,
+                    first: at,
+                    more: Vec::new(),
+                    conflict: false,
+                });
             }
-            Some(old) => {
-                if !combine(old, new) {
-                    self.conflicts.insert(name.to_string());
+            btree_map::Entry::Occupied(o) => {
+                let e = o.into_mut();
+                e.more.push(at);
+                // Once conflicting, the name is dropped whatever comes next.
+                if !e.conflict && !combine(&mut e.item, new) {
+                    e.conflict = true;
                 }
             }
         }
     }
 
-    fn finish(mut self, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, T> {
-        for name in &self.conflicts {
-            self.items.remove(name);
-            let mut ids: Vec<&str> = self.owners.get(name).cloned().unwrap_or_default();
+    fn finish(self, contribs: &[Contribution], diags: &mut Vec<Diagnostic>) -> BTreeMap<String, T> {
+        let mut kept = BTreeMap::new();
+        for (name, e) in self.items {
+            if !e.conflict {
+                kept.insert(name, e.item);
+                continue;
+            }
+            let mut ids: Vec<&str> = std::iter::once(e.first)
+                .chain(e.more)
+                .map(|i| contribs[i].instance_id.as_str())
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             let mut named = ids
@@ -78,7 +99,7 @@ impl<'a, T> Merger<'a, T> {
                 });
             }
         }
-        self.items
+        kept
     }
 }
 
@@ -86,26 +107,25 @@ fn same<T: PartialEq>(old: &mut T, new: T) -> bool {
     *old == new
 }
 
-fn merge_servers<S: Target + Ord>(old: &mut Service<S>, new: Service<S>) -> bool {
+/// Replicas: servers are appended here and de-duplicated once in
+/// `finish_servers`, not searched on every merge (quadratic for a service
+/// with many replicas).
+fn merge_servers<S>(old: &mut Service<S>, new: Service<S>) -> bool {
     if !old.load_balancer.mergeable(&new.load_balancer) {
         return false;
     }
-    for s in new.load_balancer.servers {
-        if !old
-            .load_balancer
-            .servers
-            .iter()
-            .any(|o| o.target() == s.target())
-        {
-            old.load_balancer.servers.push(s);
-        }
-    }
+    old.load_balancer.servers.extend(new.load_balancer.servers);
     true
 }
 
-fn sort_servers<S: Ord>(m: &mut BTreeMap<String, Service<S>>) {
+/// Keeps the first server added for each target, then sorts them.
+fn finish_servers<S: Target + Ord>(m: &mut BTreeMap<String, Service<S>>) {
     for s in m.values_mut() {
-        s.load_balancer.servers.sort();
+        let servers = &mut s.load_balancer.servers;
+        // Stable: among equal targets, the first added stays first.
+        servers.sort_by(|a, b| a.target().cmp(b.target()));
+        servers.dedup_by(|a, b| a.target() == b.target());
+        servers.sort();
     }
 }
 
@@ -131,44 +151,53 @@ fn owners<'a, V: 'a>(
     oldest.into_iter().map(|(n, (_, _, p))| (n, p)).collect()
 }
 
-/// Removes from `c` the names another project owns.
-fn keep_own<V>(
+/// The names in `map` that another project owns, with a diagnostic each.
+fn foreign<V>(
     what: &str,
-    c_id: &str,
-    project: &str,
-    map: &mut BTreeMap<String, V>,
+    c: &Contribution,
+    map: &BTreeMap<String, V>,
     owners: &BTreeMap<&str, &str>,
     diags: &mut Vec<Diagnostic>,
-) {
-    map.retain(|name, _| {
-        let own = owners.get(name.as_str()).is_none_or(|p| *p == project);
-        if !own {
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in map.keys() {
+        if owners
+            .get(name.as_str())
+            .is_some_and(|p| *p != c.project_id)
+        {
             diags.push(Diagnostic {
-                instance_id: c_id.to_string(),
+                instance_id: c.instance_id.clone(),
                 level: Level::Error,
                 message: format!(
                     "{what} {name} is already used by an instance of another project; dropped"
                 ),
             });
+            out.push(name.clone());
         }
-        own
-    });
+    }
+    out
 }
 
-/// Drops routers that point at a service of another project.
-fn own_services(
+/// Routers (not already dropped) that point at a service of another project.
+fn borrowing<'r>(
     what: &str,
-    c_id: &str,
-    project: &str,
-    routers: &BTreeMap<String, String>,
+    c: &Contribution,
+    routers: impl Iterator<Item = (&'r String, &'r String)>,
+    dropped: &mut Vec<String>,
     owners: &BTreeMap<&str, &str>,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<String> {
-    let mut dropped = Vec::new();
-    for (name, service) in routers.iter() {
-        if owners.get(service.as_str()).is_some_and(|p| *p != project) {
+) {
+    let before = dropped.len();
+    for (name, service) in routers {
+        if dropped[..before].contains(name) {
+            continue;
+        }
+        if owners
+            .get(service.as_str())
+            .is_some_and(|p| *p != c.project_id)
+        {
             diags.push(Diagnostic {
-                instance_id: c_id.to_string(),
+                instance_id: c.instance_id.clone(),
                 level: Level::Error,
                 message: format!(
                     "{what} {name}: service {service} belongs to another project; router dropped"
@@ -177,70 +206,87 @@ fn own_services(
             dropped.push(name.clone());
         }
     }
-    dropped
 }
 
-/// Each contribution without the names other projects own.
-fn by_project(contribs: &[Contribution], diags: &mut Vec<Diagnostic>) -> Vec<Contribution> {
-    let r = owners(contribs, |c| &c.http.routers);
-    let s = owners(contribs, |c| &c.http.services);
-    let m = owners(contribs, |c| &c.http.middlewares);
-    let tr = owners(contribs, |c| &c.tcp.routers);
-    let ts = owners(contribs, |c| &c.tcp.services);
-    let tm = owners(contribs, |c| &c.tcp.middlewares);
-    let ur = owners(contribs, |c| &c.udp.routers);
-    let us = owners(contribs, |c| &c.udp.services);
-    contribs
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            let (id, p) = (c.instance_id.clone(), c.project_id.clone());
-            keep_own("router", &id, &p, &mut c.http.routers, &r, diags);
-            keep_own("service", &id, &p, &mut c.http.services, &s, diags);
-            keep_own("middleware", &id, &p, &mut c.http.middlewares, &m, diags);
-            keep_own("tcp router", &id, &p, &mut c.tcp.routers, &tr, diags);
-            keep_own("tcp service", &id, &p, &mut c.tcp.services, &ts, diags);
-            keep_own(
-                "tcp middleware",
-                &id,
-                &p,
-                &mut c.tcp.middlewares,
-                &tm,
-                diags,
-            );
-            keep_own("udp router", &id, &p, &mut c.udp.routers, &ur, diags);
-            keep_own("udp service", &id, &p, &mut c.udp.services, &us, diags);
-            let refs = |m: &BTreeMap<String, crate::dynamic::Router>| {
-                m.iter()
-                    .map(|(n, r)| (n.clone(), r.service.clone()))
-                    .collect::<BTreeMap<_, _>>()
-            };
-            for n in own_services("router", &id, &p, &refs(&c.http.routers), &s, diags) {
-                c.http.routers.remove(&n);
-            }
-            for n in own_services("tcp router", &id, &p, &refs(&c.tcp.routers), &ts, diags) {
-                c.tcp.routers.remove(&n);
-            }
-            let udp_refs: BTreeMap<String, String> = c
-                .udp
-                .routers
-                .iter()
-                .map(|(n, r)| (n.clone(), r.service.clone()))
-                .collect();
-            for n in own_services("udp router", &id, &p, &udp_refs, &us, diags) {
-                c.udp.routers.remove(&n);
-            }
-            c
-        })
-        .collect()
+/// What `by_project` removes from one contribution, per map.
+#[derive(Default)]
+struct Drops {
+    routers: Vec<String>,
+    services: Vec<String>,
+    middlewares: Vec<String>,
+    tcp_routers: Vec<String>,
+    tcp_services: Vec<String>,
+    tcp_middlewares: Vec<String>,
+    udp_routers: Vec<String>,
+    udp_services: Vec<String>,
+}
+
+fn remove_all<V>(map: &mut BTreeMap<String, V>, names: Vec<String>) {
+    for n in names {
+        map.remove(&n);
+    }
+}
+
+/// Removes from each contribution the names other projects own. Decided on
+/// the untouched contributions first (ownership looks at all of them), then
+/// applied in place: nothing is cloned but the dropped names.
+fn by_project(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
+    // One project: nobody else can own a name.
+    if contribs
+        .windows(2)
+        .all(|w| w[0].project_id == w[1].project_id)
+    {
+        return;
+    }
+    let drops: Vec<Drops> = {
+        let all: &[Contribution] = contribs;
+        let r = owners(all, |c| &c.http.routers);
+        let s = owners(all, |c| &c.http.services);
+        let m = owners(all, |c| &c.http.middlewares);
+        let tr = owners(all, |c| &c.tcp.routers);
+        let ts = owners(all, |c| &c.tcp.services);
+        let tm = owners(all, |c| &c.tcp.middlewares);
+        let ur = owners(all, |c| &c.udp.routers);
+        let us = owners(all, |c| &c.udp.services);
+        all.iter()
+            .map(|c| {
+                let mut d = Drops {
+                    routers: foreign("router", c, &c.http.routers, &r, diags),
+                    services: foreign("service", c, &c.http.services, &s, diags),
+                    middlewares: foreign("middleware", c, &c.http.middlewares, &m, diags),
+                    tcp_routers: foreign("tcp router", c, &c.tcp.routers, &tr, diags),
+                    tcp_services: foreign("tcp service", c, &c.tcp.services, &ts, diags),
+                    tcp_middlewares: foreign("tcp middleware", c, &c.tcp.middlewares, &tm, diags),
+                    udp_routers: foreign("udp router", c, &c.udp.routers, &ur, diags),
+                    udp_services: foreign("udp service", c, &c.udp.services, &us, diags),
+                };
+                let http = c.http.routers.iter().map(|(n, r)| (n, &r.service));
+                borrowing("router", c, http, &mut d.routers, &s, diags);
+                let tcp = c.tcp.routers.iter().map(|(n, r)| (n, &r.service));
+                borrowing("tcp router", c, tcp, &mut d.tcp_routers, &ts, diags);
+                let udp = c.udp.routers.iter().map(|(n, r)| (n, &r.service));
+                borrowing("udp router", c, udp, &mut d.udp_routers, &us, diags);
+                d
+            })
+            .collect()
+    };
+    for (c, d) in contribs.iter_mut().zip(drops) {
+        remove_all(&mut c.http.routers, d.routers);
+        remove_all(&mut c.http.services, d.services);
+        remove_all(&mut c.http.middlewares, d.middlewares);
+        remove_all(&mut c.tcp.routers, d.tcp_routers);
+        remove_all(&mut c.tcp.services, d.tcp_services);
+        remove_all(&mut c.tcp.middlewares, d.tcp_middlewares);
+        remove_all(&mut c.udp.routers, d.udp_routers);
+        remove_all(&mut c.udp.services, d.udp_services);
+    }
 }
 
 pub fn merge(
-    contribs: &[Contribution],
+    mut contribs: Vec<Contribution>,
     diags: &mut Vec<Diagnostic>,
 ) -> (Configuration, Vec<InstanceRoutes>) {
-    let owned = by_project(contribs, diags);
-    let contribs = owned.as_slice();
+    by_project(&mut contribs, diags);
     let mut routers = Merger::new("router");
     let mut services = Merger::new("service");
     let mut middlewares = Merger::new("middleware");
@@ -249,80 +295,77 @@ pub fn merge(
     let mut tcp_middlewares = Merger::new("tcp middleware");
     let mut udp_routers = Merger::new("udp router");
     let mut udp_services = Merger::new("udp service");
-    for c in contribs {
-        let id = c.instance_id.as_str();
-        for (n, r) in &c.http.routers {
-            routers.add(id, n, r.clone(), same);
+    // Each contribution's router names, (kind, name), for `routes` below:
+    // the routers themselves are moved into the mergers.
+    let mut router_names: Vec<Vec<(u8, String)>> = Vec::with_capacity(contribs.len());
+    for (at, c) in contribs.iter_mut().enumerate() {
+        let mut names = Vec::with_capacity(c.http.routers.len());
+        for (n, r) in std::mem::take(&mut c.http.routers) {
+            names.push((0, n.clone()));
+            routers.add(at, n, r, same);
         }
-        for (n, s) in &c.http.services {
-            services.add(id, n, s.clone(), merge_servers);
+        for (n, s) in std::mem::take(&mut c.http.services) {
+            services.add(at, n, s, merge_servers);
         }
-        for (n, m) in &c.http.middlewares {
-            middlewares.add(id, n, m.clone(), same);
+        for (n, m) in std::mem::take(&mut c.http.middlewares) {
+            middlewares.add(at, n, m, same);
         }
-        for (n, r) in &c.tcp.routers {
-            tcp_routers.add(id, n, r.clone(), same);
+        for (n, r) in std::mem::take(&mut c.tcp.routers) {
+            names.push((1, n.clone()));
+            tcp_routers.add(at, n, r, same);
         }
-        for (n, s) in &c.tcp.services {
-            tcp_services.add(id, n, s.clone(), merge_servers);
+        for (n, s) in std::mem::take(&mut c.tcp.services) {
+            tcp_services.add(at, n, s, merge_servers);
         }
-        for (n, m) in &c.tcp.middlewares {
-            tcp_middlewares.add(id, n, m.clone(), same);
+        for (n, m) in std::mem::take(&mut c.tcp.middlewares) {
+            tcp_middlewares.add(at, n, m, same);
         }
-        for (n, r) in &c.udp.routers {
-            udp_routers.add(id, n, r.clone(), same);
+        for (n, r) in std::mem::take(&mut c.udp.routers) {
+            names.push((2, n.clone()));
+            udp_routers.add(at, n, r, same);
         }
-        for (n, s) in &c.udp.services {
-            udp_services.add(id, n, s.clone(), merge_servers);
+        for (n, s) in std::mem::take(&mut c.udp.services) {
+            udp_services.add(at, n, s, merge_servers);
         }
+        router_names.push(names);
     }
     let mut http = HttpConfig {
-        routers: routers.finish(diags),
-        services: services.finish(diags),
-        middlewares: middlewares.finish(diags),
+        routers: routers.finish(&contribs, diags),
+        services: services.finish(&contribs, diags),
+        middlewares: middlewares.finish(&contribs, diags),
     };
     let mut tcp = TcpConfig {
-        routers: tcp_routers.finish(diags),
-        services: tcp_services.finish(diags),
-        middlewares: tcp_middlewares.finish(diags),
+        routers: tcp_routers.finish(&contribs, diags),
+        services: tcp_services.finish(&contribs, diags),
+        middlewares: tcp_middlewares.finish(&contribs, diags),
     };
     let mut udp = UdpConfig {
-        routers: udp_routers.finish(diags),
-        services: udp_services.finish(diags),
+        routers: udp_routers.finish(&contribs, diags),
+        services: udp_services.finish(&contribs, diags),
     };
-    sort_servers(&mut http.services);
-    sort_servers(&mut tcp.services);
-    sort_servers(&mut udp.services);
+    finish_servers(&mut http.services);
+    finish_servers(&mut tcp.services);
+    finish_servers(&mut udp.services);
 
     let routes = contribs
-        .iter()
-        .map(|c| {
-            let mut names: BTreeSet<String> = BTreeSet::new();
-            names.extend(
-                c.http
-                    .routers
-                    .keys()
-                    .filter(|n| http.routers.contains_key(*n))
-                    .cloned(),
-            );
-            names.extend(
-                c.tcp
-                    .routers
-                    .keys()
-                    .filter(|n| tcp.routers.contains_key(*n))
-                    .cloned(),
-            );
-            names.extend(
-                c.udp
-                    .routers
-                    .keys()
-                    .filter(|n| udp.routers.contains_key(*n))
-                    .cloned(),
-            );
+        .into_iter()
+        .zip(router_names)
+        .map(|(c, names)| {
+            let mut names: Vec<String> = names
+                .into_iter()
+                .filter(|(kind, n)| match kind {
+                    0 => http.routers.contains_key(n),
+                    1 => tcp.routers.contains_key(n),
+                    _ => udp.routers.contains_key(n),
+                })
+                .map(|(_, n)| n)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
             InstanceRoutes {
-                instance_id: c.instance_id.clone(),
-                address: Some(c.address.clone()),
-                routers: names.into_iter().collect(),
+                instance_id: c.instance_id,
+                address: Some(c.address),
+                routers: names,
             }
         })
         .collect();
@@ -370,7 +413,7 @@ mod tests {
     fn replicas_merge_sorted() {
         let mut d = Vec::new();
         let (c, routes) = merge(
-            &[
+            vec![
                 contrib("b", "Host(`w`)", "http://10.0.0.2:80", true),
                 contrib("a", "Host(`w`)", "http://10.0.0.1:80", true),
                 contrib("c", "Host(`w`)", "http://10.0.0.1:80", true),
@@ -438,7 +481,7 @@ mod tests {
             ],
         ] {
             let mut d = Vec::new();
-            let (c, routes) = merge(&order, &mut d);
+            let (c, routes) = merge(order, &mut d);
             let http = c.http.unwrap();
             assert_eq!(http.routers.keys().collect::<Vec<_>>(), vec!["web"]);
             assert_eq!(http.routers["web"].rule, "Host(`w`)");
@@ -471,7 +514,7 @@ mod tests {
     fn conflicts_dropped_with_diagnostics() {
         let mut d = Vec::new();
         let (c, routes) = merge(
-            &[
+            vec![
                 contrib("a", "Host(`w`)", "http://10.0.0.1:80", true),
                 contrib("b", "Host(`v`)", "http://10.0.0.2:80", false),
             ],

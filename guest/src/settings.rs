@@ -11,7 +11,7 @@ use crate::labels::has_prefix;
 use crate::template::Template;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const DEFAULT_RULE: &str = "Host(`{{ normalize .Name }}`)";
 
@@ -45,6 +45,9 @@ pub struct Settings {
     pub exclude: Vec<Glob>,
     pub default_port: u16,
     pub label_prefix: String,
+    /// Fields read by `default_rule` or `default_labels`: only these are
+    /// copied out of each instance for rendering.
+    pub template_fields: BTreeSet<&'static str>,
 }
 
 impl Settings {
@@ -119,7 +122,15 @@ impl Settings {
             return Err(err("default_port", "must be between 1 and 65535".into()));
         }
 
+        let mut template_fields = BTreeSet::new();
+        default_rule.fields(&mut template_fields);
+        for (_, kt, vt) in &default_labels {
+            kt.fields(&mut template_fields);
+            vt.fields(&mut template_fields);
+        }
+
         Ok(Settings {
+            template_fields,
             default_rule,
             exposed_by_default: raw.exposed_by_default.unwrap_or(true),
             default_labels,

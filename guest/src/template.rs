@@ -8,7 +8,7 @@
 //! can check that tenant data stays inside string literals of a rule.
 
 use crate::names::normalize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 /// Fields a template may read; see `Data`.
@@ -59,6 +59,8 @@ pub enum V {
     List(Vec<String>),
     Map(BTreeMap<String, String>),
 }
+
+static NIL: V = V::Nil;
 
 /// The values a template sees, keyed by the names in `FIELDS`.
 #[derive(Debug, Default)]
@@ -145,6 +147,28 @@ impl Template {
             nodes.push(Node::Text(text.to_string()));
         }
         Ok(Template { nodes })
+    }
+
+    /// The top-level fields (`Name`, `Metadata`, ...) the template reads.
+    pub fn fields(&self, out: &mut BTreeSet<&'static str>) {
+        fn pipeline(p: &Pipeline, out: &mut BTreeSet<&'static str>) {
+            for arg in p.0.iter().flat_map(|c| &c.0) {
+                match arg {
+                    Arg::Field(path) => {
+                        if let Some(f) = FIELDS.iter().find(|f| **f == path[0]) {
+                            out.insert(*f);
+                        }
+                    }
+                    Arg::Sub(p) => pipeline(p, out),
+                    Arg::Lit(_) | Arg::Func(_) => {}
+                }
+            }
+        }
+        for node in &self.nodes {
+            if let Node::Action(p) = node {
+                pipeline(p, out);
+            }
+        }
     }
 
     pub fn render(&self, data: &Data) -> Result<Rendered, String> {
@@ -374,14 +398,26 @@ fn eval_arg(a: &Arg, data: &Data) -> Result<(V, bool), String> {
         Arg::Sub(p) => eval_pipeline(p, data),
         Arg::Func(f) => Err(format!("function {f} used as a value")),
         Arg::Field(path) => {
-            let mut v = data.fields.get(path[0].as_str()).cloned().unwrap_or(V::Nil);
-            for key in &path[1..] {
-                v = match v {
-                    V::Map(m) => m.get(key).cloned().map(V::Str).unwrap_or(V::Nil),
-                    _ => return Err(format!("can't evaluate field {key}")),
+            // Walked by reference: `.Metadata.port` copies one string, not
+            // the whole map.
+            let mut v = data.fields.get(path[0].as_str()).unwrap_or(&NIL);
+            let mut keys = path[1..].iter();
+            while let Some(key) = keys.next() {
+                let V::Map(m) = v else {
+                    return Err(format!("can't evaluate field {key}"));
                 };
+                match m.get(key) {
+                    None => v = &NIL,
+                    Some(s) => {
+                        // A string has no fields.
+                        if let Some(next) = keys.next() {
+                            return Err(format!("can't evaluate field {next}"));
+                        }
+                        return Ok((V::Str(s.clone()), true));
+                    }
+                }
             }
-            Ok((v, true))
+            Ok((v.clone(), true))
         }
     }
 }
