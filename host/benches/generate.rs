@@ -60,6 +60,11 @@ fn generate(c: &mut Criterion) {
             .filter(|r| !r.routers.is_empty())
             .count();
         assert_eq!(routed, n, "every instance must be routed");
+        assert!(
+            natively.diagnostics.is_empty(),
+            "the fixture must be clean: {:?}",
+            natively.diagnostics.first()
+        );
         eprintln!(
             "generate/{n}: {} bytes of configuration, {} diagnostics",
             natively.config.len(),
