@@ -369,25 +369,26 @@ fn accepts(version: &str) -> bool {
     ours == theirs && version[theirs.len()..].starts_with('.')
 }
 
+/// Checks that the output is one JSON object without building it: a
+/// `serde_json::Value` of a 10k-instance configuration costs about ten times
+/// its size in memory, at the moment the process peaks.
 fn validate_config(config: &str) -> Result<(), GenerateError> {
-    match serde_json::from_str::<serde_json::Value>(config) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(GenerateError::InvalidOutput(format!(
-            "expected a JSON object, got {}",
-            json_kind(&other)
-        ))),
-        Err(e) => Err(GenerateError::InvalidOutput(format!("not JSON: {e}"))),
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(config) {
+        return Err(GenerateError::InvalidOutput(format!("not JSON: {e}")));
     }
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+    // Valid JSON: its first significant byte tells its kind.
+    match config.trim_start().as_bytes().first() {
+        Some(b'{') => Ok(()),
+        first => Err(GenerateError::InvalidOutput(format!(
+            "expected a JSON object, got {}",
+            match first {
+                Some(b'[') => "an array",
+                Some(b'"') => "a string",
+                Some(b't' | b'f') => "a boolean",
+                Some(b'n') => "null",
+                _ => "a number",
+            }
+        ))),
     }
 }
 
@@ -455,5 +456,26 @@ mod tests {
             validate_config("{\"http\":"),
             Err(GenerateError::InvalidOutput(m)) if m.contains("not JSON")
         ));
+        for (text, kind) in [
+            (" \"x\"", "a string"),
+            ("true", "a boolean"),
+            ("null", "null"),
+            ("-1", "a number"),
+        ] {
+            assert!(
+                matches!(
+                    validate_config(text),
+                    Err(GenerateError::InvalidOutput(m)) if m.contains(kind)
+                ),
+                "{text}"
+            );
+        }
+        assert!(validate_config(" {\"a\":[1,\"\\u00e9\"]} ").is_ok());
+        assert!(
+            matches!(validate_config("{} {}"), Err(GenerateError::InvalidOutput(m)) if m.contains("not JSON"))
+        );
+        assert!(
+            matches!(validate_config("{\"a\":\"\\q\"}"), Err(GenerateError::InvalidOutput(m)) if m.contains("not JSON"))
+        );
     }
 }
