@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,7 +27,66 @@ pub struct AppState {
     pub token: Option<String>,
 }
 
-type Body = Full<Bytes>;
+/// A response body handed to hyper in slices, yielding between them.
+///
+/// A 6 MB configuration written in one go lets a connection whose socket
+/// keeps draining hold the worker until the whole body is out, and the other
+/// pollers wait (p99 several times nginx's, which caps each turn with
+/// `sendfile_max_chunk`). Slices of [`SLICE`] bytes with a yield in between
+/// share the worker fairly; the bytes are never copied (`Bytes::split_to`).
+pub struct Body {
+    rest: Bytes,
+    yield_next: bool,
+}
+
+const SLICE: usize = 256 * 1024;
+
+impl Body {
+    fn empty() -> Self {
+        Self::from(Bytes::new())
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Body {
+    fn from(data: T) -> Self {
+        Self {
+            rest: data.into(),
+            yield_next: false,
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.yield_next {
+            self.yield_next = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let n = self.rest.len().min(SLICE);
+        let slice = self.rest.split_to(n);
+        self.yield_next = !self.rest.is_empty();
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
 
 /// Serves until `shutdown` resolves, then lets open requests finish (for at
 /// most `grace`).
@@ -114,7 +172,7 @@ pub fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
         }
     };
     if head {
-        *resp.body_mut() = Body::default();
+        *resp.body_mut() = Body::empty();
     }
     resp
 }
@@ -163,7 +221,7 @@ fn config(state: &AppState, headers: &HeaderMap) -> Response<Body> {
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == "*" || t == snapshot.etag || t == snapshot.etag_gzip);
     let mut resp = if not_modified {
-        let mut r = Response::new(Body::default());
+        let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
@@ -392,5 +450,36 @@ mod tests {
         let r = handle(&s, Request::head("/traefik").body(()).unwrap());
         assert_eq!(r.status(), StatusCode::OK);
         assert!(body(r).is_empty());
+    }
+
+    #[tokio::test]
+    async fn large_bodies_arrive_whole_over_a_real_connection() {
+        let state = Arc::new(state(None));
+        // Several slices' worth, with a recognisable end.
+        let config = format!("{{\"pad\":\"{}\",\"end\":1}}", "x".repeat(3 * SLICE + 17));
+        publish(&state, &config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            state,
+            Duration::from_secs(5),
+            stop.clone().cancelled_owned(),
+            Duration::from_secs(1),
+        ));
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let resp = client
+                .get(format!("http://{addr}/traefik"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.content_length(), Some(config.len() as u64));
+            assert_eq!(resp.text().await.unwrap(), config);
+        }
+        stop.cancel();
+        server.await.unwrap().unwrap();
     }
 }
