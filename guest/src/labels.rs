@@ -152,11 +152,17 @@ pub fn decode_into(
     prefix: &str,
     warnings: &mut Vec<String>,
 ) {
+    // Scratch space, reused for every label of the batch.
+    let mut segs = Vec::new();
+    let mut steps = Vec::new();
     for (key, value) in labels {
         if !has_prefix(key, prefix) {
             continue;
         }
-        if let Err(p) = decode_one(d, &key[prefix.len() + 1..], value) {
+        let rest = &key[prefix.len() + 1..];
+        segs.clear();
+        segs.extend(rest.split('.'));
+        if let Err(p) = decode_one(d, &segs, value, &mut steps) {
             warnings.push(match p {
                 Problem::Unknown => format!("label {key}: unknown option"),
                 Problem::Invalid(why) => format!("label {key}: {why}"),
@@ -218,8 +224,13 @@ fn kind_fields(layer: Layer, kind: &str) -> Option<(usize, &'static [Field])> {
     }
 }
 
-fn decode_one(d: &mut Decoded, rest: &str, value: &str) -> Result<(), Problem> {
-    let segs: Vec<&str> = rest.split('.').collect();
+/// `segs` are the label's key split at dots, after the prefix.
+fn decode_one(
+    d: &mut Decoded,
+    segs: &[&str],
+    value: &str,
+    steps: &mut Vec<Step>,
+) -> Result<(), Problem> {
     let head = segs[0];
     if segs.len() == 1 && head.eq_ignore_ascii_case("enable") {
         d.enable = Some(
@@ -252,13 +263,14 @@ fn decode_one(d: &mut Decoded, rest: &str, value: &str) -> Result<(), Problem> {
     };
     let name = segs[2];
     check_label_name(name).map_err(Problem::Invalid)?;
-    let (steps, action) = resolve(fields, &segs[3..], value)?;
+    steps.clear();
+    let action = resolve(fields, &segs[3..], value, steps)?;
     // Most labels add to an object that exists: look up before allocating.
     let obj = match map.get_mut(name) {
         Some(o) => o,
         None => map.entry(name.to_string()).or_default(),
     };
-    apply(obj, &steps, action);
+    apply(obj, steps, action);
     Ok(())
 }
 
@@ -284,29 +296,17 @@ pub fn option_kind(key: &str, prefix: &str) -> Option<Kind> {
     if !has_prefix(key, prefix) {
         return None;
     }
-    let segs: Vec<&str> = key[prefix.len() + 1..].split('.').collect();
-    if segs.len() < 4 {
+    let mut segs = key[prefix.len() + 1..].split('.');
+    let (Some(l), Some(k), Some(_name)) = (segs.next(), segs.next(), segs.next()) else {
         return None;
-    }
-    let mut fields = match (
-        segs[0].to_ascii_lowercase().as_str(),
-        segs[1].to_ascii_lowercase().as_str(),
-    ) {
-        ("http", "routers") => schema::ROUTER,
-        ("http", "services") => schema::HTTP_SERVICE,
-        ("http", "middlewares") => schema::MIDDLEWARE,
-        ("tcp", "routers") => schema::TCP_ROUTER,
-        ("tcp", "services") => schema::TCP_SERVICE,
-        ("tcp", "middlewares") => schema::TCP_MIDDLEWARE,
-        ("udp", "routers") => schema::UDP_ROUTER,
-        ("udp", "services") => schema::UDP_SERVICE,
-        _ => return None,
     };
-    for (i, seg) in segs[3..].iter().enumerate() {
+    let (_, mut fields) = kind_fields(layer(l)?, k)?;
+    let mut segs = segs.peekable();
+    while let Some(seg) = segs.next() {
         let (name, _) = split_index(seg).ok()?;
         let (_, kind) = schema::field(fields, name)?;
         match kind {
-            Kind::Struct(sub) | Kind::Indexed(sub) if i + 4 < segs.len() => fields = sub,
+            Kind::Struct(sub) | Kind::Indexed(sub) if segs.peek().is_some() => fields = sub,
             k => return Some(*k),
         }
     }
@@ -328,12 +328,13 @@ fn split_index(seg: &str) -> Result<(&str, Option<usize>), Problem> {
 
 /// Validates a label path against the schema before touching the tree, so
 /// that a bad label leaves no half-created option behind.
+/// The path goes to `steps` (empty on entry), the action is returned.
 fn resolve(
     fields: &'static [Field],
     segs: &[&str],
     raw: &str,
-) -> Result<(Vec<Step>, Action), Problem> {
-    let mut steps = Vec::new();
+    steps: &mut Vec<Step>,
+) -> Result<Action, Problem> {
     let mut fields = fields;
     let mut i = 0;
     loop {
@@ -352,8 +353,8 @@ fn resolve(
             (_, Some(_)) | (Kind::Indexed(_), None) => return Err(Problem::Unknown),
             (Kind::Struct(_), None) if last => {
                 return match parse_bool(raw.trim()) {
-                    Some(true) => Ok((steps, Action::Ensure)),
-                    Some(false) => Ok((steps, Action::Remove)),
+                    Some(true) => Ok(Action::Ensure),
+                    Some(false) => Ok(Action::Remove),
                     None => Err(Problem::Invalid(format!("invalid boolean {raw:?}"))),
                 };
             }
@@ -363,9 +364,9 @@ fn resolve(
                     return Err(Problem::Unknown);
                 }
                 steps.push(Step::MapKey(segs[i + 1].to_string()));
-                return Ok((steps, Action::Set(Value::String(raw.to_string()))));
+                return Ok(Action::Set(Value::String(raw.to_string())));
             }
-            (leaf, None) if last => return Ok((steps, Action::Set(leaf_value(leaf, raw)?))),
+            (leaf, None) if last => return Ok(Action::Set(leaf_value(leaf, raw)?)),
             (_, None) => return Err(Problem::Unknown),
         }
         i += 1;
@@ -491,9 +492,14 @@ fn finalize_section(s: &mut Section, router: &[Field], service: &[Field], mw: &[
 }
 
 /// Turns `{"0": {...}, "2": {...}}` of indexed options into arrays.
+/// Walks the object's entries, not the schema: only nested objects can hold
+/// indexed options, and most values are scalars.
 fn finalize(fields: &[Field], obj: &mut Object) {
-    for (name, kind) in fields {
-        let Some(v) = obj.get_mut(*name) else {
+    for (name, v) in obj.iter_mut() {
+        if !v.is_object() {
+            continue;
+        }
+        let Some((_, kind)) = fields.iter().find(|(n, _)| n == name) else {
             continue;
         };
         match (kind, v) {

@@ -16,10 +16,18 @@ const MAX_LABEL_NAME: usize = 255;
 /// Traefik's `provider.Normalize`: every run of characters that are neither
 /// letters nor digits becomes one `-`, leading and trailing runs vanish.
 pub fn normalize(s: &str) -> String {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
+    // One pass into one buffer: this runs for every templated label.
+    let mut out = String::with_capacity(s.len());
+    for part in s.split(|c: char| !c.is_alphanumeric()) {
+        if part.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('-');
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 /// FNV-1a: stable across platforms and releases, unlike std's hasher.

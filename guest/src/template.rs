@@ -8,6 +8,7 @@
 //! can check that tenant data stays inside string literals of a rule.
 
 use crate::names::normalize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
@@ -422,16 +423,17 @@ fn eval_arg(a: &Arg, data: &Data) -> Result<(V, bool), String> {
     }
 }
 
-fn print(v: &V) -> String {
+/// How a value prints; strings are borrowed, not copied.
+fn print(v: &V) -> Cow<'_, str> {
     match v {
-        V::Nil => String::new(),
-        V::Str(s) => s.clone(),
-        V::Int(n) => n.to_string(),
-        V::Bool(b) => b.to_string(),
-        V::List(l) => format!("[{}]", l.join(" ")),
+        V::Nil => Cow::Borrowed(""),
+        V::Str(s) => Cow::Borrowed(s),
+        V::Int(n) => n.to_string().into(),
+        V::Bool(b) => b.to_string().into(),
+        V::List(l) => format!("[{}]", l.join(" ")).into(),
         V::Map(m) => {
             let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-            format!("map[{}]", items.join(" "))
+            format!("map[{}]", items.join(" ")).into()
         }
     }
 }
@@ -460,19 +462,19 @@ fn call(name: &str, a: &[V]) -> Result<V, String> {
                 // Go inserts `new` between every rune; not worth the surprise.
                 return Err("replace: empty search string".into());
             }
-            V::Str(s(2).replace(&old, &s(1)))
+            V::Str(s(2).replace(&*old, &s(1)))
         }
         "trimPrefix" => {
             let v = s(1);
-            V::Str(v.strip_prefix(s(0).as_str()).unwrap_or(&v).to_string())
+            V::Str(v.strip_prefix(&*s(0)).unwrap_or(&v).to_string())
         }
         "trimSuffix" => {
             let v = s(1);
-            V::Str(v.strip_suffix(s(0).as_str()).unwrap_or(&v).to_string())
+            V::Str(v.strip_suffix(&*s(0)).unwrap_or(&v).to_string())
         }
-        "hasPrefix" => V::Bool(s(1).starts_with(&s(0))),
-        "hasSuffix" => V::Bool(s(1).ends_with(&s(0))),
-        "contains" => V::Bool(s(1).contains(&s(0))),
+        "hasPrefix" => V::Bool(s(1).starts_with(&*s(0))),
+        "hasSuffix" => V::Bool(s(1).ends_with(&*s(0))),
+        "contains" => V::Bool(s(1).contains(&*s(0))),
         "default" => {
             if empty(&a[1]) {
                 a[0].clone()
@@ -482,13 +484,13 @@ fn call(name: &str, a: &[V]) -> Result<V, String> {
         }
         "join" => match &a[1] {
             V::List(l) => V::Str(l.join(&s(0))),
-            other => V::Str(print(other)),
+            other => V::Str(print(other).into_owned()),
         },
         "index" => {
             let mut v = a[0].clone();
             for key in &a[1..] {
                 v = match (v, key) {
-                    (V::Map(m), k) => m.get(&print(k)).cloned().map(V::Str).unwrap_or(V::Nil),
+                    (V::Map(m), k) => m.get(&*print(k)).cloned().map(V::Str).unwrap_or(V::Nil),
                     (V::List(l), V::Int(i)) => usize::try_from(*i)
                         .ok()
                         .and_then(|i| l.get(i).cloned())
