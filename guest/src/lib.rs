@@ -28,6 +28,10 @@ mod template;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod wasm_alloc;
+#[cfg(target_arch = "wasm32")]
+mod wasm_mem;
 
 pub use model::{Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output};
 
