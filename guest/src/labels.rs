@@ -315,7 +315,7 @@ pub fn option_kind(key: &str, prefix: &str) -> Option<Kind> {
 
 /// `domains[3]` → (`domains`, Some(3)).
 fn split_index(seg: &str) -> Result<(&str, Option<usize>), Problem> {
-    let Some(open) = seg.find('[') else {
+    let Some(open) = seg.bytes().position(|b| b == b'[') else {
         return Ok((seg, None));
     };
     let idx = seg[open + 1..]

@@ -38,7 +38,7 @@ pub fn check_rule(r: &Rendered) -> Result<(), String> {
                 "instance data {piece:?} is used outside a quoted string of the rule"
             ));
         };
-        let matcher = lit.matcher.as_str();
+        let matcher = lit.matcher;
         if matcher == "Host" || matcher == "HostSNI" {
             let host = &r.text[lit.span.clone()];
             if let Err(why) = check_domain(host) {
@@ -85,19 +85,21 @@ pub fn check_domain(host: &str) -> Result<(), String> {
 }
 
 /// A string literal of a rule and the matcher it is an argument of.
-struct Literal {
+struct Literal<'a> {
     /// Byte range of the contents, quotes excluded.
     span: std::ops::Range<usize>,
     /// `Host`, `PathPrefix`, ...; empty outside any call.
-    matcher: String,
+    matcher: &'a str,
 }
 
 /// The `` `...` `` and `"..."` literals of a rule, with their matcher.
 /// An unterminated literal ends the scan: nothing after it counts.
-fn literals(text: &str) -> Vec<Literal> {
+/// Identifiers are slices of `text`, not copies.
+fn literals(text: &str) -> Vec<Literal<'_>> {
     let mut out = Vec::new();
-    let mut calls: Vec<String> = Vec::new();
-    let mut ident = String::new();
+    let mut calls: Vec<&str> = Vec::new();
+    // Start of the run of identifier characters that ends here, if any.
+    let mut ident: Option<usize> = None;
     let mut it = text.char_indices();
     while let Some((i, c)) = it.next() {
         let close = match c {
@@ -113,28 +115,28 @@ fn literals(text: &str) -> Vec<Literal> {
                 }
             },
             c if c.is_alphanumeric() || c == '_' => {
-                ident.push(c);
+                ident.get_or_insert(i);
                 continue;
             }
             '(' => {
-                calls.push(std::mem::take(&mut ident));
+                calls.push(ident.take().map_or("", |start| &text[start..i]));
                 continue;
             }
             ')' => {
                 calls.pop();
-                ident.clear();
+                ident = None;
                 continue;
             }
             _ => {
-                ident.clear();
+                ident = None;
                 continue;
             }
         };
-        ident.clear();
+        ident = None;
         match close {
             Some((j, _)) => out.push(Literal {
                 span: i + 1..j,
-                matcher: calls.last().cloned().unwrap_or_default(),
+                matcher: calls.last().copied().unwrap_or_default(),
             }),
             None => break,
         }

@@ -173,8 +173,18 @@ impl Template {
     }
 
     pub fn render(&self, data: &Data) -> Result<Rendered, String> {
+        // Sized for the literal text plus a few substitutions, so that a
+        // typical label grows its buffer once at most.
+        let literal: usize = self
+            .nodes
+            .iter()
+            .map(|n| match n {
+                Node::Text(t) => t.len(),
+                Node::Action(_) => 16,
+            })
+            .sum();
         let mut out = Rendered {
-            text: String::new(),
+            text: String::with_capacity(literal),
             tainted: Vec::new(),
         };
         for node in &self.nodes {

@@ -26,8 +26,10 @@ const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 /// Blocks of 16 bytes or more are 16-aligned (the chunk is, and every
 /// class size from 16 up is a multiple of 16); 8-byte blocks are 8-aligned.
 const ALIGN: usize = 16;
-/// Small blocks are carved out of chunks of this size.
-const CHUNK: usize = 64 * 1024;
+/// Small blocks are carved out of chunks of this size: large enough that
+/// growing the linear memory is rare, small enough that a tiny run stays
+/// tiny.
+const CHUNK: usize = 256 * 1024;
 
 struct State {
     /// Head of each class's free list; a free block holds the next pointer.
