@@ -17,14 +17,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
 
-/// Classes are powers of two from 8 bytes (class 0) to `1 << MAX_SHIFT`;
-/// anything larger, or more aligned than `ALIGN`, goes to the system
-/// allocator.
-const MIN_SHIFT: u32 = 3;
-const MAX_SHIFT: u32 = 12;
-const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
-/// Blocks of 16 bytes or more are 16-aligned (the chunk is, and every
-/// class size from 16 up is a multiple of 16); 8-byte blocks are 8-aligned.
+/// Block sizes: powers of two and the halfway points between them (8, 16,
+/// 24, 32, 48, 64, 96, ... 4096), so rounding up wastes at most a third of
+/// a block; powers of two alone would add about half again to the live
+/// data of a large run. Larger blocks, or more aligned than `ALIGN`, go to
+/// the system allocator.
+const MAX_SMALL: usize = 4096;
+const CLASSES: usize = 18;
+/// Every class size from 16 up that is a multiple of 16 gives 16-aligned
+/// blocks; see `class_align`.
 const ALIGN: usize = 16;
 /// Small blocks are carved out of chunks of this size: large enough that
 /// growing the linear memory is rare, small enough that a tiny run stays
@@ -58,16 +59,41 @@ impl SizeClasses {
 
 /// The class of a layout, or `None` for the system allocator.
 fn class(layout: Layout) -> Option<usize> {
-    if layout.size() > 1 << MAX_SHIFT || layout.align() > ALIGN {
+    if layout.size() > MAX_SMALL || layout.align() > ALIGN {
         return None;
     }
-    let size = layout.size().max(layout.align()).max(1 << MIN_SHIFT);
-    let shift = size.next_power_of_two().trailing_zeros();
-    Some((shift - MIN_SHIFT) as usize)
+    // A multiple of the alignment, so the class's blocks are aligned enough
+    // (see `class_align`).
+    let a = layout.align();
+    let size = (layout.size().max(8) + a - 1) & !(a - 1);
+    if size <= 16 {
+        return Some(usize::from(size > 8));
+    }
+    // 2^p < size <= 2^(p+1), p >= 4: classes 1.5 * 2^p and 2^(p+1).
+    let p = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+    let over_half = size > (3 << (p - 1));
+    Some(2 * (p - 4) + 2 + usize::from(over_half))
 }
 
 fn class_size(c: usize) -> usize {
-    1 << (c as u32 + MIN_SHIFT)
+    match c {
+        0 => 8,
+        1 => 16,
+        _ => {
+            let p = (c - 2) / 2 + 4;
+            if c.is_multiple_of(2) {
+                3 << (p - 1)
+            } else {
+                1 << (p + 1)
+            }
+        }
+    }
+}
+
+/// Blocks are aligned to the largest power of two dividing their size, up
+/// to `ALIGN`: 8 for 8 and 24, 16 for the rest.
+fn class_align(c: usize) -> usize {
+    1 << class_size(c).trailing_zeros().min(ALIGN.trailing_zeros())
 }
 
 impl State {
@@ -82,7 +108,7 @@ impl State {
             return head;
         }
         let size = class_size(c);
-        let align = size.min(ALIGN);
+        let align = class_align(c);
         let mut start = self.bump.wrapping_add(self.bump.align_offset(align));
         if self.bump.is_null() || (self.end as usize).saturating_sub(start as usize) < size {
             // The rest of the old chunk is abandoned (at most one block's worth
