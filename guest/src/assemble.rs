@@ -17,7 +17,7 @@ use crate::schema::Kind;
 use crate::settings::Settings;
 use crate::template::{Data, V};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What one routed instance adds to the configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +31,42 @@ pub struct Contribution {
     pub http: HttpConfig,
     pub tcp: TcpConfig,
     pub udp: UdpConfig,
+    /// Names the operator's `default_labels` define under a fixed name (no
+    /// template in it) and this instance's own labels leave alone, as
+    /// [`definition_key`]s: shared by every project (`http-to-https`).
+    pub operator: BTreeSet<String>,
+}
+
+/// `what` (as merge names it: "router", "tcp service", ...) and a name, as
+/// one key of [`Contribution::operator`].
+pub fn definition_key(what: &str, name: &str) -> String {
+    format!("{what}\u{0}{name}")
+}
+
+/// The definition a label key is about: ("middleware", "http-to-https") for
+/// `traefik.http.middlewares.http-to-https.redirectscheme.scheme`.
+fn definition_of<'k>(key: &'k str, prefix: &str) -> Option<(&'static str, &'k str)> {
+    let rest = key
+        .get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .and_then(|_| key[prefix.len()..].strip_prefix('.'))?;
+    let mut parts = rest.splitn(4, '.');
+    let (proto, section, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let what = match (
+        proto.to_ascii_lowercase().as_str(),
+        section.to_ascii_lowercase().as_str(),
+    ) {
+        ("http", "routers") => "router",
+        ("http", "services") => "service",
+        ("http", "middlewares") => "middleware",
+        ("tcp", "routers") => "tcp router",
+        ("tcp", "services") => "tcp service",
+        ("tcp", "middlewares") => "tcp middleware",
+        ("udp", "routers") => "udp router",
+        ("udp", "services") => "udp service",
+        _ => return None,
+    };
+    Some((what, name))
 }
 
 /// Diagnostics of one instance.
@@ -81,9 +117,16 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
     // so its labels win; a bad default drops the instance before its own
     // labels are even looked at.
     let mut decoded = Decoded::default();
-    if let Err(e) = render_default_labels(s, &data, &mut decoded) {
+    let mut operator = BTreeSet::new();
+    if let Err(e) = render_default_labels(s, &data, &mut decoded, &mut operator) {
         d.push(Level::Error, format!("dropped: {e}"));
         return None;
+    }
+    // A shared name the tenant redefines is the tenant's, not the operator's.
+    for (k, _) in &own {
+        if let Some((what, name)) = definition_of(k, &s.label_prefix) {
+            operator.remove(&definition_key(what, name));
+        }
     }
     let mut warnings = Vec::new();
     labels::decode_into(&mut decoded, &own, &s.label_prefix, &mut warnings);
@@ -117,6 +160,7 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
         http,
         tcp,
         udp,
+        operator,
     })
 }
 
@@ -154,9 +198,19 @@ fn template_data(inst: &Instance, own: &[(String, String)], s: &Settings) -> Dat
 /// part of the operator's defaults (say, the routers without the redirect
 /// middleware) could expose something the operator did not intend.
 /// They are decoded into `decoded`, which must be empty.
-fn render_default_labels(s: &Settings, data: &Data, decoded: &mut Decoded) -> Result<(), String> {
+fn render_default_labels(
+    s: &Settings,
+    data: &Data,
+    decoded: &mut Decoded,
+    operator: &mut BTreeSet<String>,
+) -> Result<(), String> {
     let mut out = Vec::with_capacity(s.default_labels.len());
     for (raw, kt, vt) in &s.default_labels {
+        // A name written without a template is the same for every instance:
+        // the operator's, whichever project the instance is in.
+        let fixed_name = raw
+            .get(s.label_prefix.len() + 1..)
+            .is_some_and(|rest| rest.splitn(4, '.').take(3).all(|p| !p.contains("{{")));
         let key = kt
             .render(data)
             .map_err(|e| format!("default label {raw:?}: template error: {e}"))?;
@@ -172,6 +226,9 @@ fn render_default_labels(s: &Settings, data: &Data, decoded: &mut Decoded) -> Re
             Some(Kind::List)
         ) {
             safety::check_list(&value).map_err(|e| format!("default label {raw:?}: {e}"))?;
+        }
+        if fixed_name && let Some((what, name)) = definition_of(&key.text, &s.label_prefix) {
+            operator.insert(definition_key(what, name));
         }
         out.push((key.text, value.text));
     }

@@ -12,7 +12,7 @@
 //! definitions from other projects are dropped with an error on their own
 //! instances, and the owner keeps its name.
 
-use crate::assemble::Contribution;
+use crate::assemble::{Contribution, definition_key};
 use crate::dynamic::{Configuration, HttpConfig, Service, Target, TcpConfig, UdpConfig};
 use crate::model::{Diagnostic, InstanceRoutes, Level};
 use std::collections::{BTreeMap, btree_map};
@@ -129,19 +129,29 @@ fn finish_servers<S: Target + Ord>(m: &mut BTreeMap<String, Service<S>>) {
     }
 }
 
-/// For each name, the project of its oldest defining instance.
+/// Owner of the names the operator's `default_labels` define with a fixed
+/// name: no project, shared by all.
+const OPERATOR: &str = "";
+
+/// For each name, the project of its oldest defining instance, or
+/// [`OPERATOR`] when some instance has it from the operator's defaults.
 fn owners<'a, V: 'a>(
     contribs: &'a [Contribution],
+    what: &str,
     map: impl Fn(&'a Contribution) -> &'a BTreeMap<String, V>,
 ) -> BTreeMap<&'a str, &'a str> {
     let mut oldest: BTreeMap<&str, (&str, &str, &str)> = BTreeMap::new();
     for c in contribs {
-        let key = (
-            c.created.as_str(),
-            c.instance_id.as_str(),
-            c.project_id.as_str(),
-        );
         for name in map(c).keys() {
+            let key = if c.operator.contains(&definition_key(what, name)) {
+                ("", "", OPERATOR)
+            } else {
+                (
+                    c.created.as_str(),
+                    c.instance_id.as_str(),
+                    c.project_id.as_str(),
+                )
+            };
             let slot = oldest.entry(name.as_str()).or_insert(key);
             if key < *slot {
                 *slot = key;
@@ -151,7 +161,8 @@ fn owners<'a, V: 'a>(
     oldest.into_iter().map(|(n, (_, _, p))| (n, p)).collect()
 }
 
-/// The names in `map` that another project owns, with a diagnostic each.
+/// The names in `map` that another project, or the operator, owns, with a
+/// diagnostic each.
 fn foreign<V>(
     what: &str,
     c: &Contribution,
@@ -161,19 +172,21 @@ fn foreign<V>(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for name in map.keys() {
-        if owners
-            .get(name.as_str())
-            .is_some_and(|p| *p != c.project_id)
-        {
-            diags.push(Diagnostic {
-                instance_id: c.instance_id.clone(),
-                level: Level::Error,
-                message: format!(
-                    "{what} {name} is already used by an instance of another project; dropped"
-                ),
-            });
-            out.push(name.clone());
-        }
+        let message = match owners.get(name.as_str()) {
+            Some(&OPERATOR) if !c.operator.contains(&definition_key(what, name)) => format!(
+                "{what} {name} is defined by the operator's default_labels; this instance's own definition is dropped"
+            ),
+            Some(p) if *p != OPERATOR && *p != c.project_id => {
+                format!("{what} {name} is already used by an instance of another project; dropped")
+            }
+            _ => continue,
+        };
+        diags.push(Diagnostic {
+            instance_id: c.instance_id.clone(),
+            level: Level::Error,
+            message,
+        });
+        out.push(name.clone());
     }
     out
 }
@@ -194,7 +207,7 @@ fn borrowing<'r>(
         }
         if owners
             .get(service.as_str())
-            .is_some_and(|p| *p != c.project_id)
+            .is_some_and(|p| *p != OPERATOR && *p != c.project_id)
         {
             diags.push(Diagnostic {
                 instance_id: c.instance_id.clone(),
@@ -240,14 +253,14 @@ fn by_project(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
     }
     let drops: Vec<Drops> = {
         let all: &[Contribution] = contribs;
-        let r = owners(all, |c| &c.http.routers);
-        let s = owners(all, |c| &c.http.services);
-        let m = owners(all, |c| &c.http.middlewares);
-        let tr = owners(all, |c| &c.tcp.routers);
-        let ts = owners(all, |c| &c.tcp.services);
-        let tm = owners(all, |c| &c.tcp.middlewares);
-        let ur = owners(all, |c| &c.udp.routers);
-        let us = owners(all, |c| &c.udp.services);
+        let r = owners(all, "router", |c| &c.http.routers);
+        let s = owners(all, "service", |c| &c.http.services);
+        let m = owners(all, "middleware", |c| &c.http.middlewares);
+        let tr = owners(all, "tcp router", |c| &c.tcp.routers);
+        let ts = owners(all, "tcp service", |c| &c.tcp.services);
+        let tm = owners(all, "tcp middleware", |c| &c.tcp.middlewares);
+        let ur = owners(all, "udp router", |c| &c.udp.routers);
+        let us = owners(all, "udp service", |c| &c.udp.services);
         all.iter()
             .map(|c| {
                 let mut d = Drops {
@@ -406,6 +419,7 @@ mod tests {
             http,
             tcp: Default::default(),
             udp: Default::default(),
+            operator: Default::default(),
         }
     }
 

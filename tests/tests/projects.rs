@@ -22,7 +22,20 @@ async fn two_projects(
     let demo_vm = s.vm(&format!("{name}-demo-vm"), 2)?;
     lab.seed(&lab.admin(), &[admin_vm])?;
     lab.seed(&lab.demo(), &[demo_vm])?;
-    let mut opts = s.options(s.plain_routes());
+    let mut routes = s.plain_routes();
+    // An operator-defined middleware every VM's router uses: the same
+    // definition comes with VMs of both projects and must be shared.
+    let mut labels = toml::Table::new();
+    labels.insert(
+        "traefik.http.middlewares.served-by.headers.customresponseheaders.X-Served-By".into(),
+        "traefik-openstack".into(),
+    );
+    labels.insert(
+        "traefik.http.routers.{{ .Name }}.middlewares".into(),
+        "served-by".into(),
+    );
+    routes.insert("default_labels".into(), labels.into());
+    let mut opts = s.options(routes);
     opts.all_projects = all_projects;
     s.start(&opts)?;
     Ok(s)
@@ -44,6 +57,15 @@ async fn all_projects_as_admin_routes_every_project() -> R {
         .unwrap_or_default();
     assert!(projects.contains(&lab.admin_project_id.as_str()), "{body}");
     assert!(projects.contains(&lab.demo_project_id.as_str()), "{body}");
+    // The operator's shared middleware is no tenant's property.
+    let errors: Vec<&serde_json::Value> = instances
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["diagnostics"].as_array().into_iter().flatten())
+        .filter(|d| d["level"] != "info")
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
     Ok(())
 }
 
