@@ -15,7 +15,7 @@ use traefik_openstack::metrics::Metrics;
 use traefik_openstack::openstack::OpenStack;
 use traefik_openstack::publish::Publisher;
 use traefik_openstack::server::{self, AppState};
-use traefik_openstack::sync::{self, Sync};
+use traefik_openstack::sync::{self, SyncLoop};
 use traefik_openstack::wit;
 
 #[derive(Parser)]
@@ -128,7 +128,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config_path: config.server.path.clone(),
         token,
     });
-    let sync = Sync {
+    let sync = SyncLoop {
         engine,
         module,
         module_path: config.engine.module.clone(),

@@ -17,7 +17,7 @@ use crate::wit::Instance;
 /// How often the module file is checked for changes.
 const MODULE_POLL: Duration = Duration::from_secs(1);
 
-pub struct Sync {
+pub struct SyncLoop {
     pub engine: Arc<Engine>,
     pub module: Arc<Module>,
     /// Watched for changes when set.
@@ -45,7 +45,7 @@ impl FileStamp {
     }
 }
 
-impl Sync {
+impl SyncLoop {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         self.metrics.module_healthy.set(1);
         self.publisher
@@ -270,7 +270,7 @@ mod tests {
 
     struct Rig {
         fake: FakeCloud,
-        sync: Sync,
+        sync: SyncLoop,
         state: AppState,
         module_file: tempfile::NamedTempFile,
     }
@@ -306,7 +306,7 @@ mod tests {
             config_path: "/traefik".into(),
             token: None,
         };
-        let sync = Sync {
+        let sync = SyncLoop {
             engine,
             module,
             module_path: Some(module_file.path().to_owned()),
