@@ -81,6 +81,15 @@ impl RefreshError {
 }
 
 /// A refresh's result before it is committed.
+/// What a refresh found.
+enum Next {
+    /// Nothing changed; only Nova's clock moved on.
+    Unchanged {
+        watermark: Option<SystemTime>,
+    },
+    Picture(Picture),
+}
+
 struct Picture {
     servers: BTreeMap<String, wit::Instance>,
     snapshot: Vec<wit::Instance>,
@@ -125,15 +134,22 @@ impl Inventory {
                 .is_none_or(|t| t.elapsed() >= self.full_sync_interval);
         let began = Instant::now();
         let mut tally = Tally::default();
-        let picture = self.build(full, &mut tally).await?;
-
-        let changed = first || *self.snapshot != picture.snapshot;
-        if changed {
-            self.snapshot = Arc::new(picture.snapshot);
-        }
-        self.servers = picture.servers;
-        self.watermark = picture.watermark;
-        self.port_devices = picture.port_devices;
+        let changed = match self.build(full, &mut tally).await? {
+            Next::Unchanged { watermark } => {
+                self.watermark = watermark;
+                false
+            }
+            Next::Picture(picture) => {
+                let changed = first || *self.snapshot != picture.snapshot;
+                if changed {
+                    self.snapshot = Arc::new(picture.snapshot);
+                }
+                self.servers = picture.servers;
+                self.watermark = picture.watermark;
+                self.port_devices = picture.port_devices;
+                changed
+            }
+        };
         if full {
             self.last_full = Some(began);
         }
@@ -149,7 +165,7 @@ impl Inventory {
     }
 
     /// The next picture, built aside from the current one.
-    async fn build(&self, full: bool, tally: &mut Tally) -> Result<Picture, RefreshError> {
+    async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
         let query = ServerQuery {
             all_projects: self.all_projects,
             changes_since: match full {
@@ -171,6 +187,14 @@ impl Inventory {
             .iter()
             .filter_map(|s| keystone::parse_time(&s.updated))
             .max();
+        // The steady state: Nova reports no change and no Neutron lookup can
+        // bring one. Copying the whole picture to find that out would cost
+        // more than the request itself.
+        if !full && listing.servers.is_empty() && !self.neutron_floating_ips {
+            return Ok(Next::Unchanged {
+                watermark: listing.started.or(self.watermark),
+            });
+        }
         let mut servers = match full {
             true => BTreeMap::new(),
             false => self.servers.clone(),
@@ -217,12 +241,12 @@ impl Inventory {
             }
             neutron::attach_floating_ips(&mut published, &fips, &port_devices);
         }
-        Ok(Picture {
+        Ok(Next::Picture(Picture {
             servers,
             snapshot: published.into_values().collect(),
             watermark,
             port_devices,
-        })
+        }))
     }
 }
 
