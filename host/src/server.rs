@@ -41,7 +41,9 @@ pub struct Body {
     yield_next: bool,
 }
 
-const SLICE: usize = 1024 * 1024;
+const SLICE: usize = 256 * 1024;
+/// Bodies up to this size go out in one piece.
+const WHOLE: usize = 2 * SLICE;
 
 impl Body {
     fn empty() -> Self {
@@ -75,7 +77,11 @@ impl hyper::body::Body for Body {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let n = self.rest.len().min(SLICE);
+        let n = if self.rest.len() <= WHOLE {
+            self.rest.len()
+        } else {
+            SLICE
+        };
         let slice = self.rest.split_to(n);
         self.yield_next = !self.rest.is_empty();
         Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
