@@ -2,6 +2,9 @@
 //! cases (identical to the native run), and modules that misbehave.
 
 mod support;
+// The benchmarks' conversion of a native instance to the WIT one.
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,40 +22,6 @@ fn engine() -> Engine {
         ..EngineConfig::default()
     })
     .unwrap()
-}
-
-fn to_wit(i: &native::Instance) -> wit::Instance {
-    wit::Instance {
-        id: i.id.clone(),
-        name: i.name.clone(),
-        status: i.status.clone(),
-        project_id: i.project_id.clone(),
-        user_id: i.user_id.clone(),
-        cloud: i.cloud.clone(),
-        region: i.region.clone(),
-        availability_zone: i.availability_zone.clone(),
-        flavor_name: i.flavor_name.clone(),
-        image_id: i.image_id.clone(),
-        created: i.created.clone(),
-        updated: i.updated.clone(),
-        description: i.description.clone(),
-        metadata: i.metadata.clone(),
-        tags: i.tags.clone(),
-        addresses: i
-            .addresses
-            .iter()
-            .map(|a| wit::Address {
-                network: a.network.clone(),
-                ip: a.ip.clone(),
-                version: a.version,
-                kind: match a.kind {
-                    native::AddressKind::Fixed => wit::AddressKind::Fixed,
-                    native::AddressKind::Floating => wit::AddressKind::Floating,
-                },
-                mac: a.mac.clone(),
-            })
-            .collect(),
-    }
 }
 
 fn level(l: wit::Level) -> native::Level {
@@ -79,7 +48,7 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
         let settings = read("settings.json");
         let instances: Vec<native::Instance> =
             serde_json::from_str(&read("instances.json")).unwrap();
-        let wit_instances: Vec<wit::Instance> = instances.iter().map(to_wit).collect();
+        let wit_instances: Vec<wit::Instance> = instances.iter().map(common::to_wit).collect();
 
         let natively = native::generate(&settings, &instances).unwrap();
         let in_wasm = engine.generate(&module, &settings, &wit_instances).unwrap();
