@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -23,7 +23,6 @@ pub struct Snapshot {
     pub gzip: Bytes,
     pub etag: String,
     pub etag_gzip: String,
-    pub published_at: SystemTime,
     /// Kept to answer `/api/instances` on demand: shared with the
     /// inventory, so holding it costs no copy.
     instances: Arc<Vec<Instance>>,
@@ -55,7 +54,6 @@ impl Snapshot {
             etag_gzip: format!("\"{digest}-gzip\""),
             body,
             gzip,
-            published_at: SystemTime::now(),
             instances,
             diagnostics: generated.diagnostics,
             routes: generated.routes,
