@@ -106,6 +106,13 @@ pub struct EngineConfig {
     pub timeout: Duration,
     /// Linear memory a module may grow to, in MiB.
     pub memory_limit_mib: u32,
+    /// Give the module the host's clocks instead of a fixed instant.
+    /// Off by default: output that depends on the time changes its bytes
+    /// on every run, and Traefik reloads each time.
+    pub host_clocks: bool,
+    /// Give the module the host's random sources instead of a fixed seed;
+    /// off by default for the same reason.
+    pub host_random: bool,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +122,8 @@ impl Default for EngineConfig {
             cache_dir: None,
             timeout: Duration::from_secs(1),
             memory_limit_mib: 512,
+            host_clocks: false,
+            host_random: false,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `traefik-openstack`: serve | render | check.
+//! `traefik-openstack`: serve | render | inventory | test | check.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ use traefik_openstack::publish::Publisher;
 use traefik_openstack::server::{self, AppState};
 use traefik_openstack::sync::{self, SyncLoop};
 use traefik_openstack::wit;
+use traefik_openstack::{offline, policy_test};
 
 #[derive(Parser)]
 #[command(version, about = "Traefik HTTP provider for OpenStack instances")]
@@ -39,7 +40,29 @@ enum Command {
     /// Run the sidecar: keep the configuration current and serve it to Traefik.
     Serve,
     /// Fetch once, generate once: configuration on stdout, diagnostics on stderr.
-    Render,
+    Render {
+        /// Run on the instances in this file instead of a cloud (`-` is
+        /// stdin): the output of `inventory`, or a Nova servers/detail body.
+        #[arg(long, value_name = "FILE")]
+        instances: Option<PathBuf>,
+    },
+    /// Print the cloud's instances exactly as the route module receives them.
+    Inventory {
+        /// Replace names, ids, addresses and metadata values with
+        /// consistent stand-ins, so the file can be shared.
+        #[arg(long)]
+        redact: bool,
+    },
+    /// Run the route module on golden cases (directories with
+    /// instances.json, settings.json and expected.json).
+    Test {
+        /// Rewrite each case's expected.json with what the module makes.
+        #[arg(long)]
+        update: bool,
+        /// Case directories, or directories holding them.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
     /// Validate the configuration file and the route module without contacting OpenStack.
     Check,
 }
@@ -85,7 +108,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
-        Command::Render => render(config).await,
+        Command::Render { instances } => render(config, instances).await,
+        Command::Inventory { redact } => inventory(config, redact).await,
+        Command::Test { update, dirs } => test(config, &dirs, update),
         Command::Check => check(config),
     }
 }
@@ -100,8 +125,6 @@ fn load_module(engine: &Engine, config: &Config) -> anyhow::Result<Module> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::new(&config.engine)?);
-    let module = Arc::new(load_module(&engine, &config)?);
-    tracing::info!(module = %sync::describe(&module), "route module loaded");
     let client = OpenStack::from_config(&config.openstack, metrics.clone())?;
     tracing::info!(openstack = %client.describe(), "OpenStack client ready");
     let token = match &config.server.token_file {
@@ -128,6 +151,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config_path: config.server.path.clone(),
         token,
     });
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        config.server.request_timeout,
+        shutdown.clone().cancelled_owned(),
+        std::time::Duration::from_secs(5),
+    ));
+    // The server answers (/healthz yes, /readyz not yet) while a large
+    // module compiles, off the async runtime.
+    let module = {
+        let (engine, config) = (engine.clone(), config.clone());
+        tokio::task::spawn_blocking(move || load_module(&engine, &config)).await?
+    };
+    let module = match module {
+        Ok(module) => Arc::new(module),
+        Err(e) => {
+            shutdown.cancel();
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    tracing::info!(module = %sync::describe(&module), "route module loaded");
     let sync = SyncLoop {
         engine,
         module,
@@ -140,14 +185,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         reload,
     };
     let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
-    server::serve(
-        listener,
-        state,
-        config.server.request_timeout,
-        shutdown.cancelled_owned(),
-        std::time::Duration::from_secs(5),
-    )
-    .await?;
+    server.await??;
     let _ = sync_task.await;
     tracing::info!("stopped");
     Ok(())
@@ -187,20 +225,73 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-async fn render(config: Config) -> anyhow::Result<ExitCode> {
-    let metrics = Arc::new(Metrics::new());
+async fn render(config: Config, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(&config.engine)?;
     let module = load_module(&engine, &config)?;
-    let client = OpenStack::from_config(&config.openstack, metrics)?;
-    let mut inventory = Inventory::new(client, &config.openstack);
-    inventory.refresh().await?;
-    let instances = inventory.instances();
-    let generated = engine.generate(&module, &config.routes_json(), &instances)?;
+    let instances = match file {
+        Some(file) => Arc::new(offline::read_instances(&file)?),
+        None => fetch(&config).await?,
+    };
+    let generated = engine
+        .generate(&module, &config.routes_json(), &instances)
+        .with_context(|| module.source.clone())?;
     for d in &generated.diagnostics {
         eprintln!("{}: {}: {}", level(d.level), d.instance_id, d.message);
     }
     println!("{}", generated.config);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One full listing of the configured cloud.
+async fn fetch(config: &Config) -> anyhow::Result<Arc<Vec<wit::Instance>>> {
+    let client = OpenStack::from_config(&config.openstack, Arc::new(Metrics::new()))?;
+    let mut inventory = Inventory::new(client, &config.openstack);
+    inventory.refresh().await?;
+    Ok(inventory.instances())
+}
+
+async fn inventory(config: Config, redact: bool) -> anyhow::Result<ExitCode> {
+    let mut instances = Arc::unwrap_or_clone(fetch(&config).await?);
+    if redact {
+        let prefix = config
+            .routes
+            .get("label_prefix")
+            .and_then(|v| v.as_str())
+            .unwrap_or("traefik");
+        offline::redact(&mut instances, prefix);
+    }
+    println!("{}", offline::inventory_json(&instances));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(config: Config, dirs: &[PathBuf], update: bool) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(&config.engine)?;
+    let module = load_module(&engine, &config)?;
+    let cases = policy_test::discover(dirs).map_err(anyhow::Error::msg)?;
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        let name = case.display();
+        match policy_test::run_case(&engine, &module, case, update) {
+            policy_test::Outcome::Passed => {
+                passed += 1;
+                println!("ok      {name}");
+            }
+            policy_test::Outcome::Updated => {
+                passed += 1;
+                println!("updated {name}");
+            }
+            policy_test::Outcome::Failed(why) => {
+                failed += 1;
+                println!("FAILED  {name}\n{why}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(config: Config) -> anyhow::Result<ExitCode> {
@@ -210,8 +301,13 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
     // The module validates its own settings; run it on nothing and on a
     // sample so bad settings and broken modules show up here, not at 3 a.m.
     let settings = config.routes_json();
-    engine.generate(&module, &settings, &[])?;
-    let generated = engine.generate(&module, &settings, &[sample_instance()])?;
+    let source = || module.source.clone();
+    engine
+        .generate(&module, &settings, &[])
+        .with_context(source)?;
+    let generated = engine
+        .generate(&module, &settings, &[sample_instance()])
+        .with_context(source)?;
     println!(
         "routes settings: ok ({} bytes of configuration for a sample instance)",
         generated.config.len()

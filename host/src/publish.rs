@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::Generated;
+use crate::engine::sandbox::LogLine;
 use crate::wit::{self, Instance};
 
 /// One published configuration.
@@ -28,6 +29,8 @@ pub struct Snapshot {
     instances: Arc<Vec<Instance>>,
     diagnostics: Vec<wit::Diagnostic>,
     routes: Vec<wit::InstanceRoutes>,
+    /// What the module printed in the run that made this configuration.
+    module_logs: Vec<LogLine>,
 }
 
 impl Snapshot {
@@ -57,6 +60,7 @@ impl Snapshot {
             instances,
             diagnostics: generated.diagnostics,
             routes: generated.routes,
+            module_logs: generated.logs,
         }
     }
 
@@ -64,6 +68,11 @@ impl Snapshot {
     /// Built when asked, since only operators ask.
     pub fn instances_report(&self) -> Vec<u8> {
         instances_report(&self.instances, &self.diagnostics, &self.routes)
+    }
+
+    /// The `/api/module` body's `logs`: the module's print debugging.
+    pub fn module_logs(&self) -> &[LogLine] {
+        &self.module_logs
     }
 }
 
@@ -238,6 +247,7 @@ mod tests {
             config: config.into(),
             diagnostics: vec![],
             routes: vec![],
+            logs: vec![],
             duration: Duration::ZERO,
         }
     }

@@ -176,6 +176,7 @@ pub fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
             "/api/instances" => {
                 authorized(state, req.headers()).unwrap_or_else(|| instances(state))
             }
+            "/api/module" => authorized(state, req.headers()).unwrap_or_else(|| module(state)),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     };
@@ -292,6 +293,24 @@ fn instances(state: &AppState) -> Response<Body> {
     }
 }
 
+/// The module in use and what it printed in the run that made the
+/// published configuration: print debugging for policy authors.
+fn module(state: &AppState) -> Response<Body> {
+    let mut module = String::new();
+    state
+        .publisher
+        .update_status(|s| module.clone_from(&s.module));
+    let logs = state
+        .publisher
+        .current()
+        .map(|s| serde_json::to_value(s.module_logs()).expect("plain data"));
+    let body = serde_json::json!({ "module": module, "logs": logs });
+    json(
+        StatusCode::OK,
+        serde_json::to_vec_pretty(&body).expect("plain data"),
+    )
+}
+
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Body::from(body.into()));
     *r.status_mut() = status;
@@ -335,6 +354,7 @@ mod tests {
                 config: config.into(),
                 diagnostics: vec![],
                 routes: vec![],
+                logs: vec![],
                 duration: Duration::ZERO,
             },
         ));

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinHandle};
 
-use crate::engine::{Engine, GenerateError, Generated, Module};
+use crate::engine::{Engine, GenerateError, Generated, LoadError, Module};
 use crate::inventory::Inventory;
 use crate::metrics::{Metrics, StateLabels};
 use crate::publish::{Publisher, Snapshot};
@@ -59,7 +60,14 @@ impl SyncLoop {
         // Set when the inventory changed but no configuration could be made
         // from it yet, so the next tick tries again even without news.
         let mut pending = true;
+        // Compiling a large module (an 18 MB Python one takes half a minute
+        // on two cores) runs beside the loop: refreshes go on with the
+        // current module meanwhile.
+        let mut loading: Option<JoinHandle<Result<Module, LoadError>>> = None;
+        // The file changed again while it was being compiled.
+        let mut reload_after = false;
         loop {
+            let mut want_load = false;
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = refresh.tick() => {
@@ -70,14 +78,29 @@ impl SyncLoop {
                     let now = FileStamp::of(path);
                     if stamp.as_ref() != Some(&now) {
                         stamp = Some(now);
-                        self.try_swap().await;
+                        want_load = true;
                     }
                 }
                 () = self.reload.notified() => {
                     if self.module_path.is_some() {
                         tracing::info!("SIGHUP: reloading the route module");
-                        self.try_swap().await;
+                        want_load = true;
                     }
+                }
+                loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
+                    loading = None;
+                    if std::mem::take(&mut reload_after) {
+                        want_load = true;
+                    } else {
+                        self.adopt(loaded).await;
+                    }
+                }
+            }
+            if want_load {
+                if loading.is_some() {
+                    reload_after = true;
+                } else {
+                    loading = Some(self.start_load());
                 }
             }
         }
@@ -103,7 +126,7 @@ impl SyncLoop {
                 Ok(generated) => self.publish(instances.clone(), generated),
                 Err(e) => {
                     self.metrics.refresh_outcome(e.reason());
-                    let message = e.to_string();
+                    let message = format!("{}: {e}", self.module.source);
                     tracing::error!(reason = e.reason(), error = %message, "route module failed; serving the last good configuration");
                     self.publisher
                         .update_status(|s| s.refresh_error = Some(message));
@@ -185,13 +208,25 @@ impl SyncLoop {
         self.publisher.publish(snapshot);
     }
 
-    /// Loads the module file and adopts it only if it compiles, speaks our
-    /// contract and succeeds on the current instances.
-    async fn try_swap(&mut self) {
+    /// Compiles the module file off the async runtime.
+    fn start_load(&self) -> JoinHandle<Result<Module, LoadError>> {
         let path = self.module_path.clone().expect("called with a module path");
         let engine = self.engine.clone();
-        let loaded = tokio::task::spawn_blocking(move || engine.load_file(&path))
-            .await
+        tokio::task::spawn_blocking(move || engine.load_file(&path))
+    }
+
+    /// Loads the module file and waits for it: what the loop does, in one
+    /// step, for tests.
+    #[cfg(test)]
+    async fn try_swap(&mut self) {
+        let loaded = self.start_load().await;
+        self.adopt(loaded).await;
+    }
+
+    /// Adopts a loaded module only if it compiled, speaks our contract and
+    /// succeeds on the current instances.
+    async fn adopt(&mut self, loaded: Result<Result<Module, LoadError>, JoinError>) {
+        let loaded = loaded
             .map_err(|e| format!("loading task failed: {e}"))
             .and_then(|r| r.map_err(|e| e.to_string()));
         let module = match loaded {
@@ -221,7 +256,7 @@ impl SyncLoop {
                 }
                 self.module = module;
             }
-            Err(e) => self.reject(e.reason(), e.to_string()),
+            Err(e) => self.reject(e.reason(), format!("{}: {e}", module.source)),
         }
     }
 

@@ -30,6 +30,8 @@ fn build_test_policies() -> PathBuf {
         Some("array"),
         Some("memory"),
         Some("wasi"),
+        Some("print"),
+        Some("flood"),
         Some("settings-error"),
         Some("future-version"),
     ];

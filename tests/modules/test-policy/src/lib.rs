@@ -29,8 +29,22 @@ impl Guest for Policy {
                 std::hint::black_box(&hoard);
             }
         }
+        // What the host's WASI grants, reported as the settings error so a
+        // test can read it: nothing but fixed clocks and seeded random.
         #[cfg(feature = "wasi")]
-        return Err(format!("{} env vars", std::env::vars().count()));
+        return Err(wasi_probe());
+        #[cfg(feature = "flood")]
+        loop {
+            println!("{}", "flood ".repeat(100));
+        }
+        #[cfg(feature = "print")]
+        {
+            println!("test-policy: {} instances", instances.len());
+            eprintln!("test-policy: a line on stderr");
+            print!("no newline at the end");
+            // Line-buffered, and a reactor never exits: flush by hand.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
         #[cfg(feature = "settings-error")]
         return Err("test-policy: settings refused on purpose".into());
         #[cfg(feature = "notjson")]
@@ -56,6 +70,26 @@ impl Guest for Policy {
         let config = format!("{{\"http\":{{\"routers\":{{{}}}}}}}", routers.join(","));
         Ok(output(config, routes))
     }
+}
+
+#[cfg(feature = "wasi")]
+fn wasi_probe() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let denied = |r: std::io::Result<()>| if r.is_ok() { "granted" } else { "denied" };
+    let file = denied(std::fs::read("/etc/passwd").map(drop));
+    let dir = denied(std::fs::read_dir(".").map(drop));
+    let net = denied(std::net::TcpStream::connect("127.0.0.1:80").map(drop));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // std's HashMap seeds itself from wasi:random: the same seed each run.
+    let seeded = std::collections::hash_map::RandomState::new();
+    let hash = std::hash::BuildHasher::hash_one(&seeded, 42u8);
+    format!(
+        "env={} args={} file={file} dir={dir} net={net} now={now} hash={hash:x}",
+        std::env::vars().count(),
+        std::env::args().count(),
+    )
 }
 
 fn output(config: String, routes: Vec<InstanceRoutes>) -> Output {

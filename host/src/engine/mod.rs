@@ -3,8 +3,11 @@
 //! One `Engine` per process; each module is compiled once (or loaded from the
 //! compile cache) and pre-instantiated once; every `generate` gets a fresh
 //! `Store`, so no state leaks between runs and a trap poisons nothing. The
-//! store grants no capability at all: every import a module declares is
-//! stubbed with a trap, so a module can compute and nothing else.
+//! store links WASI but grants nothing through it (see [`sandbox`]); any
+//! other import a module declares is stubbed with a trap, so a module can
+//! compute and print, and nothing else.
+
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Output, RoutePolicyPre};
+use sandbox::{Grants, LogLine, RunState};
 
 /// The default route policy, built from `guest/` and embedded at build time.
 pub const DEFAULT_MODULE: &[u8] = include_bytes!(env!("TRAEFIK_OPENSTACK_DEFAULT_MODULE"));
@@ -45,6 +49,8 @@ pub enum GenerateError {
     OutOfMemory(u32),
     #[error("route module trapped: {0}")]
     Trap(String),
+    #[error("route module printed more than {} KiB to stdout and stderr", sandbox::OUTPUT_LIMIT / 1024)]
+    OutputFlood,
     #[error("route module rejected its settings: {0}")]
     Settings(String),
     #[error("route module returned an invalid configuration: {0}")]
@@ -58,6 +64,7 @@ impl GenerateError {
             Self::Timeout(_) => "module_timeout",
             Self::OutOfMemory(_) => "module_memory",
             Self::Trap(_) => "module_trap",
+            Self::OutputFlood => "module_output_flood",
             Self::Settings(_) => "module_settings",
             Self::InvalidOutput(_) => "module_output",
         }
@@ -66,7 +73,7 @@ impl GenerateError {
 
 /// A compiled, linked route module, ready to instantiate.
 pub struct Module {
-    pre: RoutePolicyPre<Limits>,
+    pre: RoutePolicyPre<RunState<Limits>>,
     /// Where it came from: a path, or "built-in".
     pub source: String,
     /// SHA-256 of the component bytes, hex.
@@ -93,6 +100,8 @@ pub struct Generated {
     pub config: String,
     pub diagnostics: Vec<wit::Diagnostic>,
     pub routes: Vec<wit::InstanceRoutes>,
+    /// What the module printed during the run.
+    pub logs: Vec<LogLine>,
     pub duration: Duration,
 }
 
@@ -138,6 +147,7 @@ pub struct Engine {
     engine: wasmtime::Engine,
     timeout: Duration,
     memory_limit_mib: u32,
+    grants: Grants,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -180,6 +190,10 @@ impl Engine {
             engine,
             timeout: cfg.timeout,
             memory_limit_mib: cfg.memory_limit_mib,
+            grants: Grants {
+                clocks: cfg.host_clocks,
+                random: cfg.host_random,
+            },
             cache_dir: resolve_cache_dir(cfg.cache_dir.as_deref()),
             ticker_stop,
         })
@@ -215,10 +229,9 @@ impl Engine {
         };
         let version = check_contract(&self.engine, &component).map_err(contract)?;
 
-        let mut linker = Linker::<Limits>::new(&self.engine);
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| contract(format!("cannot stub its imports: {e:#}")))?;
+        let mut linker = Linker::<RunState<Limits>>::new(&self.engine);
+        sandbox::link(&mut linker, &self.engine, &component)
+            .map_err(|e| contract(format!("cannot link its imports: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(RoutePolicyPre::new)
@@ -279,34 +292,53 @@ impl Engine {
             memory_bytes: self.memory_limit_mib as usize * 1024 * 1024,
             exceeded: false,
         };
-        let mut store = Store::new(&self.engine, limits);
-        store.limiter(|l| l);
+        let (wasi, capture) = sandbox::context(self.grants);
+        let state = RunState {
+            wasi,
+            table: wasmtime::component::ResourceTable::new(),
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
         let ticks = self.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
-        let result = module
-            .pre
-            .instantiate(&mut store)
-            .and_then(|policy| {
-                policy
-                    .traefik_openstack_routes_policy()
-                    .call_generate(&mut store, settings, instances)
-            })
-            .map_err(|e| self.classify(e, store.data().exceeded))?;
-        let output: Output = result.map_err(GenerateError::Settings)?;
+        let result = module.pre.instantiate(&mut store).and_then(|policy| {
+            policy
+                .traefik_openstack_routes_policy()
+                .call_generate(&mut store, settings, instances)
+        });
+        // Printed lines are logged whatever the outcome: they are how a
+        // policy author finds out why a run trapped.
+        let logs = capture.take_lines();
+        for l in &logs {
+            tracing::info!(target: "traefik_openstack::module", module = %module.source, stream = l.stream.as_str(), "{}", l.line);
+        }
+        let output: Output = result
+            .map_err(|e| self.classify(e, store.data().limits.exceeded, capture.overflowed()))?
+            .map_err(GenerateError::Settings)?;
         validate_config(&output.config)?;
         Ok(Generated {
             config: output.config,
             diagnostics: output.diagnostics,
             routes: output.routes,
+            logs,
             duration: started.elapsed(),
         })
     }
 
-    fn classify(&self, error: wasmtime::Error, limit_exceeded: bool) -> GenerateError {
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        limit_exceeded: bool,
+        output_overflowed: bool,
+    ) -> GenerateError {
         if limit_exceeded {
             return GenerateError::OutOfMemory(self.memory_limit_mib);
+        }
+        if output_overflowed {
+            return GenerateError::OutputFlood;
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => GenerateError::Timeout(self.timeout),
