@@ -10,6 +10,7 @@
 //! the address and `assemble` applies Traefik's defaults; `merge` combines
 //! instances and `dynamic` is the JSON Traefik reads.
 
+pub mod input;
 pub mod model;
 
 mod address;
