@@ -74,6 +74,15 @@ pub fn parse_instances(json: &str) -> Result<Vec<Instance>, InputError> {
 /// Reads a case: `{"settings": <object or JSON string>, "instances": <either
 /// instances format>}`. Missing settings mean the policy's defaults (`{}`).
 pub fn parse_case(json: &str) -> Result<Case, InputError> {
+    // serde's derive would also take `[settings, instances]`.
+    if json.trim_start().starts_with('[') {
+        return Err(InputError {
+            document: "case",
+            expected: CASE_EXPECTED,
+            path: String::new(),
+            detail: "found a JSON array; a case is an object".into(),
+        });
+    }
     let raw: RawCase = parse(json, "case", CASE_EXPECTED)?;
     Ok(Case {
         settings: raw.settings.0,
@@ -545,6 +554,8 @@ mod tests {
         let e = parse_case(r#"{"instance": []}"#).unwrap_err();
         assert!(e.detail.contains("unknown field `instance`"), "{e}");
         let e = parse_case("[]").unwrap_err();
-        assert!(e.detail.contains("invalid type: sequence"), "{e}");
+        assert!(e.detail.contains("found a JSON array"), "{e}");
+        let e = parse_case("7").unwrap_err();
+        assert!(e.detail.contains("invalid type: integer `7`"), "{e}");
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! A plain library: OpenStack instances in, Traefik dynamic configuration out,
 //! no I/O. `component` is the thin wit-bindgen shell that exports it as a
-//! WASI component; everything else is tested natively with `cargo test`.
+//! WASI component, and `command` lets `wasmtime run` run it on a case read
+//! from stdin (`input` reads the case); everything else is tested natively
+//! with `cargo test`. Both shells and the allocator sit behind the default
+//! `component` feature, so another policy can wrap this crate as a library.
 //!
 //! The pipeline: `settings` parses the `[routes]` table; per instance,
 //! `filter` decides whether it is routed, `labels` decodes its Traefik labels
@@ -27,14 +30,17 @@ mod settings;
 mod sorted;
 mod template;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod command;
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod wasm_alloc;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod wasm_mem;
 
 pub use model::{Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output};
+pub use names::normalize;
 
 /// Runs the policy: `settings` is the JSON of the host's `[routes]` table.
 pub fn generate(settings: &str, instances: &[Instance]) -> Result<Output, String> {

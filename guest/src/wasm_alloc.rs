@@ -12,10 +12,27 @@
 //!
 //! Compiled for wasm32 only: natively the library leaves the choice of
 //! allocator to the program that links it.
+//!
+//! The `wasi:cli/run` entry (`command`) turns it off with [`system_only`]:
+//! the canonical ABI hands wasi-libc the buffers of `read` through
+//! `cabi_realloc`, which Rust serves from this allocator, and wasi-libc gives
+//! them back with its own `free`. A size-class block there corrupts
+//! dlmalloc, so that path must use dlmalloc throughout.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by [`system_only`]; every allocation then goes to `System`.
+static SYSTEM_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Sends every allocation from now on to the system allocator. Must run
+/// before this allocator hands out its first block: a block allocated here
+/// and freed by `System` (or the other way round) corrupts both.
+pub fn system_only() {
+    SYSTEM_ONLY.store(true, Ordering::Relaxed);
+}
 
 /// Block sizes: powers of two and the halfway points between them (8, 16,
 /// 24, 32, 48, 64, 96, ... 4096), so rounding up wastes at most a third of
@@ -59,7 +76,7 @@ impl SizeClasses {
 
 /// The class of a layout, or `None` for the system allocator.
 fn class(layout: Layout) -> Option<usize> {
-    if layout.size() > MAX_SMALL || layout.align() > ALIGN {
+    if layout.size() > MAX_SMALL || layout.align() > ALIGN || SYSTEM_ONLY.load(Ordering::Relaxed) {
         return None;
     }
     // A multiple of the alignment, so the class's blocks are aligned enough

@@ -152,15 +152,11 @@ fn read_json(path: &Path) -> Result<Value, String> {
 
 /// The run as `expected.json` writes it.
 fn actual_doc(g: &Generated) -> Result<Value, String> {
-    let config: Value = serde_json::from_str(&g.config)
-        .map_err(|e| format!("the module's config is not JSON: {e}"))?;
-    let diagnostics: Vec<_> = g
-        .diagnostics
-        .iter()
-        .map(offline::diagnostic_model)
-        .collect();
-    let routes: Vec<_> = g.routes.iter().map(offline::routes_model).collect();
-    Ok(json!({ "config": config, "diagnostics": diagnostics, "routes": routes }))
+    traefik_openstack_guest::input::output_json(&traefik_openstack_guest::Output {
+        config: g.config.clone(),
+        diagnostics: g.diagnostics.iter().map(offline::diagnostic_model).collect(),
+        routes: g.routes.iter().map(offline::routes_model).collect(),
+    })
 }
 
 /// A unified diff of the two documents, pretty-printed with sorted keys.
