@@ -110,9 +110,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Render { instances } => render(config, instances).await,
         Command::Inventory { redact } => inventory(config, redact).await,
-        Command::Test { update, dirs } => test(config, &dirs, update),
-        Command::Check => check(config),
+        // A module's WASI calls block on a runtime of their own: they run on
+        // blocking threads, never on the async workers.
+        Command::Test { update, dirs } => blocking(move || test(config, &dirs, update)).await,
+        Command::Check => blocking(move || check(config)).await,
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 fn load_module(engine: &Engine, config: &Config) -> anyhow::Result<Module> {
@@ -226,14 +234,18 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 async fn render(config: Config, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let engine = Engine::new(&config.engine)?;
-    let module = load_module(&engine, &config)?;
     let instances = match file {
         Some(file) => Arc::new(offline::read_instances(&file)?),
         None => fetch(&config).await?,
     };
+    blocking(move || generate_and_print(&config, &instances)).await
+}
+
+fn generate_and_print(config: &Config, instances: &[wit::Instance]) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(&config.engine)?;
+    let module = load_module(&engine, config)?;
     let generated = engine
-        .generate(&module, &config.routes_json(), &instances)
+        .generate(&module, &config.routes_json(), instances)
         .with_context(|| module.source.clone())?;
     for d in &generated.diagnostics {
         eprintln!("{}: {}: {}", level(d.level), d.instance_id, d.message);

@@ -154,7 +154,11 @@ fn read_json(path: &Path) -> Result<Value, String> {
 fn actual_doc(g: &Generated) -> Result<Value, String> {
     traefik_openstack_guest::input::output_json(&traefik_openstack_guest::Output {
         config: g.config.clone(),
-        diagnostics: g.diagnostics.iter().map(offline::diagnostic_model).collect(),
+        diagnostics: g
+            .diagnostics
+            .iter()
+            .map(offline::diagnostic_model)
+            .collect(),
         routes: g.routes.iter().map(offline::routes_model).collect(),
     })
 }

@@ -127,3 +127,144 @@ fn the_shipped_example_configuration_checks() {
         "{shown}"
     );
 }
+
+/// A copy of one of the built-in module's golden cases, to change at will.
+fn golden_case(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = support::workspace().join("guest/tests/golden").join(name);
+    for file in ["settings.json", "instances.json", "expected.json"] {
+        std::fs::copy(from.join(file), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn test_runs_the_built_in_golden_cases() {
+    let golden = support::workspace().join("guest/tests/golden");
+    let out = run(&["test", golden.to_str().unwrap()], &[]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let cases = std::fs::read_dir(&golden).unwrap().count();
+    assert!(cases >= 9, "{cases}");
+    assert_eq!(
+        shown.lines().last(),
+        Some(format!("{cases} passed, 0 failed").as_str()),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("\nok ").count() + 1, cases, "{shown}");
+}
+
+#[test]
+fn test_shows_a_readable_diff_fails_and_updates() {
+    let case = golden_case("seed");
+    let expected = case.path().join("expected.json");
+    let good = std::fs::read_to_string(&expected).unwrap();
+    std::fs::write(
+        &expected,
+        good.replace("student01.training", "student99.training"),
+    )
+    .unwrap();
+    let path = case.path().to_str().unwrap();
+    let out = run(&["test", path], &[]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains("FAILED"), "{shown}");
+    assert!(
+        shown.contains("-          \"rule\": \"Host(`student99.training.example.com`)\",")
+            && shown.contains("+          \"rule\": \"Host(`student01.training.example.com`)\","),
+        "a line diff of the pretty JSON: {shown}"
+    );
+    assert!(shown.ends_with("0 passed, 1 failed\n"), "{shown}");
+
+    let out = run(&["test", "--update", path], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let updated: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    let good: serde_json::Value = serde_json::from_str(&good).unwrap();
+    assert_eq!(updated, good);
+    assert!(run(&["test", path], &[]).status.success());
+}
+
+#[test]
+fn test_compares_only_what_a_case_pins_and_expects_errors() {
+    let case = golden_case("seed");
+    std::fs::write(
+        case.path().join("expected.json"),
+        r#"{"config": {"http": {}}}"#,
+    )
+    .unwrap();
+    let out = run(&["test", case.path().to_str().unwrap()], &[]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(!shown.contains("diagnostics"), "not pinned: {shown}");
+
+    std::fs::write(case.path().join("settings.json"), r#"{"adress": "any"}"#).unwrap();
+    std::fs::write(case.path().join("expected.json"), r#"{"error": "adress"}"#).unwrap();
+    let out = run(&["test", case.path().to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn render_runs_on_a_file_of_instances_in_either_format() {
+    let seed = support::workspace().join("guest/tests/golden/seed");
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let settings: toml::Table =
+        serde_json::from_str(&std::fs::read_to_string(seed.join("settings.json")).unwrap())
+            .unwrap();
+    let mut file = toml::Table::new();
+    file.insert("routes".into(), settings.into());
+    std::fs::write(config.path(), toml::to_string(&file).unwrap()).unwrap();
+    let config = config.path().to_str().unwrap();
+
+    // No credentials at all: nothing is asked of OpenStack.
+    let instances = seed.join("instances.json");
+    let out = run(
+        &[
+            "render",
+            "--config",
+            config,
+            "--instances",
+            instances.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config_out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seed.join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(config_out, expected["config"]);
+
+    // A Nova servers/detail body as curl returns it.
+    let nova =
+        support::workspace().join("host/tests/fixtures/openstack/nova/servers-detail-v2.100.json");
+    let out = run(&["render", "--instances", nova.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config_out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        config_out["http"]["routers"]
+            .as_object()
+            .is_some_and(|r| !r.is_empty()),
+        "{config_out}"
+    );
+}
+
+#[test]
+fn render_says_which_instance_formats_it_expected() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "{\"servers\": [{\"id\": 7}]}").unwrap();
+    let out = run(
+        &["render", "--instances", file.path().to_str().unwrap()],
+        &[],
+    );
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(out.stdout.is_empty(), "{shown}");
+    assert!(
+        shown.contains(file.path().to_str().unwrap())
+            && shown.contains("traefik-openstack inventory")
+            && shown.contains("servers/detail")
+            && shown.contains("servers[0].id"),
+        "{shown}"
+    );
+}
