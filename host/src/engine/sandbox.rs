@@ -75,7 +75,27 @@ pub fn link<L: Send + 'static>(
     component: &Component,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    for (name, item) in component.component_type().imports(engine) {
+    let ty = component.component_type();
+    // Resources WASI defines (wasi:io's streams, say) may be re-exported by
+    // a foreign interface (wasi:http/types uses them): those must stay
+    // WASI's, not become stubs of their own type.
+    let wasi_resources: Vec<ResourceType> = ty
+        .imports(engine)
+        .filter(|(name, _)| is_wasi_p2(name))
+        .filter_map(|(_, item)| match item.ty {
+            ComponentItem::ComponentInstance(i) => Some(i),
+            _ => None,
+        })
+        .flat_map(|i| {
+            i.exports(engine)
+                .filter_map(|(_, e)| match e.ty {
+                    ComponentItem::Resource(r) => Some(r),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (name, item) in ty.imports(engine) {
         if is_wasi_p2(name) {
             continue;
         }
@@ -83,6 +103,11 @@ pub fn link<L: Send + 'static>(
             ComponentItem::ComponentInstance(instance) => {
                 let mut l = linker.instance(name)?;
                 for (export, item) in instance.exports(engine) {
+                    if let ComponentItem::Resource(r) = &item.ty
+                        && wasi_resources.contains(r)
+                    {
+                        continue;
+                    }
                     stub(&mut l, name, export, &item.ty)?;
                 }
             }
