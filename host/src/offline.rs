@@ -222,7 +222,8 @@ pub fn routes_model(r: &wit::InstanceRoutes) -> guest::InstanceRoutes {
 /// MACs, descriptions, values of metadata that is not a label and tags that
 /// are not labels. Kept: label keys and values (they are the routing
 /// configuration being debugged) except for the replaced strings they
-/// contain, statuses, flavors, zones, regions, clouds, times.
+/// contain (a router named after its instance is renamed with it),
+/// statuses, flavors, zones, regions, clouds, times.
 pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
     let mut r = Redactor::default();
     // Replace the identifying atoms first, so label values can refer to
@@ -243,16 +244,18 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
     let label = format!("{label_prefix}.");
     for i in instances.iter_mut() {
         for (key, value) in &mut i.metadata {
-            *value = if key.starts_with(&label) {
-                r.within(value)
+            if key.starts_with(&label) {
+                // Router and service names are often the instance's name.
+                *key = r.within(key);
+                *value = r.within(value);
             } else {
-                r.token("value", value)
-            };
+                *value = r.token("value", value);
+            }
         }
         for tag in &mut i.tags {
             *tag = match tag.split_once('=') {
                 Some((key, value)) if key.starts_with(&label) => {
-                    format!("{key}={}", r.within(value))
+                    format!("{}={}", r.within(key), r.within(value))
                 }
                 _ => r.token("tag", tag),
             };

@@ -196,6 +196,25 @@ impl Host {
         })
     }
 
+    /// The binary with this host's configuration and credentials, for its
+    /// one-shot commands (`render`, `inventory`, ...).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config_file)
+            .current_dir(&self.dir)
+            .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
+            .env("RUST_LOG", "warn");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"));
+        cmd
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

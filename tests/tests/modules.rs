@@ -164,3 +164,73 @@ async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
     );
     Ok(())
 }
+
+/// `inventory` prints the lab's instances as the module gets them; `render
+/// --instances` on that file gives the live configuration byte for byte,
+/// and a `--redact`ed file routes the same way without the tenants' text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_files_reproduce_the_live_configuration_offline() -> R {
+    let lab = shared_lab();
+    let mut s = Scenario::new(lab, "offline").await?;
+    let vms = [
+        s.vm("offline-1", 1)?
+            .meta(
+                "traefik.http.routers.offline-1.rule",
+                "Host(`offline-1.example.org`) || PathPrefix(`/offline-1`)",
+            )
+            .meta("owner", "alice@tenant.example"),
+        s.vm("offline-2", 2)?
+            .tag("traefik.http.services.offline-2.loadbalancer.server.port=8080"),
+    ];
+    let seeded = s.seed(&vms)?;
+    let opts = s.options(s.plain_routes());
+    s.start(&opts)?;
+    s.wait_reaches("offline-1.example.org", "offline-1").await;
+    let host = s.host();
+
+    let run = |args: &[&str]| -> anyhow::Result<String> {
+        let out = host.command(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let live = run(&["render"])?;
+    let inventory = s.dir.join("inventory.json");
+    std::fs::write(&inventory, run(&["inventory"])?)?;
+    let offline = run(&["render", "--instances", inventory.to_str().unwrap()])?;
+    assert_eq!(offline, live);
+    assert!(live.contains("offline-1.example.org"), "{live}");
+
+    let redacted = run(&["inventory", "--redact"])?;
+    for secret in [
+        "offline-1",
+        "offline-2",
+        "alice@tenant.example",
+        &seeded[0].id,
+        &lab.admin_project_id,
+        &s.ip(1).to_string(),
+    ] {
+        assert!(!redacted.contains(secret), "{secret} in {redacted}");
+    }
+    let file = s.dir.join("redacted.json");
+    std::fs::write(&file, &redacted)?;
+    let from_redacted: serde_json::Value =
+        serde_json::from_str(&run(&["render", "--instances", file.to_str().unwrap()])?)?;
+    let live: serde_json::Value = serde_json::from_str(&live)?;
+    let count = |v: &serde_json::Value, kind: &str| {
+        v["http"][kind].as_object().map_or(0, serde_json::Map::len)
+    };
+    for kind in ["routers", "services"] {
+        assert_eq!(count(&from_redacted, kind), count(&live, kind), "{kind}");
+    }
+    let text = from_redacted.to_string();
+    assert!(
+        text.contains("PathPrefix(`/vm-"),
+        "labels keep their shape: {text}"
+    );
+    assert!(text.contains(":8080\""), "ports are kept: {text}");
+    Ok(())
+}
