@@ -37,6 +37,6 @@ mkdir -p "$TARGET/tools" "$OUT"
 # Built into a temporary file and renamed, so a host watching the output path
 # never loads a half-written component.
 "$TOOLS/node_modules/.bin/componentize-js" "$HERE/policy.js" \
-  --wit "$ROOT/wit" --world-name route-policy -o "$OUT/policy.wasm.tmp" >&2
+  --wit "$ROOT/wit" --world-name route-policy --disable http fetch-event -o "$OUT/policy.wasm.tmp" >&2
 mv "$OUT/policy.wasm.tmp" "$OUT/policy.wasm"
 echo "$OUT/policy.wasm"
