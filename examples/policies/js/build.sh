@@ -32,8 +32,10 @@ mkdir -p "$TARGET/tools" "$OUT"
   fi
 ) 9>"$TARGET/tools/componentize-js.lock"
 
-# All WASI features stay on (stdio for console.log, random, clocks, http):
-# the host links a WASI that grants nothing, so they cost nothing there.
+# stdio (console.log), random and clocks stay on: the host links a WASI that
+# grants nothing, so they cost nothing there. http (fetch) and fetch-event
+# import wasi:http, which the host does not link: a trap stub cannot stand in
+# for it (its streams are wasi:io resources), so the module would not load.
 # Built into a temporary file and renamed, so a host watching the output path
 # never loads a half-written component.
 "$TOOLS/node_modules/.bin/componentize-js" "$HERE/policy.js" \
