@@ -76,7 +76,7 @@ def report(out, results_json, results_md):
     prev = load(results_json) or {}
     res = {"generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine()}
-    for part in ("generate", "serving", "footprint", "lab"):
+    for part in ("generate", "serving", "footprint", "policies", "lab"):
         fresh = load(os.path.join(out, part + ".json"))
         res[part] = fresh if fresh is not None else prev.get(part)
         if fresh is None and part in prev:
@@ -180,6 +180,15 @@ def markdown(r):
             x = fp["median"][k]
             L.append("| %s | %.0f | %.0f | %.1f / %.1f | %.1f |" % (name, x["spawn_to_first_config_ms"], x["openstack_answer_to_first_config_ms"],
                                                               x["vm_rss_kib_first"] / 1024, x["vm_rss_kib_steady"] / 1024, x["vm_hwm_kib_steady"] / 1024))
+    po = r.get("policies")
+    if po:
+        L += ["", "## 6. Route policies in other languages (`bench/policies.sh`, %d instances, median of %d; cold: of %d)" % (
+            po["instances"], po["rounds"], po["cold_rounds"]), "",
+              "Wall time of one `traefik-openstack render --instances FILE` each; generate = render %d instances - load." % po["instances"], "",
+              "| Module | size (MiB) | compile, no cache (ms) | load, warm cache (ms) | render %d (ms) | generate %d (ms) |" % (
+                  po["instances"], po["instances"]), "|---|---|---|---|---|---|"]
+        for name, x in po["modules"].items():
+            L.append("| %s | %.1f | %d | %d | %d | %d |" % (name, x["bytes"] / 2**20, x["cold_ms"], x["warm_ms"], x["render_ms"], x["generate_ms"]))
     lab = r.get("lab")
     if lab:
         c = lab["cost"]

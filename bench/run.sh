@@ -5,6 +5,7 @@
 #   bench/run.sh            # everything (about 10-15 minutes on 2 cores)
 #   bench/run.sh --no-lab   # skip the Keystone/Nova/Traefik lab (targets 3 and 4)
 #   BENCH_ONLY="generate serving" bench/run.sh   # a subset, merged into the last results
+#   BENCH_ONLY=policies bench/run.sh              # 6. the example policies (Python, JS)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,7 +19,7 @@ for a in "$@"; do
     *) echo "unknown argument $a" >&2; exit 2 ;;
   esac
 done
-ONLY="${BENCH_ONLY:-generate serving footprint lab}"
+ONLY="${BENCH_ONLY:-generate serving footprint policies lab}"
 [ "$LAB" = 1 ] || ONLY="${ONLY//lab/}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -61,6 +62,11 @@ if want footprint; then
   echo "== 5. footprint and start-up" >&2
   python3 bench/footprint.py --bin "$ROOT/target/release/traefik-openstack" --instances 10000 \
     --rounds 3 --workdir "$OUT/footprint" > "$OUT/footprint.json"
+fi
+
+if want policies; then
+  echo "== 6. route policies in other languages (built-in, Python, JS)" >&2
+  bench/policies.sh --bin "$ROOT/target/release/traefik-openstack" --instances 1000 --rounds 5 > "$OUT/policies.json"
 fi
 
 if want lab; then

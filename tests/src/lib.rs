@@ -10,10 +10,13 @@
 //! - [`proxy`]: a switchable fault-injecting proxy in front of Nova.
 //! - [`backend`]: tiny HTTP servers standing in for the VMs.
 //! - [`host`]: the `traefik-openstack` binary under test.
+//! - [`modules`], [`examples`]: route modules to swap in (test variants, and
+//!   the example policies in other languages).
 //! - [`traefik`]: a real Traefik polling the host.
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
 
 pub mod backend;
+pub mod examples;
 pub mod host;
 pub mod lab;
 pub mod modules;
