@@ -12,6 +12,7 @@
 //! - [`host`]: the `traefik-openstack` binary under test.
 //! - [`traefik`]: a real Traefik polling the host.
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
+//! - [`modules`]: route modules built for the cases; [`tools`]: pinned CLIs.
 
 pub mod backend;
 pub mod host;
@@ -21,6 +22,7 @@ pub mod nova;
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
+pub mod tools;
 pub mod traefik;
 pub mod util;
 
