@@ -1,6 +1,7 @@
 //! The built-in policy component also exports `wasi:cli/run`: the stock
 //! wasmtime CLI (pinned, `tests/tools/install-wasmtime.sh`) runs it on a case
-//! read from stdin and prints the result, without the host. No lab needed.
+//! read from stdin and prints the result, without the host; the policy
+//! export stays beside it. No lab needed.
 
 use std::io::Write;
 use std::path::Path;
@@ -122,4 +123,21 @@ fn bad_settings_fail_and_name_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("settings rejected"), "{stderr}");
     assert!(stderr.contains("default_rul"), "{stderr}");
+}
+
+/// The same file still exports the policy the host calls: the CLI's
+/// `--invoke` reaches `generate` beside `wasi:cli/run`.
+#[test]
+fn the_policy_export_is_there_too() {
+    let out = Command::new(wasmtime_cli())
+        .args(["run", "--invoke", r#"generate("{}", [])"#])
+        .arg(built_in_policy())
+        .output()
+        .expect("running wasmtime");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"ok({config: "{}", diagnostics: [], routes: []})"#
+    );
 }
