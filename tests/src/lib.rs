@@ -14,6 +14,7 @@
 //!   the example policies in other languages).
 //! - [`traefik`]: a real Traefik polling the host.
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
+//! - [`modules`]: route modules built for the cases; [`tools`]: pinned CLIs.
 
 pub mod backend;
 pub mod examples;
@@ -24,6 +25,7 @@ pub mod nova;
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
+pub mod tools;
 pub mod traefik;
 pub mod util;
 
