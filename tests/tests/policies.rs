@@ -152,6 +152,26 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
         let r = s.reaches(&fqdn(vm)).await?;
         assert_eq!(r.backend.as_deref(), Some(vm), "{r:?}");
     }
+
+    // And back to Python, hot this time: both languages go live without a
+    // restart.
+    let before = swaps_ok(&s.host().metrics().await?);
+    swap_in(&python, &module)?;
+    let host = s.host();
+    eventually("the Python policy swapped in", LOAD, || async {
+        let m = host.metrics().await.map_err(|e| e.to_string())?;
+        if swaps_ok(&m) > before {
+            Ok(())
+        } else {
+            Err(format!("ok swaps {} (was {before})", swaps_ok(&m)))
+        }
+    })
+    .await;
+    wait_logged(&s, "python policy: 3 of 3 instances routed", LOAD).await;
+    for vm in ["poly-1", "poly-2", "poly-3"] {
+        let r = s.reaches(&fqdn(vm)).await?;
+        assert_eq!(r.backend.as_deref(), Some(vm), "{r:?}");
+    }
     let (st, body) = s.host().readyz().await?;
     assert_eq!(st, StatusCode::OK, "/readyz: {body}");
     Ok(())

@@ -32,13 +32,13 @@ mkdir -p "$TARGET/tools" "$OUT"
   fi
 ) 9>"$TARGET/tools/componentize-js.lock"
 
-# stdio (console.log), random and clocks stay on: the host links a WASI that
-# grants nothing, so they cost nothing there. http (fetch) and fetch-event
-# import wasi:http, which the host does not link: a trap stub cannot stand in
-# for it (its streams are wasi:io resources), so the module would not load.
+# Every feature stays on: the host links a WASI that grants nothing, so
+# stdio (console.log), random and clocks cost nothing there, and wasi:http,
+# which http (fetch) and fetch-event import, links as traps that a policy
+# never reaches.
 # Built into a temporary file and renamed, so a host watching the output path
 # never loads a half-written component.
 "$TOOLS/node_modules/.bin/componentize-js" "$HERE/policy.js" \
-  --wit "$ROOT/wit" --world-name route-policy --disable http fetch-event -o "$OUT/policy.wasm.tmp" >&2
+  --wit "$ROOT/wit" --world-name route-policy -o "$OUT/policy.wasm.tmp" >&2
 mv "$OUT/policy.wasm.tmp" "$OUT/policy.wasm"
 echo "$OUT/policy.wasm"
