@@ -102,12 +102,13 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(cli.config.as_deref())?;
+    let config_file = cli.config.clone();
+    let mut config = Config::load(config_file.as_deref())?;
     if let Some(module) = cli.module {
         config.engine.module = Some(module);
     }
     match cli.command {
-        Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => serve(config, config_file).await.map(|()| ExitCode::SUCCESS),
         Command::Render { instances } => render(config, instances).await,
         Command::Inventory { redact } => inventory(config, redact).await,
         // A module's WASI calls block on a runtime of their own: they run on
@@ -130,7 +131,7 @@ fn load_module(engine: &Engine, config: &Config) -> anyhow::Result<Module> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::new(&config.engine)?);
     let client = OpenStack::from_config(&config.openstack, metrics.clone())?;
@@ -185,6 +186,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         engine,
         module,
         module_path: config.engine.module.clone(),
+        config_file: config_file.clone(),
         settings: config.routes_json().into(),
         inventory: Inventory::new(client, &config.openstack),
         publisher,

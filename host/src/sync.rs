@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::engine::{Engine, GenerateError, Generated, LoadError, Module};
+use crate::config::Config;
+use crate::engine::{Engine, GenerateError, Generated, Module};
 use crate::inventory::Inventory;
 use crate::metrics::{Metrics, StateLabels};
 use crate::publish::{Publisher, Snapshot};
@@ -24,6 +25,9 @@ pub struct SyncLoop {
     /// Watched for changes when set.
     pub module_path: Option<PathBuf>,
     pub settings: Arc<str>,
+    /// The config file, re-read with the module: a new policy usually
+    /// comes with new `[routes]` settings, and both go live together.
+    pub config_file: Option<PathBuf>,
     pub inventory: Inventory,
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
@@ -63,7 +67,7 @@ impl SyncLoop {
         // Compiling a large module (an 18 MB Python one takes half a minute
         // on two cores) runs beside the loop: refreshes go on with the
         // current module meanwhile.
-        let mut loading: Option<JoinHandle<Result<Module, LoadError>>> = None;
+        let mut loading: Option<JoinHandle<Result<Loaded, String>>> = None;
         // The file changed again while it was being compiled.
         let mut reload_after = false;
         loop {
@@ -165,8 +169,17 @@ impl SyncLoop {
         module: Arc<Module>,
         instances: Arc<Vec<Instance>>,
     ) -> Result<Generated, GenerateError> {
+        self.generate_with(module, self.settings.clone(), instances)
+            .await
+    }
+
+    async fn generate_with(
+        &self,
+        module: Arc<Module>,
+        settings: Arc<str>,
+        instances: Arc<Vec<Instance>>,
+    ) -> Result<Generated, GenerateError> {
         let engine = self.engine.clone();
-        let settings = self.settings.clone();
         let generated =
             tokio::task::spawn_blocking(move || engine.generate(&module, &settings, &instances))
                 .await
@@ -208,11 +221,24 @@ impl SyncLoop {
         self.publisher.publish(snapshot);
     }
 
-    /// Compiles the module file off the async runtime.
-    fn start_load(&self) -> JoinHandle<Result<Module, LoadError>> {
+    /// Compiles the module file off the async runtime, and re-reads the
+    /// `[routes]` settings that go with it.
+    fn start_load(&self) -> JoinHandle<Result<Loaded, String>> {
         let path = self.module_path.clone().expect("called with a module path");
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.load_file(&path))
+        let config_file = self.config_file.clone();
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || {
+            let settings = match config_file {
+                Some(file) => Config::load(Some(&file))
+                    .map_err(|e| e.to_string())?
+                    .routes_json()
+                    .into(),
+                None => settings,
+            };
+            let module = engine.load_file(&path).map_err(|e| e.to_string())?;
+            Ok(Loaded { module, settings })
+        })
     }
 
     /// Loads the module file and waits for it: what the loop does, in one
@@ -225,20 +251,23 @@ impl SyncLoop {
 
     /// Adopts a loaded module only if it compiled, speaks our contract and
     /// succeeds on the current instances.
-    async fn adopt(&mut self, loaded: Result<Result<Module, LoadError>, JoinError>) {
+    async fn adopt(&mut self, loaded: Result<Result<Loaded, String>, JoinError>) {
         let loaded = loaded
             .map_err(|e| format!("loading task failed: {e}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        let module = match loaded {
-            Ok(m) if m.digest == self.module.digest => {
+            .and_then(|r| r);
+        let (module, settings) = match loaded {
+            Ok(l) if l.module.digest == self.module.digest && l.settings == self.settings => {
                 self.reject_cleared();
                 return;
             }
-            Ok(m) => Arc::new(m),
+            Ok(l) => (Arc::new(l.module), l.settings),
             Err(message) => return self.reject("module_load", message),
         };
         let instances = self.inventory.instances();
-        match self.generate(module.clone(), instances.clone()).await {
+        match self
+            .generate_with(module.clone(), settings.clone(), instances.clone())
+            .await
+        {
             Ok(generated) => {
                 tracing::info!(module = %describe(&module), "route module swapped in");
                 self.metrics
@@ -255,6 +284,7 @@ impl SyncLoop {
                     self.publish(instances, generated);
                 }
                 self.module = module;
+                self.settings = settings;
             }
             Err(e) => self.reject(e.reason(), format!("{}: {e}", module.source)),
         }
@@ -276,6 +306,12 @@ impl SyncLoop {
         self.metrics.module_healthy.set(1);
         self.publisher.update_status(|s| s.module_error = None);
     }
+}
+
+/// A module file compiled, with the settings read beside it.
+struct Loaded {
+    module: Module,
+    settings: Arc<str>,
 }
 
 pub fn describe(module: &Module) -> String {
@@ -346,6 +382,7 @@ mod tests {
             module,
             module_path: Some(module_file.path().to_owned()),
             settings: "{}".into(),
+            config_file: None,
             inventory: Inventory::new(client, &cfg),
             publisher,
             metrics,

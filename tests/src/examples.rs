@@ -9,12 +9,13 @@ use std::sync::OnceLock;
 use crate::util::{target_dir, workspace_root};
 
 /// The languages with an example policy.
-pub const LANGUAGES: &[&str] = &["python", "js"];
+pub const EXAMPLES: &[&str] = &["python", "js", "strict-naming"];
 
 /// Path of the built example policy in `language` (one of [`LANGUAGES`]).
 pub fn example_policy(language: &str) -> PathBuf {
-    static BUILT: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
-    let i = LANGUAGES
+    static BUILT: [OnceLock<Result<PathBuf, String>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let i = EXAMPLES
         .iter()
         .position(|l| *l == language)
         .unwrap_or_else(|| panic!("no example policy in {language}"));
@@ -38,7 +39,7 @@ fn build(language: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("running {}: {e}", script.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "{} failed ({}); it needs python3 (Python) or node and npm (JavaScript), and the package registry once",
+            "{} failed ({}); it needs python3 (Python), node and npm (JavaScript) or the pinned Rust toolchain (strict-naming), and the package registry once",
             script.display(),
             out.status
         ));

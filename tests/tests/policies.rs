@@ -1,20 +1,22 @@
-//! The example policies of `examples/policies/` (Python, JavaScript) in the
-//! real host, in front of real Traefik: they load under the host's WASI,
-//! route the lab's VMs, refuse settings that are not theirs with their own
-//! message, and what they print shows up in the host's log.
+//! The example policies of `examples/policies/` (Rust strict-naming, Python,
+//! JavaScript) in the real host, in front of real Traefik: each is
+//! hot-swapped in, loads under the host's WASI, routes the lab's VMs,
+//! refuses settings that are not its own with its own message, and what it
+//! prints shows up in the host's log. Their golden cases pass through
+//! `traefik-openstack test`.
 //!
-//! The `[routes]` table belongs to the module and the host reads it once, so
-//! moving from the built-in policy to one with another settings schema takes
-//! a restart; between the two examples, which share a schema, the module
-//! file is hot-swapped.
+//! The `[routes]` table belongs to the module: the host re-reads it from the
+//! config file with every new module file, so a policy and its settings go
+//! live together.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use traefik_openstack_e2e::examples::example_policy;
-use traefik_openstack_e2e::host::{default_module, metric_sum};
+use traefik_openstack_e2e::examples::{EXAMPLES, example_policy};
+use traefik_openstack_e2e::host::{Host, binary, default_module, metric_sum};
 use traefik_openstack_e2e::modules::swap_in;
-use traefik_openstack_e2e::scenario::Scenario;
+use traefik_openstack_e2e::scenario::{self, Scenario};
+use traefik_openstack_e2e::util::workspace_root;
 use traefik_openstack_e2e::{eventually, shared_lab};
 
 type R = anyhow::Result<()>;
@@ -54,14 +56,86 @@ async fn wait_logged(s: &Scenario<'_>, text: &str, deadline: Duration) {
     .await;
 }
 
+/// Replaces the `[routes]` table of the running host's config file.
+fn write_routes(host: &Host, routes: toml::Table) -> anyhow::Result<()> {
+    let mut config: toml::Table = toml::from_str(&std::fs::read_to_string(&host.config_file)?)?;
+    config.insert("routes".into(), routes.into());
+    std::fs::write(&host.config_file, toml::to_string_pretty(&config)?)?;
+    Ok(())
+}
+
+/// Swaps `module` in (the config file already holds its settings) and waits
+/// until the host took it.
+async fn hot_swap(s: &Scenario<'_>, from: &std::path::Path, module: &std::path::Path, what: &str) {
+    let host = s.host();
+    let before = swaps_ok(&host.metrics().await.expect("metrics"));
+    swap_in(from, module).expect("swapping the module file");
+    eventually(&format!("{what} swapped in"), LOAD, || async {
+        let m = host.metrics().await.map_err(|e| e.to_string())?;
+        let (_, ready) = host.readyz().await.map_err(|e| e.to_string())?;
+        if swaps_ok(&m) > before {
+            Ok(())
+        } else {
+            Err(format!(
+                "ok swaps {} (was {before}); /readyz {ready}",
+                swaps_ok(&m)
+            ))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_and_javascript_policies_route_through_traefik() -> R {
+async fn example_golden_cases_pass_through_the_test_runner() -> R {
+    for example in EXAMPLES {
+        let module = example_policy(example);
+        let cases = workspace_root()
+            .join("examples/policies")
+            .join(example)
+            .join("cases");
+        let out = std::process::Command::new(binary())
+            .arg("test")
+            .arg("--module")
+            .arg(&module)
+            .arg(&cases)
+            .env(
+                "XDG_CACHE_HOME",
+                traefik_openstack_e2e::util::target_dir().join("e2e"),
+            )
+            .output()?;
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{example}: {shown}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            shown.trim_end().ends_with(" 0 failed") && !shown.contains("\n0 passed"),
+            "{example}: {shown}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_policies_are_hot_swapped_in_front_of_traefik() -> R {
     let lab = shared_lab();
     // built before the host starts: its watcher must only see whole files
+    let strict = example_policy("strict-naming");
     let python = example_policy("python");
     let js = example_policy("js");
     let mut s = Scenario::new(lab, "policies").await?;
-    let vms = [s.vm("poly-1", 1)?, s.vm("poly-2", 2)?];
+    // poly-2's tenant rule also claims a host outside its own name
+    let vms = [
+        s.vm("poly-1", 1)?,
+        s.vm("poly-2", 2)?.meta(
+            "traefik.http.routers.poly-2.rule",
+            &format!(
+                "Host(`{}`) || Host(`victim.example.org`)",
+                Scenario::fqdn("poly-2")
+            ),
+        ),
+    ];
     s.seed(&vms)?;
     let late = s.vm("poly-3", 3)?;
     let module = s.dir.join("route.wasm");
@@ -72,6 +146,27 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
     for vm in ["poly-1", "poly-2"] {
         s.wait_reaches(&Scenario::fqdn(vm), vm).await;
     }
+    let r = s.reaches("victim.example.org").await?;
+    assert_eq!(
+        r.backend.as_deref(),
+        Some("poly-2"),
+        "the built-in lets it: {r:?}"
+    );
+
+    // Rust, the built-in policy as a library: with its strict_domain, the
+    // router that leaves poly-2's own name is dropped; poly-1 stays.
+    let mut strict_routes = s.plain_routes();
+    strict_routes.insert("strict_domain".into(), scenario::DOMAIN.into());
+    write_routes(s.host(), strict_routes)?;
+    hot_swap(&s, &strict, &module, "the strict-naming policy").await;
+    s.wait_unrouted("victim.example.org").await;
+    let r = s.reaches(&Scenario::fqdn("poly-1")).await?;
+    assert_eq!(r.backend.as_deref(), Some("poly-1"), "{r:?}");
+    let (_, report) = s.host().get("/api/instances").await?;
+    assert!(
+        report.contains("victim.example.org"),
+        "the drop is explained: {report}"
+    );
     let routes = s.traefik().router_rules().await?;
 
     // The built-in's [routes] are not the Python policy's: the swap is
@@ -95,10 +190,8 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
     let r = s.reaches(&Scenario::fqdn("poly-1")).await?;
     assert_eq!(r.backend.as_deref(), Some("poly-1"), "{r:?}");
 
-    // Restarted with the examples' settings; the module file now holds the
-    // Python policy (compiled once already: the compile cache serves it).
-    s.traefik = None;
-    s.host = None;
+    // The examples' settings in the config file, then the Python module:
+    // both go live together, without a restart.
     let mut routes = toml::Table::new();
     routes.insert("domain".into(), DOMAIN.into());
     routes.insert("port".into(), i64::from(s.port).into());
@@ -106,9 +199,10 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
         "entry_points".into(),
         toml::Value::Array(vec!["web".into()]),
     );
-    let mut opts = s.options(routes);
-    opts.module = Some(module.clone());
-    s.start(&opts)?;
+    write_routes(s.host(), routes)?;
+    // The file already holds the refused Python module: writing it again
+    // is the operator's "reload".
+    hot_swap(&s, &python, &module, "the Python policy").await;
     for vm in ["poly-1", "poly-2"] {
         s.wait_reaches_within(&fqdn(vm), vm, LOAD).await;
     }
@@ -128,22 +222,7 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
 
     // Hot swap to the JavaScript policy: same settings, same routes (byte
     // for byte), its own log line; a VM seeded afterwards is routed by it.
-    let before = swaps_ok(&s.host().metrics().await?);
-    swap_in(&js, &module)?;
-    let host = s.host();
-    eventually("the JavaScript policy swapped in", LOAD, || async {
-        let m = host.metrics().await.map_err(|e| e.to_string())?;
-        let (_, ready) = host.readyz().await.map_err(|e| e.to_string())?;
-        if swaps_ok(&m) > before {
-            Ok(())
-        } else {
-            Err(format!(
-                "ok swaps {} (was {before}); /readyz {ready}",
-                swaps_ok(&m)
-            ))
-        }
-    })
-    .await;
+    hot_swap(&s, &js, &module, "the JavaScript policy").await;
     wait_logged(&s, "js policy: 2 of 2 instances routed", LOAD).await;
     s.seed(&[late])?;
     s.wait_reaches(&fqdn("poly-3"), "poly-3").await;
@@ -155,18 +234,7 @@ async fn python_and_javascript_policies_route_through_traefik() -> R {
 
     // And back to Python, hot this time: both languages go live without a
     // restart.
-    let before = swaps_ok(&s.host().metrics().await?);
-    swap_in(&python, &module)?;
-    let host = s.host();
-    eventually("the Python policy swapped in", LOAD, || async {
-        let m = host.metrics().await.map_err(|e| e.to_string())?;
-        if swaps_ok(&m) > before {
-            Ok(())
-        } else {
-            Err(format!("ok swaps {} (was {before})", swaps_ok(&m)))
-        }
-    })
-    .await;
+    hot_swap(&s, &python, &module, "the Python policy, again").await;
     wait_logged(&s, "python policy: 3 of 3 instances routed", LOAD).await;
     for vm in ["poly-1", "poly-2", "poly-3"] {
         let r = s.reaches(&fqdn(vm)).await?;
