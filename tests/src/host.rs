@@ -187,6 +187,26 @@ impl Host {
                 }
             },
         )?;
+        // The host answers /healthz while its module still compiles; Traefik
+        // started now would meet 503s and back off for many seconds, so the
+        // cases start it once the module is in (as a deployment's readiness
+        // gate would).
+        let log = dir.join("host.log");
+        wait_blocking(
+            "traefik-openstack loading its route module",
+            Duration::from_secs(300),
+            || {
+                if let Some(st) = proc.exited() {
+                    return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("route module loaded") {
+                    Ok(())
+                } else {
+                    Err(proc.log_tail(5))
+                }
+            },
+        )?;
         Ok(Host {
             dir: dir.to_path_buf(),
             port,

@@ -185,7 +185,15 @@ async fn inventory_files_reproduce_the_live_configuration_offline() -> R {
     let seeded = s.seed(&vms)?;
     let opts = s.options(s.plain_routes());
     s.start(&opts)?;
-    s.wait_reaches("offline-1.example.org", "offline-1").await;
+    // The first sync of a fresh host and Traefik: on a loaded machine
+    // (the other case here compiles modules) it can take longer than one
+    // freshness period.
+    s.wait_reaches_within(
+        "offline-1.example.org",
+        "offline-1",
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     let host = s.host();
 
     let run = |args: &[&str]| -> anyhow::Result<String> {
