@@ -224,7 +224,6 @@ impl Host {
             .arg("--config")
             .arg(&self.config_file)
             .current_dir(&self.dir)
-            .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
             .env("RUST_LOG", "warn");
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OS_") {

@@ -1,7 +1,6 @@
 //! Route modules for the swap cases: the variants of
 //! `tests/modules/test-policy` (one misbehaviour per cargo feature), built
-//! for wasm32-wasip2 into `target/e2e-modules/` once per test binary; and
-//! the built-in policy, for cases that run it without the host.
+//! for wasm32-wasip2 into `target/e2e-modules/` once per test binary.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -77,60 +76,4 @@ pub fn swap_in(src: &std::path::Path, dest: &std::path::Path) -> std::io::Result
     let tmp = dest.with_extension("wasm.tmp");
     std::fs::copy(src, &tmp)?;
     std::fs::rename(&tmp, dest)
-}
-
-/// The built-in policy component, built (or brought up to date) exactly as
-/// host/build.rs builds the module the host embeds, into the same place
-/// (`target/guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm`), so a
-/// case need not build the host (and wasmtime) to get it. Once per binary.
-pub fn built_in_policy() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BUILT.get_or_init(build_built_in) {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn build_built_in() -> Result<PathBuf, String> {
-    let target = target_dir().join("guest");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "traefik-openstack-guest",
-            "--lib",
-        ])
-        .args([
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "guest",
-            "--target-dir",
-        ])
-        .arg(&target);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("running {cargo} for the built-in policy: {e}"))?;
-    if !status.success() {
-        return Err("building guest/ for wasm32-wasip2 failed".into());
-    }
-    let wasm = target.join("wasm32-wasip2/guest/traefik_openstack_guest.wasm");
-    match wasm.exists() {
-        true => Ok(wasm),
-        false => Err(format!("{} missing after the build", wasm.display())),
-    }
 }

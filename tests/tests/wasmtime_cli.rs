@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use traefik_openstack_e2e::modules::built_in_policy;
+use traefik_openstack_e2e::host::default_module;
 use traefik_openstack_e2e::tools::wasmtime_cli;
 use traefik_openstack_e2e::util::workspace_root;
 
@@ -17,7 +17,7 @@ use traefik_openstack_e2e::util::workspace_root;
 fn run(stdin: &[u8]) -> Output {
     let mut child = Command::new(wasmtime_cli())
         .arg("run")
-        .arg(built_in_policy())
+        .arg(default_module().expect("the built-in component"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -131,7 +131,7 @@ fn bad_settings_fail_and_name_the_key() {
 fn the_policy_export_is_there_too() {
     let out = Command::new(wasmtime_cli())
         .args(["run", "--invoke", r#"generate("{}", [])"#])
-        .arg(built_in_policy())
+        .arg(default_module().expect("the built-in component"))
         .output()
         .expect("running wasmtime");
     let stderr = String::from_utf8_lossy(&out.stderr);
