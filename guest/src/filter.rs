@@ -1,54 +1,12 @@
 //! Which instances are routed at all: status, name globs, `enable`,
 //! constraints. Each refusal is a "skipped: ..." reason for the diagnostics.
 
-use crate::labels;
+use crate::collect::{self, Collected};
 use crate::model::Instance;
 use crate::settings::Settings;
 
-/// A shell-style glob on instance names: `*` any run, `?` one character,
-/// everything else literal; the whole name must match.
-#[derive(Debug, Clone)]
-pub struct Glob {
-    pub pattern: String,
-    chars: Vec<char>,
-}
-
-impl Glob {
-    pub fn new(pattern: &str) -> Result<Glob, String> {
-        Ok(Glob {
-            pattern: pattern.to_string(),
-            chars: pattern.chars().collect(),
-        })
-    }
-
-    /// Iterative matching with one backtrack point (the last `*`): linear
-    /// memory and O(n·m) time whatever the name, no recursion.
-    pub fn matches(&self, s: &str) -> bool {
-        let p = &self.chars;
-        let t: Vec<char> = s.chars().collect();
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|c| *c == '*')
-    }
-}
-
 /// `own` are the instance's own labels (not the default ones).
-pub fn check(inst: &Instance, s: &Settings, own: &[(String, String)]) -> Result<(), String> {
+pub fn check(inst: &Instance, s: &Settings, own: &Collected) -> Result<(), String> {
     if !s.statuses.is_empty()
         && !s
             .statuses
@@ -67,7 +25,7 @@ pub fn check(inst: &Instance, s: &Settings, own: &[(String, String)]) -> Result<
         ));
     }
     let p = &s.label_prefix;
-    match labels::enable(own, p) {
+    match collect::enable(own, p) {
         Some(Ok(false)) => return Err(format!("skipped: {p}.enable=false")),
         Some(Err(raw)) if !s.exposed_by_default => {
             return Err(format!(
@@ -82,7 +40,7 @@ pub fn check(inst: &Instance, s: &Settings, own: &[(String, String)]) -> Result<
         _ => {}
     }
     if let Some(c) = &s.constraints
-        && !c.eval(&inst.tags, &labels::all_labels(inst))
+        && !c.eval(&inst.tags, &collect::all_labels(inst))
     {
         return Err("skipped: constraints".into());
     }
@@ -105,22 +63,8 @@ mod tests {
         }
     }
 
-    fn own(i: &Instance) -> Vec<(String, String)> {
-        labels::collect(i, "traefik").0
-    }
-
-    #[test]
-    fn globs() {
-        let g = Glob::new("web-*.prod?").unwrap();
-        assert!(g.matches("web-1.prod2"));
-        assert!(!g.matches("web-1.prod"));
-        assert!(!g.matches("xweb-1.prod2"));
-        assert!(Glob::new("a(b").unwrap().matches("a(b"));
-        assert!(Glob::new("*").unwrap().matches(""));
-        assert!(Glob::new("a*b*c").unwrap().matches("aXbYbZc"));
-        assert!(!Glob::new("a*b*c").unwrap().matches("aXbYbZ"));
-        assert!(Glob::new("é?").unwrap().matches("éé"));
-        assert!(!Glob::new("").unwrap().matches("x"));
+    fn own(i: &Instance) -> Collected {
+        collect::collect(i, "traefik")
     }
 
     #[test]

@@ -7,23 +7,34 @@
 //! with `cargo test`. Both shells and the allocator sit behind the default
 //! `component` feature, so another policy can wrap this crate as a library.
 //!
-//! The pipeline: `settings` parses the `[routes]` table; per instance,
-//! `filter` decides whether it is routed, `labels` decodes its Traefik labels
-//! (with `template`-rendered defaults, guarded by `safety`), `address` picks
-//! the address and `assemble` applies Traefik's defaults; `merge` combines
-//! instances and `dynamic` is the JSON Traefik reads.
+//! The pipeline follows Traefik's docker provider, one stage per file, data
+//! flowing one way. `settings` parses the `[routes]` table. Per instance
+//! (`instance`): `collect` gathers its labels, `filter` decides whether it
+//! is routed, `default_labels` renders the operator's labels (`template`,
+//! guarded by `safety`), `decode` types all of them against `schema`
+//! (derived from Traefik's own structs) and fails closed, `address` picks
+//! the address and `defaults` applies the provider's defaults. Across
+//! instances: `ownership` keeps names within their project, `merge`
+//! combines instances, and `dynamic` is the JSON Traefik reads. `resource`
+//! is the table of definition kinds every stage shares.
 
 pub mod input;
 pub mod model;
 
 mod address;
-mod assemble;
+mod collect;
 mod constraints;
+mod decode;
+mod default_labels;
+mod defaults;
 mod dynamic;
 mod filter;
-mod labels;
+mod glob;
+mod instance;
 mod merge;
 mod names;
+mod ownership;
+mod resource;
 mod safety;
 mod schema;
 mod settings;
@@ -52,7 +63,7 @@ pub fn generate(settings: &str, instances: &[Instance]) -> Result<Output, String
     let mut diagnostics = Vec::new();
     let contribs: Vec<_> = order
         .into_iter()
-        .filter_map(|i| assemble::assemble(i, &settings, &mut diagnostics))
+        .filter_map(|i| instance::route(i, &settings, &mut diagnostics))
         .collect();
     let (config, routes) = merge::merge(contribs, &mut diagnostics);
     // Stable: keeps each instance's messages in the order they arose.

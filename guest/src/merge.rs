@@ -1,20 +1,15 @@
-//! Across instances, as Traefik merges the configurations of its Docker
-//! containers: services of the same name merge their servers (replicas),
-//! identical routers and middlewares are kept once, and a name defined
-//! differently by several instances is dropped, with an error on each
-//! instance involved.
-//!
-//! Names are shared only within one project. With `all_projects`, tenants
-//! of different projects must not be able to add their servers to another
-//! project's service, knock its router out with a conflicting definition,
-//! or point a router at its service (skipping its middlewares). So a name
-//! belongs to the project of its oldest instance (`created`, then id);
-//! definitions from other projects are dropped with an error on their own
-//! instances, and the owner keeps its name.
+//! Stage 5: across instances, as Traefik merges the configurations of its
+//! Docker containers: services of the same name merge their servers
+//! (replicas), identical routers and middlewares are kept once, and a name
+//! defined differently by several instances is dropped, with an error on
+//! each instance involved. `ownership` has already removed what another
+//! project owns.
 
-use crate::assemble::{Contribution, definition_key};
+use crate::defaults::Contribution;
 use crate::dynamic::{Configuration, HttpConfig, Service, Target, TcpConfig, UdpConfig};
 use crate::model::{Diagnostic, InstanceRoutes, Level};
+use crate::ownership;
+use crate::resource::Resource;
 use std::collections::{BTreeMap, btree_map};
 
 /// Instances named in one conflict message; the rest are counted.
@@ -31,14 +26,14 @@ struct Entry<T> {
 }
 
 struct Merger<T> {
-    what: &'static str,
+    kind: Resource,
     items: BTreeMap<String, Entry<T>>,
 }
 
 impl<T> Merger<T> {
-    fn new(what: &'static str) -> Self {
+    fn new(kind: Resource) -> Self {
         Merger {
-            what,
+            kind,
             items: BTreeMap::new(),
         }
     }
@@ -94,7 +89,7 @@ impl<T> Merger<T> {
                     level: Level::Error,
                     message: format!(
                         "{} {name} defined differently by several instances ({named}); dropped",
-                        self.what
+                        self.kind.noun()
                     ),
                 });
             }
@@ -129,192 +124,27 @@ fn finish_servers<S: Target + Ord>(m: &mut BTreeMap<String, Service<S>>) {
     }
 }
 
-/// Owner of the names the operator's `default_labels` define with a fixed
-/// name: no project, shared by all.
-const OPERATOR: &str = "";
-
-/// For each name, the project of its oldest defining instance, or
-/// [`OPERATOR`] when some instance has it from the operator's defaults.
-fn owners<'a, V: 'a>(
-    contribs: &'a [Contribution],
-    what: &str,
-    map: impl Fn(&'a Contribution) -> &'a BTreeMap<String, V>,
-) -> BTreeMap<&'a str, &'a str> {
-    let mut oldest: BTreeMap<&str, (&str, &str, &str)> = BTreeMap::new();
-    for c in contribs {
-        for name in map(c).keys() {
-            let key = if c.operator.contains(&definition_key(what, name)) {
-                ("", "", OPERATOR)
-            } else {
-                (
-                    c.created.as_str(),
-                    c.instance_id.as_str(),
-                    c.project_id.as_str(),
-                )
-            };
-            let slot = oldest.entry(name.as_str()).or_insert(key);
-            if key < *slot {
-                *slot = key;
-            }
-        }
-    }
-    oldest.into_iter().map(|(n, (_, _, p))| (n, p)).collect()
-}
-
-/// The names in `map` that another project, or the operator, owns, with a
-/// diagnostic each.
-fn foreign<V>(
-    what: &str,
-    c: &Contribution,
-    map: &BTreeMap<String, V>,
-    owners: &BTreeMap<&str, &str>,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for name in map.keys() {
-        let message = match owners.get(name.as_str()) {
-            Some(&OPERATOR) if !c.operator.contains(&definition_key(what, name)) => format!(
-                "{what} {name} is defined by the operator's default_labels; this instance's own definition is dropped"
-            ),
-            Some(p) if *p != OPERATOR && *p != c.project_id => {
-                format!("{what} {name} is already used by an instance of another project; dropped")
-            }
-            _ => continue,
-        };
-        diags.push(Diagnostic {
-            instance_id: c.instance_id.clone(),
-            level: Level::Error,
-            message,
-        });
-        out.push(name.clone());
-    }
-    out
-}
-
-/// Routers (not already dropped) that point at a service of another project.
-fn borrowing<'r>(
-    what: &str,
-    c: &Contribution,
-    routers: impl Iterator<Item = (&'r String, &'r String)>,
-    dropped: &mut Vec<String>,
-    owners: &BTreeMap<&str, &str>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let before = dropped.len();
-    for (name, service) in routers {
-        if dropped[..before].contains(name) {
-            continue;
-        }
-        if owners
-            .get(service.as_str())
-            .is_some_and(|p| *p != OPERATOR && *p != c.project_id)
-        {
-            diags.push(Diagnostic {
-                instance_id: c.instance_id.clone(),
-                level: Level::Error,
-                message: format!(
-                    "{what} {name}: service {service} belongs to another project; router dropped"
-                ),
-            });
-            dropped.push(name.clone());
-        }
-    }
-}
-
-/// What `by_project` removes from one contribution, per map.
-#[derive(Default)]
-struct Drops {
-    routers: Vec<String>,
-    services: Vec<String>,
-    middlewares: Vec<String>,
-    tcp_routers: Vec<String>,
-    tcp_services: Vec<String>,
-    tcp_middlewares: Vec<String>,
-    udp_routers: Vec<String>,
-    udp_services: Vec<String>,
-}
-
-fn remove_all<V>(map: &mut BTreeMap<String, V>, names: Vec<String>) {
-    for n in names {
-        map.remove(&n);
-    }
-}
-
-/// Removes from each contribution the names other projects own. Decided on
-/// the untouched contributions first (ownership looks at all of them), then
-/// applied in place: nothing is cloned but the dropped names.
-fn by_project(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
-    // One project: nobody else can own a name.
-    if contribs
-        .windows(2)
-        .all(|w| w[0].project_id == w[1].project_id)
-    {
-        return;
-    }
-    let drops: Vec<Drops> = {
-        let all: &[Contribution] = contribs;
-        let r = owners(all, "router", |c| &c.http.routers);
-        let s = owners(all, "service", |c| &c.http.services);
-        let m = owners(all, "middleware", |c| &c.http.middlewares);
-        let tr = owners(all, "tcp router", |c| &c.tcp.routers);
-        let ts = owners(all, "tcp service", |c| &c.tcp.services);
-        let tm = owners(all, "tcp middleware", |c| &c.tcp.middlewares);
-        let ur = owners(all, "udp router", |c| &c.udp.routers);
-        let us = owners(all, "udp service", |c| &c.udp.services);
-        all.iter()
-            .map(|c| {
-                let mut d = Drops {
-                    routers: foreign("router", c, &c.http.routers, &r, diags),
-                    services: foreign("service", c, &c.http.services, &s, diags),
-                    middlewares: foreign("middleware", c, &c.http.middlewares, &m, diags),
-                    tcp_routers: foreign("tcp router", c, &c.tcp.routers, &tr, diags),
-                    tcp_services: foreign("tcp service", c, &c.tcp.services, &ts, diags),
-                    tcp_middlewares: foreign("tcp middleware", c, &c.tcp.middlewares, &tm, diags),
-                    udp_routers: foreign("udp router", c, &c.udp.routers, &ur, diags),
-                    udp_services: foreign("udp service", c, &c.udp.services, &us, diags),
-                };
-                let http = c.http.routers.iter().map(|(n, r)| (n, &r.service));
-                borrowing("router", c, http, &mut d.routers, &s, diags);
-                let tcp = c.tcp.routers.iter().map(|(n, r)| (n, &r.service));
-                borrowing("tcp router", c, tcp, &mut d.tcp_routers, &ts, diags);
-                let udp = c.udp.routers.iter().map(|(n, r)| (n, &r.service));
-                borrowing("udp router", c, udp, &mut d.udp_routers, &us, diags);
-                d
-            })
-            .collect()
-    };
-    for (c, d) in contribs.iter_mut().zip(drops) {
-        remove_all(&mut c.http.routers, d.routers);
-        remove_all(&mut c.http.services, d.services);
-        remove_all(&mut c.http.middlewares, d.middlewares);
-        remove_all(&mut c.tcp.routers, d.tcp_routers);
-        remove_all(&mut c.tcp.services, d.tcp_services);
-        remove_all(&mut c.tcp.middlewares, d.tcp_middlewares);
-        remove_all(&mut c.udp.routers, d.udp_routers);
-        remove_all(&mut c.udp.services, d.udp_services);
-    }
-}
-
 pub fn merge(
     mut contribs: Vec<Contribution>,
     diags: &mut Vec<Diagnostic>,
 ) -> (Configuration, Vec<InstanceRoutes>) {
-    by_project(&mut contribs, diags);
-    let mut routers = Merger::new("router");
-    let mut services = Merger::new("service");
-    let mut middlewares = Merger::new("middleware");
-    let mut tcp_routers = Merger::new("tcp router");
-    let mut tcp_services = Merger::new("tcp service");
-    let mut tcp_middlewares = Merger::new("tcp middleware");
-    let mut udp_routers = Merger::new("udp router");
-    let mut udp_services = Merger::new("udp service");
+    ownership::enforce(&mut contribs, diags);
+    use Resource::*;
+    let mut routers = Merger::new(HttpRouter);
+    let mut services = Merger::new(HttpService);
+    let mut middlewares = Merger::new(HttpMiddleware);
+    let mut tcp_routers = Merger::new(TcpRouter);
+    let mut tcp_services = Merger::new(TcpService);
+    let mut tcp_middlewares = Merger::new(TcpMiddleware);
+    let mut udp_routers = Merger::new(UdpRouter);
+    let mut udp_services = Merger::new(UdpService);
     // Each contribution's router names, (kind, name), for `routes` below:
     // the routers themselves are moved into the mergers.
-    let mut router_names: Vec<Vec<(u8, String)>> = Vec::with_capacity(contribs.len());
+    let mut router_names: Vec<Vec<(Resource, String)>> = Vec::with_capacity(contribs.len());
     for (at, c) in contribs.iter_mut().enumerate() {
         let mut names = Vec::with_capacity(c.http.routers.len());
         for (n, r) in std::mem::take(&mut c.http.routers) {
-            names.push((0, n.clone()));
+            names.push((HttpRouter, n.clone()));
             routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.http.services) {
@@ -324,7 +154,7 @@ pub fn merge(
             middlewares.add(at, n, m, same);
         }
         for (n, r) in std::mem::take(&mut c.tcp.routers) {
-            names.push((1, n.clone()));
+            names.push((TcpRouter, n.clone()));
             tcp_routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.tcp.services) {
@@ -334,7 +164,7 @@ pub fn merge(
             tcp_middlewares.add(at, n, m, same);
         }
         for (n, r) in std::mem::take(&mut c.udp.routers) {
-            names.push((2, n.clone()));
+            names.push((UdpRouter, n.clone()));
             udp_routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.udp.services) {
@@ -367,8 +197,8 @@ pub fn merge(
             let mut names: Vec<String> = names
                 .into_iter()
                 .filter(|(kind, n)| match kind {
-                    0 => http.routers.contains_key(n),
-                    1 => tcp.routers.contains_key(n),
+                    HttpRouter => http.routers.contains_key(n),
+                    TcpRouter => tcp.routers.contains_key(n),
                     _ => udp.routers.contains_key(n),
                 })
                 .map(|(_, n)| n)

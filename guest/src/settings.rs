@@ -5,9 +5,9 @@
 //! routing.
 
 use crate::address::{AddressSettings, AddressType};
+use crate::collect::has_prefix;
 use crate::constraints::{self, Expr};
-use crate::filter::Glob;
-use crate::labels::has_prefix;
+use crate::glob::Glob;
 use crate::template::Template;
 use serde::Deserialize;
 use serde_json::Value;

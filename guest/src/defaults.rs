@@ -1,21 +1,21 @@
-//! One instance to its share of the configuration, with the defaults of
-//! Traefik's Docker provider: a service named after the instance when the
-//! labels define none, a router with the default rule when they define no
-//! router and at most one service, and the only service for routers that
-//! name none.
+//! Stage 3: Traefik's docker-provider defaults for one instance: a service
+//! named after the instance when the labels define none, a router with the
+//! default rule when they define no router and at most one service, the
+//! only service for routers that name none, and servers at the instance's
+//! address.
 
-use crate::address::{self, Chosen};
+use crate::address::Chosen;
+use crate::decode::{Decoded, Object};
 use crate::dynamic::{
     HttpConfig, HttpServer, LoadBalancer, Router, Service, TcpConfig, TcpServer, UdpConfig,
     UdpRouter, UdpServer,
 };
-use crate::labels::{self, Decoded, Object};
 use crate::model::{Diagnostic, Instance, Level};
 use crate::names::safe_name;
+use crate::resource::Resource;
 use crate::safety;
-use crate::schema::Kind;
 use crate::settings::Settings;
-use crate::template::{Data, V};
+use crate::template::Data;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,52 +31,20 @@ pub struct Contribution {
     pub http: HttpConfig,
     pub tcp: TcpConfig,
     pub udp: UdpConfig,
-    /// Names the operator's `default_labels` define under a fixed name (no
-    /// template in it) and this instance's own labels leave alone, as
-    /// [`definition_key`]s: shared by every project (`http-to-https`).
-    pub operator: BTreeSet<String>,
-}
-
-/// `what` (as merge names it: "router", "tcp service", ...) and a name, as
-/// one key of [`Contribution::operator`].
-pub fn definition_key(what: &str, name: &str) -> String {
-    format!("{what}\u{0}{name}")
-}
-
-/// The definition a label key is about: ("middleware", "http-to-https") for
-/// `traefik.http.middlewares.http-to-https.redirectscheme.scheme`.
-fn definition_of<'k>(key: &'k str, prefix: &str) -> Option<(&'static str, &'k str)> {
-    let rest = key
-        .get(..prefix.len())
-        .filter(|p| p.eq_ignore_ascii_case(prefix))
-        .and_then(|_| key[prefix.len()..].strip_prefix('.'))?;
-    let mut parts = rest.splitn(4, '.');
-    let (proto, section, name) = (parts.next()?, parts.next()?, parts.next()?);
-    let what = match (
-        proto.to_ascii_lowercase().as_str(),
-        section.to_ascii_lowercase().as_str(),
-    ) {
-        ("http", "routers") => "router",
-        ("http", "services") => "service",
-        ("http", "middlewares") => "middleware",
-        ("tcp", "routers") => "tcp router",
-        ("tcp", "services") => "tcp service",
-        ("tcp", "middlewares") => "tcp middleware",
-        ("udp", "routers") => "udp router",
-        ("udp", "services") => "udp service",
-        _ => return None,
-    };
-    Some((what, name))
+    /// Definitions the operator's `default_labels` make under a fixed name
+    /// (no template in it) and this instance's own labels leave alone:
+    /// shared by every project (`http-to-https`).
+    pub operator: BTreeSet<(Resource, String)>,
 }
 
 /// Diagnostics of one instance.
 pub struct Diags<'a> {
-    id: &'a str,
-    out: &'a mut Vec<Diagnostic>,
+    pub id: &'a str,
+    pub out: &'a mut Vec<Diagnostic>,
 }
 
 impl Diags<'_> {
-    fn push(&mut self, level: Level, message: String) {
+    pub fn push(&mut self, level: Level, message: String) {
         self.out.push(Diagnostic {
             instance_id: self.id.to_string(),
             level,
@@ -85,70 +53,22 @@ impl Diags<'_> {
     }
 }
 
-pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Option<Contribution> {
-    let mut d = Diags { id: &inst.id, out };
-    let (own, tag_warnings) = labels::collect(inst, &s.label_prefix);
-    if let Err(why) = crate::filter::check(inst, s, &own) {
-        d.push(Level::Info, why);
-        return None;
-    }
-    for w in tag_warnings {
-        d.push(Level::Warning, w);
-    }
-    // `service=api@internal` would publish Traefik's own API, and
-    // `...@file` the operator's backends: a tenant's routers stay within
-    // this provider. (Operator `default_labels` may name any service.)
-    let own: Vec<(String, String)> = own
-        .into_iter()
-        .filter(|(k, v)| {
-            let foreign = v.contains('@') && labels::names_service(k, &s.label_prefix);
-            if foreign {
-                d.push(
-                    Level::Warning,
-                    format!("label {k}: service {v:?} of another provider is not allowed"),
-                );
-            }
-            !foreign
-        })
-        .collect();
-    let data = template_data(inst, &own, s);
-
-    // The defaults are decoded first and the instance's own labels on top,
-    // so its labels win; a bad default drops the instance before its own
-    // labels are even looked at.
-    let mut decoded = Decoded::default();
-    let mut operator = BTreeSet::new();
-    if let Err(e) = render_default_labels(s, &data, &mut decoded, &mut operator) {
-        d.push(Level::Error, format!("dropped: {e}"));
-        return None;
-    }
-    // A shared name the tenant redefines is the tenant's, not the operator's.
-    for (k, _) in &own {
-        if let Some((what, name)) = definition_of(k, &s.label_prefix) {
-            operator.remove(&definition_key(what, name));
-        }
-    }
-    let mut warnings = Vec::new();
-    labels::decode_into(&mut decoded, &own, &s.label_prefix, &mut warnings);
-    labels::finish(&mut decoded);
-    for w in warnings {
-        d.push(Level::Warning, w);
-    }
-
-    let chosen = match address::choose(inst, &s.address, decoded.network.as_deref()) {
-        Ok(c) => c,
-        Err(why) => {
-            d.push(Level::Info, why);
-            return None;
-        }
-    };
-
+/// Applies the defaults to what the labels say.
+pub fn build(
+    inst: &Instance,
+    s: &Settings,
+    data: &Data,
+    chosen: &Chosen,
+    decoded: Decoded,
+    d: Diags<'_>,
+) -> Option<Contribution> {
     let name = safe_name(&inst.name);
+    let operator = decoded.operator.clone();
     let mut b = Builder {
         s,
         d,
-        data: &data,
-        chosen: &chosen,
+        data,
+        chosen,
         name: &name,
     };
     let (http, tcp, udp) = b.build(decoded)?;
@@ -164,80 +84,27 @@ pub fn assemble(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Opt
     })
 }
 
-/// Only the fields some template reads are filled in: copying every
-/// instance's metadata into a map nobody looks at was a good part of the
-/// per-instance cost. A field that is absent renders as it would if empty.
-fn template_data(inst: &Instance, own: &[(String, String)], s: &Settings) -> Data {
-    let opt = |o: &Option<String>| o.clone().map(V::Str).unwrap_or(V::Nil);
-    let mut d = Data::default();
-    let f = &mut d.fields;
-    let mut put = |name: &'static str, value: &dyn Fn() -> V| {
-        if s.template_fields.contains(name) {
-            f.insert(name, value());
-        }
-    };
-    put("Name", &|| V::Str(inst.name.clone()));
-    put("ID", &|| V::Str(inst.id.clone()));
-    put("ProjectID", &|| V::Str(inst.project_id.clone()));
-    put("UserID", &|| V::Str(inst.user_id.clone()));
-    put("Region", &|| V::Str(inst.region.clone()));
-    put("Cloud", &|| V::Str(inst.cloud.clone()));
-    put("Status", &|| V::Str(inst.status.clone()));
-    put("AvailabilityZone", &|| opt(&inst.availability_zone));
-    put("FlavorName", &|| opt(&inst.flavor_name));
-    put("ImageID", &|| opt(&inst.image_id));
-    put("Metadata", &|| {
-        V::Map(inst.metadata.iter().cloned().collect())
-    });
-    put("Labels", &|| V::Map(own.iter().cloned().collect()));
-    put("Tags", &|| V::List(inst.tags.clone()));
-    d
+/// One layer's definitions, as decoded.
+struct Section {
+    routers: BTreeMap<String, Object>,
+    services: BTreeMap<String, Object>,
+    middlewares: BTreeMap<String, Object>,
 }
 
-/// Renders `default_labels`. Any problem drops the instance: applying only
-/// part of the operator's defaults (say, the routers without the redirect
-/// middleware) could expose something the operator did not intend.
-/// They are decoded into `decoded`, which must be empty.
-fn render_default_labels(
-    s: &Settings,
-    data: &Data,
-    decoded: &mut Decoded,
-    operator: &mut BTreeSet<String>,
-) -> Result<(), String> {
-    let mut out = Vec::with_capacity(s.default_labels.len());
-    for (raw, kt, vt) in &s.default_labels {
-        // A name written without a template is the same for every instance:
-        // the operator's, whichever project the instance is in.
-        let fixed_name = raw
-            .get(s.label_prefix.len() + 1..)
-            .is_some_and(|rest| rest.splitn(4, '.').take(3).all(|p| !p.contains("{{")));
-        let key = kt
-            .render(data)
-            .map_err(|e| format!("default label {raw:?}: template error: {e}"))?;
-        safety::check_key(&key).map_err(|e| format!("default label {raw:?}: {e}"))?;
-        let value = vt
-            .render(data)
-            .map_err(|e| format!("default label {raw:?}: template error in value: {e}"))?;
-        let last = key.text.rsplit('.').next().unwrap_or("");
-        if last.eq_ignore_ascii_case("rule") {
-            safety::check_rule(&value).map_err(|e| format!("default label {raw:?}: {e}"))?;
-        } else if matches!(
-            labels::option_kind(&key.text, &s.label_prefix),
-            Some(Kind::List)
-        ) {
-            safety::check_list(&value).map_err(|e| format!("default label {raw:?}: {e}"))?;
+impl Section {
+    fn take(d: &mut Decoded, r: Resource, s: Resource, m: Option<Resource>) -> Section {
+        Section {
+            routers: std::mem::take(&mut d.defs[r]),
+            services: std::mem::take(&mut d.defs[s]),
+            middlewares: m
+                .map(|m| std::mem::take(&mut d.defs[m]))
+                .unwrap_or_default(),
         }
-        if fixed_name && let Some((what, name)) = definition_of(&key.text, &s.label_prefix) {
-            operator.insert(definition_key(what, name));
-        }
-        out.push((key.text, value.text));
     }
-    let mut warnings = Vec::new();
-    labels::decode_into(decoded, &out, &s.label_prefix, &mut warnings);
-    if let Some(w) = warnings.into_iter().next() {
-        return Err(format!("default labels: {w}"));
+
+    fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty() && self.middlewares.is_empty()
     }
-    Ok(())
 }
 
 struct Builder<'a> {
@@ -275,29 +142,33 @@ fn str_of(o: &Object, k: &str) -> Option<String> {
 }
 
 impl Builder<'_> {
-    fn build(&mut self, dec: Decoded) -> Option<(HttpConfig, TcpConfig, UdpConfig)> {
-        let l4 = !dec.tcp.is_empty() || !dec.udp.is_empty();
+    fn build(&mut self, mut dec: Decoded) -> Option<(HttpConfig, TcpConfig, UdpConfig)> {
+        use Resource::*;
+        let http = Section::take(&mut dec, HttpRouter, HttpService, Some(HttpMiddleware));
+        let tcp = Section::take(&mut dec, TcpRouter, TcpService, Some(TcpMiddleware));
+        let udp = Section::take(&mut dec, UdpRouter, UdpService, None);
+        let l4 = !tcp.is_empty() || !udp.is_empty();
         // As Traefik's Docker provider: an instance configured only for
         // TCP/UDP gets no default HTTP router.
-        let http = if dec.http.is_empty() && l4 {
+        let http = if http.is_empty() && l4 {
             HttpConfig::default()
         } else {
-            self.http(dec.http)?
+            self.http(http)?
         };
-        let tcp = if dec.tcp.is_empty() {
+        let tcp = if tcp.is_empty() {
             TcpConfig::default()
         } else {
-            self.tcp(dec.tcp)
+            self.tcp(tcp)
         };
-        let udp = if dec.udp.is_empty() {
+        let udp = if udp.is_empty() {
             UdpConfig::default()
         } else {
-            self.udp(dec.udp)
+            self.udp(udp)
         };
         Some((http, tcp, udp))
     }
 
-    fn http(&mut self, sec: labels::Section) -> Option<HttpConfig> {
+    fn http(&mut self, sec: Section) -> Option<HttpConfig> {
         let mut cfg = HttpConfig::default();
         let mut services = sec.services;
         if services.is_empty() {
@@ -487,7 +358,7 @@ impl Builder<'_> {
         out
     }
 
-    fn tcp(&mut self, sec: labels::Section) -> TcpConfig {
+    fn tcp(&mut self, sec: Section) -> TcpConfig {
         let mut cfg = TcpConfig::default();
         let mut services = sec.services;
         if services.is_empty() {
@@ -536,7 +407,7 @@ impl Builder<'_> {
         cfg
     }
 
-    fn udp(&mut self, sec: labels::Section) -> UdpConfig {
+    fn udp(&mut self, sec: Section) -> UdpConfig {
         let mut cfg = UdpConfig::default();
         let mut services = sec.services;
         if services.is_empty() {
@@ -635,7 +506,7 @@ mod tests {
     fn run(settings: &str, i: &Instance) -> (Option<Contribution>, Vec<String>) {
         let s = Settings::parse(settings).unwrap();
         let mut out = Vec::new();
-        let c = assemble(i, &s, &mut out);
+        let c = crate::instance::route(i, &s, &mut out);
         (c, out.into_iter().map(|d| d.message).collect())
     }
 
@@ -847,9 +718,10 @@ mod tests {
         );
         let (c, d) = run("{}", &i);
         let c = c.unwrap();
-        assert_eq!(c.http.routers["r"].service, "a");
-        assert_eq!(c.tcp.routers["t"].service, "a");
-        assert_eq!(c.http.middlewares["e"]["errors"].get("service"), None);
+        // Dropped, not relinked to the instance's own service.
+        assert!(!c.http.routers.contains_key("r"));
+        assert!(c.tcp.routers.is_empty());
+        assert!(c.http.middlewares.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(
             d[0].contains("\"api@internal\" of another provider"),
