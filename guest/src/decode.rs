@@ -81,29 +81,30 @@ pub fn decode(operator: &[Label], own: &[Label], prefix: &str) -> Result<Decoded
     tree.typed()
 }
 
-/// One node of a definition's label tree.
+/// One node of a definition's label tree; it borrows from the labels, so
+/// building the tree allocates little more than the child lists.
 #[derive(Debug, Default)]
-struct Node {
+struct Node<'l> {
     /// As first spelled.
-    name: String,
-    value: Option<String>,
+    name: &'l str,
+    value: Option<&'l str>,
     /// The label that last set `value`, for diagnostics.
-    key: String,
+    key: &'l str,
     /// The last value came from a tenant label.
     tenant: bool,
     /// Ranges of `value` rendered from instance data (operator templates).
-    tainted: Vec<Range<usize>>,
-    children: Vec<Node>,
+    tainted: &'l [Range<usize>],
+    children: Vec<Node<'l>>,
 }
 
-impl Node {
-    fn child(&mut self, name: &str) -> &mut Node {
+impl<'l> Node<'l> {
+    fn child(&mut self, name: &'l str) -> &mut Node<'l> {
         // Few children per node: a scan beats a map.
         let at = match self.children.iter().position(|c| same_name(&c.name, name)) {
             Some(at) => at,
             None => {
                 self.children.push(Node {
-                    name: name.to_string(),
+                    name,
                     ..Node::default()
                 });
                 self.children.len() - 1
@@ -113,18 +114,18 @@ impl Node {
     }
 
     /// A label that wrote this node or one below it, to name in a diagnostic.
-    fn any_key(&self) -> &str {
+    fn any_key(&self) -> &'l str {
         if self.key.is_empty() {
             self.children.first().map_or("", Node::any_key)
         } else {
-            &self.key
+            self.key
         }
     }
 
     fn error(&self, why: impl Into<String>) -> LabelError {
         LabelError {
             key: self.any_key().to_string(),
-            value: self.value.clone().unwrap_or_default(),
+            value: self.value.unwrap_or_default().to_string(),
             why: why.into(),
         }
     }
@@ -145,23 +146,24 @@ fn same_name(a: &str, b: &str) -> bool {
 
 /// One definition's tree and who wrote it.
 #[derive(Debug, Default)]
-struct Def {
-    root: Node,
+struct Def<'l> {
+    root: Node<'l>,
     tenant: bool,
     shared_operator: bool,
 }
 
 #[derive(Default)]
-struct Tree {
-    /// By kind, then lower-cased name: Traefik merges names case-insensitively.
-    defs: PerResource<BTreeMap<String, Def>>,
+struct Tree<'l> {
+    /// By kind; names merge case-insensitively, as in Traefik. A scan:
+    /// an instance has a few definitions (Nova caps metadata at 128 items).
+    defs: PerResource<Vec<Def<'l>>>,
     enable: Option<bool>,
     network: Option<String>,
     notes: Vec<(Level, String)>,
 }
 
-impl Tree {
-    fn add(&mut self, label: &Label, prefix: &str) -> Result<(), String> {
+impl<'l> Tree<'l> {
+    fn add(&mut self, label: &'l Label, prefix: &str) -> Result<(), String> {
         // Traefik's filters match case-insensitively, its root does not.
         if !label.key.starts_with(prefix) {
             return Err(format!("the label root must be written {prefix:?}"));
@@ -210,15 +212,21 @@ impl Tree {
         })?;
         let name = segs.next().unwrap_or("");
         check_label_name(name).map_err(|e| format!("{} {e}", kind.noun()))?;
-        let def = self.defs[kind]
-            .entry(name.to_ascii_lowercase())
-            .or_insert_with(|| Def {
-                root: Node {
-                    name: name.to_string(),
-                    ..Node::default()
-                },
-                ..Def::default()
-            });
+        let defs = &mut self.defs[kind];
+        let at = match defs.iter().position(|d| d.root.name.eq_ignore_ascii_case(name)) {
+            Some(at) => at,
+            None => {
+                defs.push(Def {
+                    root: Node {
+                        name,
+                        ..Node::default()
+                    },
+                    ..Def::default()
+                });
+                defs.len() - 1
+            }
+        };
+        let def = &mut defs[at];
         match label.origin {
             Origin::Tenant => def.tenant = true,
             Origin::Operator { shared } => def.shared_operator |= shared,
@@ -245,10 +253,10 @@ impl Tree {
                 kind.noun()
             ));
         }
-        node.value = Some(label.value.clone());
-        node.key.clone_from(&label.key);
+        node.value = Some(&label.value);
+        node.key = &label.key;
         node.tenant = label.origin == Origin::Tenant;
-        node.tainted.clone_from(&label.tainted);
+        node.tainted = &label.tainted;
         Ok(())
     }
 
@@ -261,8 +269,8 @@ impl Tree {
         };
         let mut errors = Vec::new();
         for kind in Resource::ALL {
-            for (_, def) in std::mem::take(&mut self.defs[kind]) {
-                let name = def.root.name.clone();
+            for def in std::mem::take(&mut self.defs[kind]) {
+                let name = def.root.name.to_string();
                 if let Some(why) = foreign_service(kind, &def.root) {
                     out.notes.push((
                         Level::Error,
@@ -292,7 +300,7 @@ impl Tree {
 /// of another provider: `api@internal` would publish Traefik's own API, and
 /// `...@file` the operator's backends. The operator's labels may.
 fn foreign_service(kind: Resource, root: &Node) -> Option<String> {
-    fn find<'n>(n: &'n Node, name: &str) -> Option<&'n Node> {
+    fn find<'n, 'l>(n: &'n Node<'l>, name: &str) -> Option<&'n Node<'l>> {
         n.children
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
@@ -304,7 +312,7 @@ fn foreign_service(kind: Resource, root: &Node) -> Option<String> {
     } else {
         None
     }?;
-    let v = service.value.as_deref()?;
+    let v = service.value?;
     (service.tenant && v.contains('@')).then(|| {
         format!(
             "label {}: service {v:?} of another provider is not allowed",
@@ -341,7 +349,7 @@ fn typed(
     json: &str,
     errors: &mut Vec<LabelError>,
 ) -> Result<Option<Value>, LabelError> {
-    let value = node.value.as_deref();
+    let value = node.value;
     match kind {
         Kind::Struct(sub) => {
             // `tls=true` makes the section exist, `tls=false` (or any value
@@ -390,8 +398,8 @@ fn typed(
                     );
                 }
                 m.insert(
-                    entry.name.clone(),
-                    Value::String(entry.value.clone().unwrap_or_default()),
+                    entry.name.to_string(),
+                    Value::String(entry.value.unwrap_or_default().to_string()),
                 );
             }
             Ok(Some(Value::Object(m)))
@@ -432,7 +440,7 @@ fn scalar(kind: Kind, raw: &str, node: &Node) -> Result<Option<Value>, String> {
             if !node.tainted.is_empty() {
                 let r = Rendered {
                     text: raw.to_string(),
-                    tainted: node.tainted.clone(),
+                    tainted: node.tainted.to_vec(),
                 };
                 safety::check_list(&r)?;
             }
