@@ -306,7 +306,9 @@ pub fn option_kind(key: &str, prefix: &str) -> Option<Kind> {
         let (name, _) = split_index(seg).ok()?;
         let (_, kind) = schema::field(fields, name)?;
         match kind {
-            Kind::Struct(sub) | Kind::Indexed(sub) if segs.peek().is_some() => fields = sub,
+            Kind::Struct { fields: sub, .. } | Kind::Indexed(sub) if segs.peek().is_some() => {
+                fields = sub
+            }
             k => return Some(*k),
         }
     }
@@ -351,19 +353,34 @@ fn resolve(
                 fields = sub;
             }
             (_, Some(_)) | (Kind::Indexed(_), None) => return Err(Problem::Unknown),
-            (Kind::Struct(_), None) if last => {
+            (Kind::Struct { allow_empty, .. }, None) if last => {
+                if !allow_empty {
+                    return Err(Problem::Invalid(format!(
+                        "{fname} cannot be set alone, only its options"
+                    )));
+                }
                 return match parse_bool(raw.trim()) {
                     Some(true) => Ok(Action::Ensure),
                     Some(false) => Ok(Action::Remove),
                     None => Err(Problem::Invalid(format!("invalid boolean {raw:?}"))),
                 };
             }
-            (Kind::Struct(sub), None) => fields = sub,
-            (Kind::Map, None) => {
-                if i + 2 != segs.len() || segs[i + 1].is_empty() {
+            (Kind::Struct { fields: sub, .. }, None) => fields = sub,
+            (Kind::Map(elem), None) => {
+                // A map of free-form maps (`plugin.<name>.<key>...`) needs
+                // a key below the name.
+                let min = if matches!(elem, Kind::Any) { 3 } else { 2 };
+                let keys = &segs[i + 1..];
+                if keys.len() + 1 < min || (!matches!(elem, Kind::Any) && keys.len() != 1) {
                     return Err(Problem::Unknown);
                 }
-                steps.push(Step::MapKey(segs[i + 1].to_string()));
+                return any_keys(keys, steps).and_then(|()| match elem {
+                    Kind::Any | Kind::Str => Ok(Action::Set(Value::String(raw.to_string()))),
+                    k => Ok(Action::Set(leaf_value(*k, raw)?)),
+                });
+            }
+            (Kind::Any, None) => {
+                any_keys(&segs[i + 1..], steps)?;
                 return Ok(Action::Set(Value::String(raw.to_string())));
             }
             (leaf, None) if last => return Ok(Action::Set(leaf_value(leaf, raw)?)),
@@ -371,6 +388,18 @@ fn resolve(
         }
         i += 1;
     }
+}
+
+/// Map keys below a map option, kept as written. `[n]` (a list in
+/// Traefik's raw maps) is not supported here.
+fn any_keys(keys: &[&str], steps: &mut Vec<Step>) -> Result<(), Problem> {
+    for k in keys {
+        if k.is_empty() || k.contains('[') {
+            return Err(Problem::Unknown);
+        }
+        steps.push(Step::MapKey(k.to_string()));
+    }
+    Ok(())
 }
 
 fn leaf_value(kind: Kind, raw: &str) -> Result<Value, Problem> {
@@ -503,7 +532,7 @@ fn finalize(fields: &[Field], obj: &mut Object) {
             continue;
         };
         match (kind, v) {
-            (Kind::Struct(sub), Value::Object(inner)) => finalize(sub, inner),
+            (Kind::Struct { fields: sub, .. }, Value::Object(inner)) => finalize(sub, inner),
             (Kind::Indexed(sub), v @ Value::Object(_)) => {
                 let Value::Object(items) = std::mem::take(v) else {
                     continue;
@@ -732,7 +761,7 @@ mod tests {
         ));
         assert!(matches!(
             k("traefik.http.routers.r.tls"),
-            Some(Kind::Struct(_))
+            Some(Kind::Struct { .. })
         ));
         assert!(k("traefik.http.routers.r.nope").is_none());
     }
