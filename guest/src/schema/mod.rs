@@ -58,3 +58,144 @@ pub type Field = (&'static str, Kind);
 pub fn field(fields: &'static [Field], seg: &str) -> Option<&'static Field> {
     fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(seg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::generated::{TRAEFIK_COMMIT, TRAEFIK_TAG};
+    use crate::labels::decode;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn schema_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema")
+    }
+
+    /// The `key=value` lines of Traefik's reference, by resource
+    /// (`http.routers.router0`, ...), in file order.
+    fn reference() -> BTreeMap<String, Vec<(String, String)>> {
+        let path = schema_dir().join(format!("traefik-{TRAEFIK_TAG}-docker-labels.yml"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("- ")) {
+            let label = line[2..].trim().trim_matches('"');
+            let (key, value) = label.split_once('=').expect("key=value");
+            let resource: Vec<&str> = key.splitn(5, '.').take(4).collect();
+            out.entry(resource.join("."))
+                .or_default()
+                .push((key.to_string(), value.to_string()));
+        }
+        out
+    }
+
+    /// Every label Traefik documents decodes without a warning, each
+    /// resource's labels as one set.
+    #[test]
+    fn traefik_reference_labels_decode() {
+        let mut decoded = 0;
+        for (resource, labels) in reference() {
+            // Traefik reads only `traefik.tls.stores.default` of these, and
+            // the policy reads no TLS store from instances: TLS stores are
+            // the operator's, not a tenant's.
+            if resource.starts_with("traefik.tls.") {
+                continue;
+            }
+            let (d, warnings) = decode(&labels, "traefik");
+            assert!(warnings.is_empty(), "{resource}: {warnings:#?}");
+            let sections = [&d.http, &d.tcp, &d.udp];
+            let objects: usize = sections
+                .iter()
+                .map(|s| s.routers.len() + s.services.len() + s.middlewares.len())
+                .sum();
+            assert_eq!(objects, 1, "{resource}: {d:?}");
+            decoded += labels.len();
+        }
+        // The v3.7.9 reference has 282 labels, 6 of them TLS stores.
+        assert_eq!(decoded, 276);
+    }
+
+    /// Values are typed by the Go type behind each option.
+    #[test]
+    fn reference_values_are_typed() {
+        let labels = &reference()["traefik.http.middlewares.middleware09"];
+        let (d, _) = decode(labels, "traefik");
+        assert_eq!(
+            Value::Object(d.http.middlewares["middleware09"].clone()),
+            json!({"errors": {
+                "errorRequestHeaders": ["foobar", "foobar"],
+                "query": "foobar",
+                "service": "foobar",
+                "status": ["foobar", "foobar"],
+                "statusRewrites": {"name0": 42, "name1": 42}}})
+        );
+        let labels = &reference()["traefik.http.middlewares.middleware17"];
+        let (d, _) = decode(labels, "traefik");
+        assert_eq!(
+            Value::Object(d.http.middlewares["middleware17"].clone()),
+            json!({"plugin": {
+                "pluginconf0": {"name0": "foobar", "name1": "foobar"},
+                "pluginconf1": {"name0": "foobar", "name1": "foobar"}}})
+        );
+    }
+
+    /// `=true` alone creates only `allowEmpty` structs; Traefik rejects it
+    /// on the others ("cannot be a standalone element").
+    #[test]
+    fn allow_empty() {
+        let l = |k: &str, v: &str| vec![(format!("traefik.{k}"), v.to_string())];
+        for ok in [
+            "http.routers.r.tls",
+            "http.middlewares.m.compress",
+            "http.services.s.loadbalancer.sticky.cookie",
+            "tcp.services.s.loadbalancer.proxyprotocol",
+        ] {
+            let (_, w) = decode(&l(ok, "true"), "traefik");
+            assert!(w.is_empty(), "{ok}: {w:?}");
+        }
+        for bad in [
+            "http.routers.r.observability",
+            "http.middlewares.m.headers",
+            "http.services.s.loadbalancer.healthcheck",
+            "http.middlewares.m.errors.statusrewrites",
+            "http.middlewares.m.plugin.p",
+        ] {
+            let (d, w) = decode(&l(bad, "true"), "traefik");
+            assert_eq!(w.len(), 1, "{bad}: {w:?}");
+            assert_eq!(d, Default::default(), "{bad}");
+        }
+        let (_, w) = decode(
+            &l("http.middlewares.m.errors.statusrewrites.404", "x"),
+            "traefik",
+        );
+        assert_eq!(
+            w,
+            ["label traefik.http.middlewares.m.errors.statusrewrites.404: invalid integer \"x\""]
+        );
+    }
+
+    /// The checked-in tables and reference are what `derive.py` writes
+    /// (without a Traefik mirror, it checks the header only).
+    #[test]
+    fn derive_py_agrees() {
+        let script = schema_dir().join("derive.py");
+        let out = match std::process::Command::new("python3")
+            .arg(&script)
+            .arg("--check")
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("SKIPPED: python3 not found; run {script:?} --check by hand");
+                return;
+            }
+            Err(e) => panic!("python3: {e}"),
+        };
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(TRAEFIK_COMMIT.len(), 40);
+    }
+}
