@@ -165,17 +165,11 @@ def parse_field(text, owner):
     decl = text[: tag_m.start()].strip() if tag_m else text
     if re.search(r"\bstruct\s*\{", decl):
         raise DeriveError("%s: inline struct types are not read: %s" % (owner, text))
-    parts = decl.split(None, 1)
-    if len(parts) == 1:
-        return GoField([], parts[0], tags, True)
-    names = [n.strip() for n in parts[0].rstrip(",").split(",")]
-    rest = parts[1]
-    # `A, B Type`: more names before the type.
-    while names and rest and "," in parts[0] and re.match(r"^\w+,", rest):
-        n, rest = rest.split(",", 1)
-        names.append(n.strip())
-        rest = rest.strip()
-    return GoField(names, rest.strip(), tags, False)
+    m = re.match(r"^((?:\w+\s*,\s*)*\w+)\s+(\S.*)$", decl)
+    if not m:
+        return GoField([], decl, tags, True)  # embedded: `Type` or `pkg.Type`
+    names = [n.strip() for n in m.group(1).split(",")]
+    return GoField(names, m.group(2).strip(), tags, False)
 
 
 class Source:

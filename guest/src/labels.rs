@@ -367,11 +367,15 @@ fn resolve(
             }
             (Kind::Struct { fields: sub, .. }, None) => fields = sub,
             (Kind::Map(elem), None) => {
-                // A map of free-form maps (`plugin.<name>.<key>...`) needs
-                // a key below the name.
-                let min = if matches!(elem, Kind::Any) { 3 } else { 2 };
+                // One key; a map of free-form maps (`plugin.<name>.<key>...`)
+                // needs keys below it too.
                 let keys = &segs[i + 1..];
-                if keys.len() + 1 < min || (!matches!(elem, Kind::Any) && keys.len() != 1) {
+                let ok = if matches!(elem, Kind::Any) {
+                    keys.len() >= 2
+                } else {
+                    keys.len() == 1
+                };
+                if !ok {
                     return Err(Problem::Unknown);
                 }
                 return any_keys(keys, steps).and_then(|()| match elem {
