@@ -100,7 +100,7 @@ struct Node<'l> {
 impl<'l> Node<'l> {
     fn child(&mut self, name: &'l str) -> &mut Node<'l> {
         // Few children per node: a scan beats a map.
-        let at = match self.children.iter().position(|c| same_name(&c.name, name)) {
+        let at = match self.children.iter().position(|c| same_name(c.name, name)) {
             Some(at) => at,
             None => {
                 self.children.push(Node {
@@ -213,7 +213,10 @@ impl<'l> Tree<'l> {
         let name = segs.next().unwrap_or("");
         check_label_name(name).map_err(|e| format!("{} {e}", kind.noun()))?;
         let defs = &mut self.defs[kind];
-        let at = match defs.iter().position(|d| d.root.name.eq_ignore_ascii_case(name)) {
+        let at = match defs
+            .iter()
+            .position(|d| d.root.name.eq_ignore_ascii_case(name))
+        {
             Some(at) => at,
             None => {
                 defs.push(Def {
@@ -326,8 +329,8 @@ fn foreign_service(kind: Resource, root: &Node) -> Option<String> {
 fn fill(fields: &'static [Field], node: &Node, what: &str, errors: &mut Vec<LabelError>) -> Object {
     let mut obj = Object::new();
     for child in &node.children {
-        let Some((json, kind)) = schema::field(fields, &child.name) else {
-            errors.push(child.error(unknown(&child.name, what, fields)));
+        let Some((json, kind)) = schema::field(fields, child.name) else {
+            errors.push(child.error(unknown(child.name, what, fields)));
             continue;
         };
         match typed(*kind, child, json, errors) {
@@ -351,11 +354,21 @@ fn typed(
 ) -> Result<Option<Value>, LabelError> {
     let value = node.value;
     match kind {
-        Kind::Struct(sub) => {
-            // `tls=true` makes the section exist, `tls=false` (or any value
-            // other than true) turns it off whatever its options say.
-            if value.is_some_and(|v| !v.eq_ignore_ascii_case("true")) {
+        Kind::Struct {
+            fields: sub,
+            allow_empty,
+        } => {
+            // On a section Traefik allows empty (`tls`, `compress`), `=true`
+            // makes it exist and any other value turns it off, whatever
+            // options it has. Other sections need an option.
+            if allow_empty && value.is_some_and(|v| !v.eq_ignore_ascii_case("true")) {
                 return Ok(None);
+            }
+            if node.children.is_empty() && !allow_empty {
+                return Err(node.error(format!(
+                    "{json} cannot be set alone: set one of its options ({})",
+                    options(sub)
+                )));
             }
             Ok(Some(Value::Object(fill(sub, node, json, errors))))
         }
@@ -371,7 +384,7 @@ fn typed(
                     .name
                     .strip_prefix('[')
                     .and_then(|n| n.strip_suffix(']'))
-                    .unwrap_or(&item.name);
+                    .unwrap_or(item.name);
                 if !n.parse::<usize>().is_ok_and(|n| n < MAX_INDEX) {
                     return Err(item.error(format!(
                         "{json} is a list of sections: expected an index from 0 to {} after it, not {:?}",
@@ -386,24 +399,39 @@ fn typed(
             }
             Ok(Some(Value::Array(items)))
         }
-        Kind::Map => {
+        Kind::Map(elem) => {
             if node.children.is_empty() {
                 return Err(node.error(format!("{json} is a map: write {json}.<key>=<value>")));
             }
             let mut m = Object::new();
             for entry in &node.children {
-                if !entry.children.is_empty() {
-                    return Err(
-                        entry.error(format!("{json}.{} takes a value, not options", entry.name))
-                    );
-                }
-                m.insert(
-                    entry.name.to_string(),
-                    Value::String(entry.value.unwrap_or_default().to_string()),
-                );
+                let v = match elem {
+                    Kind::Any if entry.children.is_empty() => {
+                        return Err(
+                            entry.error(format!("{json}.{} needs options below it", entry.name))
+                        );
+                    }
+                    Kind::Any => raw(entry),
+                    _ if !entry.children.is_empty() => {
+                        return Err(entry.error(format!(
+                            "{json}.{} takes a value, not options below it",
+                            entry.name
+                        )));
+                    }
+                    leaf => {
+                        let raw = entry.value.unwrap_or_default();
+                        match scalar(*leaf, raw, entry) {
+                            Ok(Some(v)) => v,
+                            Ok(None) => continue,
+                            Err(why) => return Err(entry.error(why)),
+                        }
+                    }
+                };
+                m.insert(entry.name.to_string(), v);
             }
             Ok(Some(Value::Object(m)))
         }
+        Kind::Any => Ok(Some(raw(node))),
         leaf => {
             if !node.children.is_empty() {
                 let sub = &node.children[0];
@@ -450,7 +478,9 @@ fn scalar(kind: Kind, raw: &str, node: &Node) -> Result<Option<Value>, String> {
                     .collect(),
             )
         }
-        Kind::Struct(_) | Kind::Indexed(_) | Kind::Map => unreachable!("not a scalar"),
+        Kind::Struct { .. } | Kind::Indexed(_) | Kind::Map(_) | Kind::Any => {
+            unreachable!("not a scalar")
+        }
     };
     Ok(Some(v))
 }
@@ -465,10 +495,33 @@ fn expected(kind: Kind) -> String {
         }
         Kind::List => "expected a comma-separated list".into(),
         Kind::Str => "expected a string".into(),
-        Kind::Struct(_) => "expected true or false, or options below it".into(),
+        Kind::Struct { .. } => "expected true or false, or options below it".into(),
         Kind::Indexed(_) => "expected [n] and options below it".into(),
-        Kind::Map => "expected <key>=<value> below it".into(),
+        Kind::Map(_) | Kind::Any => "expected <key>=<value> below it".into(),
     }
+}
+
+/// Free-form configuration (plugins): nested maps of strings, `[n]`
+/// children making a list, as Traefik reads a raw map.
+fn raw(node: &Node) -> Value {
+    if node.children.is_empty() {
+        return Value::String(node.value.unwrap_or_default().to_string());
+    }
+    if node.children[0].name.starts_with('[') {
+        return Value::Array(node.children.iter().map(raw).collect());
+    }
+    Value::Object(
+        node.children
+            .iter()
+            .map(|c| (c.name.to_string(), raw(c)))
+            .collect(),
+    )
+}
+
+/// The options of a section, as labels spell them.
+fn options(fields: &[Field]) -> String {
+    let names: Vec<String> = fields.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    names.join(", ")
 }
 
 /// "unknown option "rul" for a router; did you mean "rule"?", or the list

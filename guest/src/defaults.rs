@@ -175,6 +175,13 @@ impl Builder<'_> {
             services.insert(self.name.to_string(), Object::new());
         }
         for (name, obj) in services {
+            let middlewares = match obj.get("middlewares") {
+                Some(Value::Array(m)) => m
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
             let (server, options) = split_lb(obj);
             match self.http_server(&server) {
                 Ok(srv) => {
@@ -182,7 +189,9 @@ impl Builder<'_> {
                         servers: vec![srv],
                         options,
                     };
-                    cfg.services.insert(name, Service { load_balancer: lb });
+                    let mut svc = Service::new(lb);
+                    svc.middlewares = middlewares;
+                    cfg.services.insert(name, svc);
                 }
                 Err(e) => self.d.push(
                     Level::Error,
@@ -377,7 +386,7 @@ impl Builder<'_> {
                 servers: vec![srv],
                 options,
             };
-            cfg.services.insert(name, Service { load_balancer: lb });
+            cfg.services.insert(name, Service::new(lb));
         }
         for (name, obj) in sec.routers {
             let mut r: Router = match serde_json::from_value(Value::Object(obj)) {
@@ -424,7 +433,7 @@ impl Builder<'_> {
                 }],
                 options,
             };
-            cfg.services.insert(name, Service { load_balancer: lb });
+            cfg.services.insert(name, Service::new(lb));
         }
         for (name, obj) in sec.routers {
             let mut r: UdpRouter = match serde_json::from_value(Value::Object(obj)) {
@@ -549,6 +558,17 @@ mod tests {
         let lb = &c.http.services["s"].load_balancer;
         assert_eq!(lb.servers[0].url, "https://10.0.0.1:8080");
         assert_eq!(lb.options["passHostHeader"], Value::Bool(false));
+    }
+
+    #[test]
+    fn service_middlewares() {
+        let i = inst("a", &[("traefik.http.services.s.middlewares", "auth, gz")]);
+        let (c, d) = run("{}", &i);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            c.unwrap().http.services["s"].middlewares,
+            vec!["auth", "gz"]
+        );
     }
 
     #[test]

@@ -110,6 +110,18 @@ impl<S> Default for LoadBalancer<S> {
 #[serde(rename_all = "camelCase")]
 pub struct Service<S> {
     pub load_balancer: LoadBalancer<S>,
+    /// Traefik v3.7's service middlewares (HTTP only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
+}
+
+impl<S> Service<S> {
+    pub fn new(load_balancer: LoadBalancer<S>) -> Self {
+        Service {
+            load_balancer,
+            middlewares: Vec::new(),
+        }
+    }
 }
 
 /// Field order is the sort order of servers (by URL first); `Serialize` is
@@ -283,8 +295,7 @@ mod tests {
         });
         lb.options
             .insert("passHostHeader".into(), Value::Bool(true));
-        http.services
-            .insert("s".into(), Service { load_balancer: lb });
+        http.services.insert("s".into(), Service::new(lb));
         let c = Configuration::new(http, TcpConfig::default(), UdpConfig::default());
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

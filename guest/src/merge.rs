@@ -106,7 +106,7 @@ fn same<T: PartialEq>(old: &mut T, new: T) -> bool {
 /// `finish_servers`, not searched on every merge (quadratic for a service
 /// with many replicas).
 fn merge_servers<S>(old: &mut Service<S>, new: Service<S>) -> bool {
-    if !old.load_balancer.mergeable(&new.load_balancer) {
+    if old.middlewares != new.middlewares || !old.load_balancer.mergeable(&new.load_balancer) {
         return false;
     }
     old.load_balancer.servers.extend(new.load_balancer.servers);
@@ -239,8 +239,7 @@ mod tests {
             options: Default::default(),
         };
         lb.options.insert("passHostHeader".into(), pass.into());
-        http.services
-            .insert("web".into(), Service { load_balancer: lb });
+        http.services.insert("web".into(), Service::new(lb));
         Contribution {
             instance_id: id.into(),
             project_id: "p".into(),
