@@ -446,7 +446,24 @@ fn typed(
     }
 }
 
+/// Instance data rendered into an operator's label must not change what
+/// the label means (see `safety`): checked here, where the option is known.
+fn check_tainted(kind: Kind, node: &Node) -> Result<(), String> {
+    let r = Rendered {
+        text: node.value.unwrap_or_default().to_string(),
+        tainted: node.tainted.to_vec(),
+    };
+    match kind {
+        Kind::Str if node.name.eq_ignore_ascii_case("rule") => safety::check_rule(&r),
+        Kind::List => safety::check_list(&r),
+        _ => Ok(()),
+    }
+}
+
 fn scalar(kind: Kind, raw: &str, node: &Node) -> Result<Option<Value>, String> {
+    if !node.tainted.is_empty() {
+        check_tainted(kind, node)?;
+    }
     let v = match kind {
         Kind::Str => Value::String(raw.to_string()),
         Kind::Bool => Value::Bool(parse_bool(raw).ok_or_else(|| expected(kind))?),
@@ -464,13 +481,6 @@ fn scalar(kind: Kind, raw: &str, node: &Node) -> Result<Option<Value>, String> {
         Kind::List => {
             if raw.is_empty() {
                 return Ok(None);
-            }
-            if !node.tainted.is_empty() {
-                let r = Rendered {
-                    text: raw.to_string(),
-                    tainted: node.tainted.to_vec(),
-                };
-                safety::check_list(&r)?;
             }
             Value::Array(
                 raw.split(',')

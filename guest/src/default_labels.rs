@@ -64,15 +64,11 @@ pub fn render(s: &Settings, data: &Data) -> Result<Vec<Label>, String> {
         let value = vt
             .render(data)
             .map_err(|e| ctx(format!("template error in value: {e}")))?;
-        let last = key.text.rsplit('.').next().unwrap_or("");
-        if last.eq_ignore_ascii_case("rule") {
-            safety::check_rule(&value).map_err(ctx)?;
-        }
         out.push(Label {
             key: key.text,
             value: value.text,
             origin: Origin::Operator { shared },
-            // List values are checked by `decode`, which knows the option.
+            // Rules and lists are checked by `decode`, which knows the option.
             tainted: value.tainted,
         });
     }
