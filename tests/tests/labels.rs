@@ -63,6 +63,18 @@ struct LabelSet {
     about: String,
     labels: Option<BTreeMap<String, String>>,
     containers: Option<Vec<ContainerSpec>>,
+    /// How the labels go onto the instances: Nova metadata (default) or
+    /// `key=value` tags.
+    #[serde(default)]
+    nova: Spelling,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Spelling {
+    #[default]
+    Metadata,
+    Tags,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +224,31 @@ fn nova_metadata_ok(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Nova tag spelling of a label: `key=value` with `%`, `,` and `/` of the
+/// value written `%25`, `%2C`, `%2F` (Nova refuses `,` and `/` in tags).
+fn nova_tag(key: &str, value: &str) -> String {
+    let mut v = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '%' => v.push_str("%25"),
+            ',' => v.push_str("%2C"),
+            '/' => v.push_str("%2F"),
+            c => v.push(c),
+        }
+    }
+    format!("{key}={v}")
+}
+
+/// What Nova's API accepts as a tag: at most 60 characters, no `,` or `/`.
+fn nova_tag_ok(tag: &str) -> Result<(), String> {
+    if tag.is_empty() || tag.chars().count() > 60 || tag.contains([',', '/']) {
+        return Err(format!(
+            "Nova refuses tag {tag:?} (1-60 characters, no ',' or '/')"
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces the provider suffixes `@docker` / `@http` (followed by a
 /// non-word character or the end) in `s`.
 fn strip_providers(s: &str) -> String {
@@ -352,6 +389,8 @@ fn diff(docker: &Value, ours: &Value) -> String {
 async fn settled_rawdata(
     traefik: &Traefik,
     docker: &FakeDocker,
+    host: &Host,
+    instances: usize,
     deadline: Duration,
 ) -> anyhow::Result<Value> {
     let start = Instant::now();
@@ -375,11 +414,19 @@ async fn settled_rawdata(
                 .count()
         };
         let (d, h) = (count("@docker"), count("@http"));
+        // the host has seen every instance (its /api/instances lists them)
+        let seen = match host.get("/api/instances").await {
+            Ok((_, body)) => serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
         state = format!(
-            "{d} docker entries, {h} http entries; docker inspected all: {}",
+            "{d} docker entries, {h} http entries; docker inspected all: {}; host sees {seen} of {instances} instances",
             docker.all_inspected()
         );
-        if d == 0 || h == 0 || !docker.all_inspected() {
+        if d == 0 || h == 0 || !docker.all_inspected() || seen != instances {
             last = None;
             continue;
         }
@@ -416,11 +463,22 @@ async fn labels_match_traefiks_docker_provider() -> R {
             let ip = Ipv4Addr::new(127, 77, i, j);
             let mut spec = ServerSpec::new(&name).fixed(ip);
             for (k, v) in &labels {
-                let key = nova_key(k);
-                if let Err(e) = nova_metadata_ok(&key, v) {
-                    problems.push(format!("set {}: {e}", set.name));
-                }
-                spec = spec.meta(&key, v);
+                spec = match set.nova {
+                    Spelling::Metadata => {
+                        let key = nova_key(k);
+                        if let Err(e) = nova_metadata_ok(&key, v) {
+                            problems.push(format!("set {}: {e}", set.name));
+                        }
+                        spec.meta(&key, v)
+                    }
+                    Spelling::Tags => {
+                        let tag = nova_tag(k, v);
+                        if let Err(e) = nova_tag_ok(&tag) {
+                            problems.push(format!("set {}: {e}", set.name));
+                        }
+                        spec.tag(&tag)
+                    }
+                };
             }
             servers.push(spec);
             containers.push(Container::new(&name, ip, labels.into_iter().collect()));
@@ -489,10 +547,12 @@ async fn labels_match_traefiks_docker_provider() -> R {
             docker.requests()
         )
     };
-    let raw = match settled_rawdata(&traefik, &docker, Duration::from_secs(60)).await {
-        Ok(r) => r,
-        Err(e) => bail!("{e:#}\n{}", logs()),
-    };
+    let instances = servers.len();
+    let raw =
+        match settled_rawdata(&traefik, &docker, &host, instances, Duration::from_secs(60)).await {
+            Ok(r) => r,
+            Err(e) => bail!("{e:#}\n{}", logs()),
+        };
     let unknown = docker.unknown_requests();
     if !unknown.is_empty() {
         bail!(
@@ -584,6 +644,14 @@ fn nova_spelling_of_indexed_keys() {
         "traefik.http.services.s.weighted.services.12.name"
     );
     assert_eq!(nova_key("a[x].b[]"), "a[x].b[]");
+    assert_eq!(
+        nova_tag("traefik.http.routers.r.entrypoints", "web,websecure"),
+        "traefik.http.routers.r.entrypoints=web%2Cwebsecure"
+    );
+    assert_eq!(nova_tag("k", "/100%"), "k=%2F100%25");
+    assert!(nova_tag_ok("a=b%2Cc").is_ok());
+    assert!(nova_tag_ok("a=b,c").is_err());
+    assert!(nova_tag_ok(&"x".repeat(61)).is_err());
     assert_eq!(strip_providers("foo@docker"), "foo");
     assert_eq!(
         strip_providers("a@http, b@httpx, api@internal"),
