@@ -14,6 +14,20 @@
 //! that is not listed, and when a listed set no longer differs (so that the
 //! list only shrinks). Every run writes the full report (each differing set
 //! with its diff) to `target/e2e/labels-*/report.txt`.
+//!
+//! Both sides see the same thing: each container reports as its address the
+//! fixed IPv4 of its instance and exposes port 80 (the host's `default_port`),
+//! both default rules are ``Host(`{{ .Name }}.diff.example.test`)``, both
+//! expose by default, and `web` + `websecure` are Traefik's default
+//! entrypoints (a `udp` one exists for UDP routers). The service defaults
+//! (`passHostHeader`, `strategy`, `responseForwarding`) show on both sides:
+//! Traefik's HTTP provider decodes with the same defaults as its label
+//! decoder, so they need no normalising.
+//!
+//! What rawdata cannot show: a router the docker provider gives its default
+//! rule carries a hidden flag (`Router.DefaultRule`, `json:"-"`) that makes
+//! Traefik wrap it in its router-recursion guard and skip the entrypoint's
+//! `defaultRuleSyntax`; a router from the HTTP provider never has it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -658,4 +672,31 @@ fn nova_spelling_of_indexed_keys() {
         "a, b@httpx, api@internal"
     );
     assert_eq!(docker_normalize("/my_app.1"), "my-app-1");
+}
+
+#[test]
+fn corpus_names_must_not_collide() {
+    let corpus: Corpus = toml::from_str(
+        r#"
+        [[set]]
+        name = "one"
+        about = "x"
+        [set.labels]
+        "traefik.http.routers.Shared.rule" = "Host(`a`)"
+        [[set]]
+        name = "two"
+        about = "y"
+        [set.labels]
+        "traefik.tcp.services.shared.loadbalancer.server.port" = "1"
+        "#,
+    )
+    .expect("corpus");
+    let e = owners(&corpus.set).expect_err("a collision");
+    assert!(
+        e.to_string()
+            .contains(r#"name "shared" is used by sets "one" and "two""#),
+        "{e}"
+    );
+    // and the checked-in corpus is fine
+    owners(&load_corpus().expect("corpus.toml")).expect("unique names");
 }
