@@ -11,8 +11,13 @@
 //! - `GET /v1.NN/containers/json?all=1`: `ContainerList` (only `Id` is read);
 //! - `GET /v1.NN/containers/{id}/json`: `ContainerInspect` per listed
 //!   container (name, state, labels, network mode, ports, networks);
-//! - `GET /v1.NN/events`: only with `watch = true`; answered by a stream that
-//!   stays open and sends nothing (the containers never change).
+//! - `GET /v1.NN/events?filters={"type":{"container":true}}`: only with
+//!   `watch = true`; answered by a stream that stays open and sends nothing
+//!   (the containers never change). The differential test runs with
+//!   `watch = false`; both give the same configuration.
+//!
+//! (`NN` is what the client negotiated from `/_ping`'s `API-Version`, here
+//! [`API_VERSION`].)
 //!
 //! The provider reads no network endpoint in standalone (non-swarm) mode.
 //! Anything else is answered 404 naming the path, logged to stderr, and

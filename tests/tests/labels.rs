@@ -578,6 +578,10 @@ async fn labels_match_traefiks_docker_provider() -> R {
         dir.join("rawdata.json"),
         serde_json::to_string_pretty(&raw)?,
     )?;
+    std::fs::write(
+        dir.join("docker-requests.txt"),
+        docker.requests().join("\n") + "\n",
+    )?;
     // the host's view (its diagnostics say why a label was refused)
     for (path, file) in [
         ("/api/instances", "instances.json"),
