@@ -12,11 +12,13 @@
 //! - [`host`]: the `traefik-openstack` binary under test.
 //! - [`modules`], [`examples`]: route modules to swap in (test variants, and
 //!   the example policies in other languages).
-//! - [`traefik`]: a real Traefik polling the host.
+//! - [`traefik`]: a real Traefik polling the host (and, for the label
+//!   differential test, a [`docker`] fake Docker Engine API).
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
 //! - [`modules`]: route modules built for the cases; [`tools`]: pinned CLIs.
 
 pub mod backend;
+pub mod docker;
 pub mod examples;
 pub mod host;
 pub mod lab;

@@ -60,6 +60,20 @@ impl Traefik {
         endpoint: &str,
         token: Option<&str>,
     ) -> anyhow::Result<Traefik> {
+        Self::start_with(traefik_bin, dir, ports, endpoint, token, json!({}))
+    }
+
+    /// As [`Traefik::start`], with `extra` merged into the static
+    /// configuration (objects key by key, anything else replaced): more
+    /// providers next to the HTTP one, entrypoint options, more entrypoints.
+    pub fn start_with(
+        traefik_bin: &Path,
+        dir: &Path,
+        ports: Ports,
+        endpoint: &str,
+        token: Option<&str>,
+        extra: Value,
+    ) -> anyhow::Result<Traefik> {
         std::fs::create_dir_all(dir)?;
         let Ports {
             web: web_port,
@@ -92,11 +106,22 @@ impl Traefik {
                 "http": http,
             },
         });
+        let mut config = config;
+        merge_json(&mut config, extra);
         let file = dir.join("traefik.yml");
         std::fs::write(&file, serde_json::to_string_pretty(&config)?)?;
         let mut cmd = Command::new(traefik_bin);
         cmd.arg(format!("--configFile={}", file.display()))
             .current_dir(dir);
+        // the docker provider's client reads these after its endpoint
+        for v in [
+            "DOCKER_HOST",
+            "DOCKER_API_VERSION",
+            "DOCKER_CERT_PATH",
+            "DOCKER_TLS_VERIFY",
+        ] {
+            cmd.env_remove(v);
+        }
         let mut proc = Proc::spawn_tied("traefik", cmd, &dir.join("traefik.log"))?;
         let addr = format!("127.0.0.1:{api_port}");
         wait_blocking("traefik /ping", Duration::from_secs(30), || {
@@ -231,6 +256,18 @@ impl Traefik {
 
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
+    }
+}
+
+/// Merges `extra` into `base`: objects key by key, anything else replaced.
+fn merge_json(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge_json(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
     }
 }
 
