@@ -41,6 +41,9 @@ pub struct Decoded {
     pub operator: BTreeSet<(Resource, String)>,
     /// Labels ignored and definitions dropped, the instance still routed.
     pub notes: Vec<(Level, String)>,
+    /// Kinds of which a definition was refused (a router to another
+    /// provider's service): the defaults must not replace it.
+    pub refused: BTreeSet<Resource>,
 }
 
 /// Why a label cannot be decoded.
@@ -279,6 +282,7 @@ impl<'l> Tree<'l> {
                         Level::Error,
                         format!("{} {name}: {why}; {} dropped", kind.noun(), kind.noun()),
                     ));
+                    out.refused.insert(kind);
                     continue;
                 }
                 let before = errors.len();

@@ -147,28 +147,35 @@ impl Builder<'_> {
         let http = Section::take(&mut dec, HttpRouter, HttpService, Some(HttpMiddleware));
         let tcp = Section::take(&mut dec, TcpRouter, TcpService, Some(TcpMiddleware));
         let udp = Section::take(&mut dec, UdpRouter, UdpService, None);
-        let l4 = !tcp.is_empty() || !udp.is_empty();
-        // As Traefik's Docker provider: an instance configured only for
-        // TCP/UDP gets no default HTTP router.
-        let http = if http.is_empty() && l4 {
+        // As Traefik's Docker provider: TCP and UDP are built when they have
+        // a router or a service (middlewares alone don't count), and then an
+        // instance with no HTTP label gets no default HTTP router.
+        let has_tcp = !tcp.routers.is_empty() || !tcp.services.is_empty();
+        let has_udp = !udp.routers.is_empty() || !udp.services.is_empty();
+        let http = if http.is_empty() && (has_tcp || has_udp) {
             HttpConfig::default()
         } else {
-            self.http(http)?
+            self.http(http, dec.refused.contains(&HttpRouter))?
         };
-        let tcp = if tcp.is_empty() {
-            TcpConfig::default()
-        } else {
+        let tcp = if has_tcp {
             self.tcp(tcp)
-        };
-        let udp = if udp.is_empty() {
-            UdpConfig::default()
         } else {
+            TcpConfig {
+                middlewares: self.middlewares(tcp.middlewares),
+                ..TcpConfig::default()
+            }
+        };
+        let udp = if has_udp {
             self.udp(udp)
+        } else {
+            UdpConfig::default()
         };
         Some((http, tcp, udp))
     }
 
-    fn http(&mut self, sec: Section) -> Option<HttpConfig> {
+    /// `refused`: the labels defined a router that `decode` refused; no
+    /// default router takes its place.
+    fn http(&mut self, sec: Section, refused: bool) -> Option<HttpConfig> {
         let mut cfg = HttpConfig::default();
         let mut services = sec.services;
         if services.is_empty() {
@@ -201,7 +208,7 @@ impl Builder<'_> {
         }
 
         let mut routers = sec.routers;
-        if routers.is_empty() {
+        if routers.is_empty() && !refused {
             if cfg.services.len() > 1 {
                 self.d.push(
                     Level::Info,
@@ -662,6 +669,23 @@ mod tests {
     }
 
     #[test]
+    fn tcp_middlewares_alone_keep_http_defaults() {
+        let i = inst(
+            "a",
+            &[(
+                "traefik.tcp.middlewares.allow.ipallowlist.sourcerange",
+                "10.0.0.0/8",
+            )],
+        );
+        let (c, d) = run("{}", &i);
+        let c = c.unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.http.routers["a"].rule, "Host(`a`)");
+        assert!(c.tcp.services.is_empty());
+        assert!(c.tcp.middlewares.contains_key("allow"));
+    }
+
+    #[test]
     fn tcp_router_needs_rule() {
         let i = inst("db", &[("traefik.tcp.routers.db.entrypoints", "pg")]);
         let (c, d) = run("{}", &i);
@@ -738,8 +762,9 @@ mod tests {
         );
         let (c, d) = run("{}", &i);
         let c = c.unwrap();
-        // Dropped, not relinked to the instance's own service.
-        assert!(!c.http.routers.contains_key("r"));
+        // Dropped, not relinked to the instance's own service, and no
+        // default router in its place.
+        assert!(c.http.routers.is_empty(), "{:?}", c.http.routers);
         assert!(c.tcp.routers.is_empty());
         assert!(c.http.middlewares.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
