@@ -44,6 +44,38 @@ pub struct Collected {
     pub problems: Vec<String>,
 }
 
+impl Label {
+    /// A label as `collect` makes it from the instance's own metadata.
+    pub fn tenant(key: &str, value: &str) -> Label {
+        Label {
+            key: key.to_string(),
+            value: value.to_string(),
+            origin: Origin::Tenant,
+            tainted: Vec::new(),
+        }
+    }
+
+    /// An operator's label without template data in its value.
+    #[cfg(test)]
+    pub fn operator(key: &str, value: &str, shared: bool) -> Label {
+        Label {
+            origin: Origin::Operator { shared },
+            ..Label::tenant(key, value)
+        }
+    }
+}
+
+/// Tenant labels in key order, as `collect` gives them.
+#[cfg(test)]
+pub fn tenant_labels<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<Label> {
+    let mut v: Vec<Label> = pairs
+        .iter()
+        .map(|(k, v)| Label::tenant(k.as_ref(), v.as_ref()))
+        .collect();
+    v.sort_by(|a, b| a.key.cmp(&b.key));
+    v
+}
+
 /// `key` is under `prefix.` (prefix compared case-insensitively, as
 /// Traefik's label filters are; `decode` then insists on the exact root).
 pub fn has_prefix(key: &str, prefix: &str) -> bool {
@@ -73,11 +105,9 @@ pub fn collect(inst: &Instance, prefix: &str) -> Collected {
     }
     let labels = by_key
         .into_iter()
-        .map(|(k, v)| Label {
-            key: k.to_string(),
-            value: v,
-            origin: Origin::Tenant,
-            tainted: Vec::new(),
+        .map(|(k, value)| Label {
+            value,
+            ..Label::tenant(k, "")
         })
         .collect();
     Collected { labels, problems }

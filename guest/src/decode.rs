@@ -598,17 +598,7 @@ mod tests {
     use serde_json::json;
 
     fn own(pairs: &[(&str, &str)]) -> Vec<Label> {
-        let mut v: Vec<Label> = pairs
-            .iter()
-            .map(|(k, v)| Label {
-                key: k.to_string(),
-                value: v.to_string(),
-                origin: Origin::Tenant,
-                tainted: Vec::new(),
-            })
-            .collect();
-        v.sort_by(|a, b| a.key.cmp(&b.key));
-        v
+        crate::collect::tenant_labels(pairs)
     }
 
     fn ok(pairs: &[(&str, &str)]) -> Decoded {
@@ -774,12 +764,11 @@ mod tests {
             "router r: label traefik.http.routers.r.service: service \"api@internal\" of another provider is not allowed; router dropped"
         );
         // The operator may.
-        let op = [Label {
-            key: "traefik.http.routers.dash.service".into(),
-            value: "api@internal".into(),
-            origin: Origin::Operator { shared: true },
-            tainted: Vec::new(),
-        }];
+        let op = [Label::operator(
+            "traefik.http.routers.dash.service",
+            "api@internal",
+            true,
+        )];
         let d = decode(
             &op,
             &own(&[("traefik.http.routers.dash.rule", "x")]),
@@ -795,12 +784,7 @@ mod tests {
 
     #[test]
     fn own_labels_win_over_operator_labels() {
-        let op = [Label {
-            key: "traefik.http.routers.r.rule".into(),
-            value: "A".into(),
-            origin: Origin::Operator { shared: true },
-            tainted: Vec::new(),
-        }];
+        let op = [Label::operator("traefik.http.routers.r.rule", "A", true)];
         let d = decode(
             &op,
             &own(&[("traefik.http.routers.R.RULE", "B")]),

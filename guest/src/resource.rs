@@ -31,16 +31,16 @@ const TABLE: [(Resource, &str, &str, &str); 8] = [
 ];
 
 impl Resource {
-    pub const ALL: [Resource; 8] = [
-        HttpRouter,
-        HttpService,
-        HttpMiddleware,
-        TcpRouter,
-        TcpService,
-        TcpMiddleware,
-        UdpRouter,
-        UdpService,
-    ];
+    /// Every kind, in the order of the table.
+    pub const ALL: [Resource; 8] = {
+        let mut all = [HttpRouter; 8];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].0;
+            i += 1;
+        }
+        all
+    };
 
     /// The kind `<layer>.<section>` of a label names (`http.routers`),
     /// compared case-insensitively as Traefik does.

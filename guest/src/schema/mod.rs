@@ -62,26 +62,15 @@ pub fn field(fields: &'static [Field], seg: &str) -> Option<&'static Field> {
 #[cfg(test)]
 mod tests {
     use super::generated::{TRAEFIK_COMMIT, TRAEFIK_TAG};
-    use crate::collect::{Label, Origin};
     use crate::decode::{Decoded, LabelError, decode as decode_labels};
     use crate::resource::Resource;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    /// Decodes tenant labels (in key order, as `collect` gives them).
+    /// Decodes tenant labels.
     fn decode(pairs: &[(String, String)], prefix: &str) -> Result<Decoded, Vec<LabelError>> {
-        let mut labels: Vec<Label> = pairs
-            .iter()
-            .map(|(k, v)| Label {
-                key: k.clone(),
-                value: v.clone(),
-                origin: Origin::Tenant,
-                tainted: Vec::new(),
-            })
-            .collect();
-        labels.sort_by(|a, b| a.key.cmp(&b.key));
-        decode_labels(&[], &labels, prefix)
+        decode_labels(&[], &crate::collect::tenant_labels(pairs), prefix)
     }
 
     fn schema_dir() -> PathBuf {
