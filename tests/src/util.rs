@@ -84,12 +84,39 @@ fn prune_old_runs() {
     }
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
+/// A port free on 127.0.0.1 now, for a child process to listen on; each
+/// call of this process gets another one.
+///
+/// Taken below the kernel's ephemeral range (where `bind(0)` picks from),
+/// because the source ports of outgoing connections come from that range
+/// too: a port found by binding port 0 could go to some client connection
+/// before the child binds it ("address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOW);
+    if span < 1_000 {
+        // No room below the ephemeral range: the kernel's pick.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding 127.0.0.1:0")
+            .port();
+    }
+    // Test binaries run one after another; a start that depends on the
+    // process keeps a leftover child of the previous one out of the way.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left in {LOW}..{ephemeral_low}");
+        let port = (LOW + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it returns `Ok` or `deadline` passes; then panics with
