@@ -254,7 +254,7 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::openstack::replay::{Canned, FakeCloud, PASSWORD, server};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, PASSWORD, server};
 
     fn config(page_size: u32) -> OpenStackConfig {
         OpenStackConfig {
@@ -321,7 +321,10 @@ mod tests {
         for page in &reqs[2..] {
             assert_eq!(
                 page.path,
-                format!("/v2.1/{}/servers/detail", crate::openstack::replay::PROJECT)
+                format!(
+                    "/v2.1/{}/servers/detail",
+                    crate::testing::fake_cloud::PROJECT
+                )
             );
             assert_eq!(page.headers["openstack-api-version"], "compute 2.100");
             assert_eq!(page.headers["x-openstack-nova-api-version"], "2.100");
@@ -584,7 +587,7 @@ mod tests {
         let target = format!(
             "{}/v2.1/{}/servers/detail",
             elsewhere.base,
-            crate::openstack::replay::PROJECT
+            crate::testing::fake_cloud::PROJECT
         );
         fake.fault(
             "/servers/detail",
@@ -658,7 +661,7 @@ mod tests {
         let fip = reqs.iter().find(|r| r.path == "/v2.0/floatingips").unwrap();
         assert_eq!(
             fip.param("project_id"),
-            Some(crate::openstack::replay::PROJECT)
+            Some(crate::testing::fake_cloud::PROJECT)
         );
         assert!(
             !reqs.iter().any(|r| r.path == "/v2.0/ports"),

@@ -18,3 +18,6 @@ pub mod publish;
 pub mod server;
 pub mod sync;
 pub mod wit;
+
+#[cfg(feature = "test-support")]
+pub mod testing;

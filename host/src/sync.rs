@@ -328,15 +328,11 @@ mod tests {
     //! The whole host in-process: a fake cloud made of real API samples,
     //! the real engine with real components, the publisher and the handler.
 
-    mod support {
-        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mod.rs"));
-    }
-
     use super::*;
     use crate::config::{EngineConfig, OpenStackConfig};
     use crate::openstack::OpenStack;
-    use crate::openstack::replay::{Canned, FakeCloud, server};
     use crate::server::{AppState, handle};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, server};
     use hyper::{Request, StatusCode};
 
     struct Rig {
@@ -415,7 +411,11 @@ mod tests {
         }
 
         async fn swap_to(&mut self, feature: Option<&str>) {
-            std::fs::copy(support::test_policy(feature), self.module_file.path()).unwrap();
+            std::fs::copy(
+                crate::testing::test_policy(feature),
+                self.module_file.path(),
+            )
+            .unwrap();
             self.sync.try_swap().await;
         }
     }

@@ -229,7 +229,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        crate::openstack::replay::fixture(&format!("keystone/{name}"))
+        crate::testing::fake_cloud::fixture(&format!("keystone/{name}"))
     }
 
     #[test]

@@ -14,8 +14,6 @@ mod error;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
-#[cfg(test)]
-pub(crate) mod replay;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

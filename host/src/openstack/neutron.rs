@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     fn fixture_fips() -> Vec<FloatingIp> {
-        let body = crate::openstack::replay::fixture("neutron/floatingips.json");
+        let body = crate::testing::fake_cloud::fixture("neutron/floatingips.json");
         serde_json::from_slice::<FloatingIps>(&body)
             .unwrap()
             .floatingips

@@ -345,7 +345,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        serde_json::from_slice(&crate::openstack::replay::fixture(&format!("nova/{name}"))).unwrap()
+        serde_json::from_slice(&crate::testing::fake_cloud::fixture(&format!(
+            "nova/{name}"
+        )))
+        .unwrap()
     }
 
     fn servers(name: &str) -> Vec<NovaServer> {

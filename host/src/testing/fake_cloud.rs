@@ -1,4 +1,4 @@
-//! Test support: a local Keystone + Nova + Neutron made of the real API
+//! A fake cloud: a local Keystone + Nova + Neutron made of the real API
 //! samples in `host/tests/fixtures/openstack/`, which records every request.
 //!
 //! The fake keeps a list of servers (JSON as Nova sends it) and answers
@@ -166,8 +166,8 @@ impl FakeCloud {
         )
     }
 
-    pub fn cloud_config(&self) -> super::CloudConfig {
-        use super::clouds::*;
+    pub fn cloud_config(&self) -> crate::openstack::CloudConfig {
+        use crate::openstack::clouds::*;
         CloudConfig {
             name: "fake".into(),
             auth_url: format!("{}/v3", self.base),
