@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::OpenStackConfig;
-use crate::openstack::nova::ServerQuery;
+use crate::openstack::nova::{Listing, NovaServer, ServerQuery};
 use crate::openstack::{self, OpenStack, Tally, keystone, neutron};
 use crate::wit;
 
@@ -166,27 +166,7 @@ impl Inventory {
 
     /// The next picture, built aside from the current one.
     async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
-        let query = ServerQuery {
-            all_projects: self.all_projects,
-            changes_since: match full {
-                true => None,
-                false => self.watermark.map(|w| w - CHANGES_SINCE_MARGIN),
-            },
-            page_size: self.page_size,
-        };
-        let listing = self
-            .client
-            .list_servers(&query, tally)
-            .await
-            .map_err(|source| RefreshError::Servers { full, source })?;
-
-        let cloud = self.client.cloud();
-        let region = cloud.region.as_deref().unwrap_or_default();
-        let max_updated = listing
-            .servers
-            .iter()
-            .filter_map(|s| keystone::parse_time(&s.updated))
-            .max();
+        let listing = self.list_servers(full, tally).await?;
         // The steady state: Nova reports no change and no Neutron lookup can
         // bring one. Copying the whole picture to find that out would cost
         // more than the request itself.
@@ -195,11 +175,64 @@ impl Inventory {
                 watermark: listing.started.or(self.watermark),
             });
         }
+        let watermark = self.next_watermark(&listing);
+        let servers = self.merge(full, listing.servers);
+        let mut published = servers.clone();
+        let port_devices = match self.neutron_floating_ips {
+            true => {
+                self.attach_floating_ips(full, &mut published, tally)
+                    .await?
+            }
+            false => HashMap::new(),
+        };
+        Ok(Next::Picture(Picture {
+            servers,
+            snapshot: published.into_values().collect(),
+            watermark,
+            port_devices,
+        }))
+    }
+
+    /// Every server (`full`), or those changed since the watermark.
+    async fn list_servers(&self, full: bool, tally: &mut Tally) -> Result<Listing, RefreshError> {
+        let query = ServerQuery {
+            all_projects: self.all_projects,
+            changes_since: match full {
+                true => None,
+                false => self.watermark.map(|w| w - CHANGES_SINCE_MARGIN),
+            },
+            page_size: self.page_size,
+        };
+        self.client
+            .list_servers(&query, tally)
+            .await
+            .map_err(|source| RefreshError::Servers { full, source })
+    }
+
+    /// Nova's clock when the listing began; failing that the newest change
+    /// seen (never moving backwards); failing that ours.
+    fn next_watermark(&self, listing: &Listing) -> Option<SystemTime> {
+        let max_updated = listing
+            .servers
+            .iter()
+            .filter_map(|s| keystone::parse_time(&s.updated))
+            .max();
+        listing
+            .started
+            .or_else(|| max_updated.max(self.watermark))
+            .or_else(|| Some(SystemTime::now()))
+    }
+
+    /// Nova's picture after `listed`: the listing itself when `full`,
+    /// otherwise the current picture with the changes applied.
+    fn merge(&self, full: bool, listed: Vec<NovaServer>) -> BTreeMap<String, wit::Instance> {
+        let cloud = self.client.cloud();
+        let region = cloud.region.as_deref().unwrap_or_default();
         let mut servers = match full {
             true => BTreeMap::new(),
             false => self.servers.clone(),
         };
-        for server in listing.servers {
+        for server in listed {
             if server.is_deleted() {
                 servers.remove(&server.id);
             } else if server.is_partial()
@@ -211,42 +244,38 @@ impl Inventory {
                 servers.insert(server.id.clone(), server.into_instance(&cloud.name, region));
             }
         }
-        // Nova's clock when the listing began; failing that the newest change
-        // seen (never moving backwards); failing that ours.
-        let watermark = listing
-            .started
-            .or_else(|| max_updated.max(self.watermark))
-            .or_else(|| Some(SystemTime::now()));
+        servers
+    }
 
-        let mut published = servers.clone();
-        let mut port_devices = HashMap::new();
-        if self.neutron_floating_ips {
-            let fail = |source| RefreshError::FloatingIps { source };
-            let fips = self
+    /// Adds Neutron's floating IPs to `published`; returns the port ->
+    /// server map they were matched with.
+    async fn attach_floating_ips(
+        &self,
+        full: bool,
+        published: &mut BTreeMap<String, wit::Instance>,
+        tally: &mut Tally,
+    ) -> Result<HashMap<String, String>, RefreshError> {
+        let fail = |source| RefreshError::FloatingIps { source };
+        let fips = self
+            .client
+            .list_floating_ips(self.all_projects, tally)
+            .await
+            .map_err(fail)?;
+        // Ports are re-read at each full sync (ports move between servers)
+        // and otherwise only for a port never seen.
+        let mut port_devices = match full {
+            true => HashMap::new(),
+            false => self.port_devices.clone(),
+        };
+        if neutron::needs_ports(&fips, &port_devices) {
+            port_devices = self
                 .client
-                .list_floating_ips(self.all_projects, tally)
+                .port_devices(self.all_projects, tally)
                 .await
                 .map_err(fail)?;
-            // Ports are re-read at each full sync (ports move between
-            // servers) and otherwise only for a port never seen.
-            if !full {
-                port_devices = self.port_devices.clone();
-            }
-            if neutron::needs_ports(&fips, &port_devices) {
-                port_devices = self
-                    .client
-                    .port_devices(self.all_projects, tally)
-                    .await
-                    .map_err(fail)?;
-            }
-            neutron::attach_floating_ips(&mut published, &fips, &port_devices);
         }
-        Ok(Next::Picture(Picture {
-            servers,
-            snapshot: published.into_values().collect(),
-            watermark,
-            port_devices,
-        }))
+        neutron::attach_floating_ips(published, &fips, &port_devices);
+        Ok(port_devices)
     }
 }
 
