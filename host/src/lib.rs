@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod engine;
+mod events;
 pub mod inventory;
 pub mod metrics;
 pub mod offline;

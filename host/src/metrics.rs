@@ -131,12 +131,6 @@ impl Metrics {
             .inc();
     }
 
-    pub fn refresh_outcome(&self, outcome: &'static str) {
-        self.refreshes
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
-    }
-
     /// The registry in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
