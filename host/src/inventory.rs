@@ -283,7 +283,7 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::testing::fake_cloud::{Canned, FakeCloud, PASSWORD, server};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, server};
 
     fn config(page_size: u32) -> OpenStackConfig {
         OpenStackConfig {
@@ -433,86 +433,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn token_reused_renewed_when_expiring_and_after_401() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        inv.refresh().await.unwrap();
-        inv.refresh().await.unwrap();
-        assert_eq!(fake.with(|s| s.tokens_issued), 1);
-
-        // Revoked: 401, one new token, the request is retried.
-        fake.revoke_tokens();
-        fake.take_requests();
-        let stats = inv.refresh().await.unwrap();
-        assert_eq!(stats.requests, 3);
-        let paths: Vec<String> = fake.take_requests().into_iter().map(|r| r.path).collect();
-        assert!(
-            paths[1] == "/v3/auth/tokens" && paths[2].ends_with("/servers/detail"),
-            "{paths:?}"
-        );
-        assert_eq!(fake.with(|s| s.tokens_issued), 2);
-
-        // A token about to expire is replaced before use.
-        fake.with(|s| s.token_lifetime = Duration::from_millis(500));
-        fake.revoke_tokens();
-        inv.refresh().await.unwrap(); // 401 -> token 3, short-lived
-        inv.refresh().await.unwrap(); // token 3 expiring -> token 4 up front
-        let reqs = fake.take_requests();
-        assert_eq!(fake.with(|s| s.tokens_issued), 4);
-        assert_eq!(
-            reqs.last().unwrap().headers["x-auth-token"],
-            "gAAAAA-token-4"
-        );
-        assert_eq!(
-            reqs.iter().filter(|r| r.path == "/v3/auth/tokens").count(),
-            2
-        );
-    }
-
-    #[tokio::test]
-    async fn a_service_refusing_fresh_tokens_is_an_auth_error() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        let unauthorized = Canned::status(401, r#"{"error": {"message": "no"}}"#);
-        fake.fault("/servers/detail", 0, unauthorized.clone());
-        fake.fault("/servers/detail", 0, unauthorized);
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "auth", "{err}");
-        assert_eq!(fake.with(|s| s.tokens_issued), 2);
-    }
-
-    #[tokio::test]
-    async fn wrong_password_is_an_auth_error_without_the_secret() {
-        let fake = FakeCloud::start().await;
-        let mut cloud = fake.cloud_config();
-        if let crate::openstack::clouds::Credentials::Password { password, .. } =
-            &mut cloud.credentials
-        {
-            *password = "wrong-Pa55word".into();
-        }
-        let metrics = Arc::new(Metrics::new());
-        let client = OpenStack::new(cloud, Duration::from_secs(1), metrics.clone()).unwrap();
-        let mut inv = Inventory::new(client.clone(), &config(1000));
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "auth");
-        let shown = format!(
-            "{err} {err:?} {client:?} {} {}",
-            client.describe(),
-            metrics.encode()
-        );
-        assert!(
-            err.to_string()
-                .contains("Keystone refused user admin project id"),
-            "{err}"
-        );
-        for secret in ["wrong-Pa55word", PASSWORD, "gAAAAA"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-    }
-
-    #[tokio::test]
     async fn failures_leave_the_snapshot_untouched() {
         let fake = FakeCloud::start().await;
         fake.set_servers(five());
@@ -561,82 +481,6 @@ mod tests {
         let stats = inv.refresh().await.unwrap();
         assert!(stats.full && stats.changed);
         assert_eq!(stats.total, 3);
-    }
-
-    #[tokio::test]
-    async fn pagination_that_cycles_stops() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1)).await;
-        // A Nova whose markers go a, b, a, b, ... forever.
-        for n in 0..40 {
-            let id = if n % 2 == 0 { "id-a" } else { "id-b" };
-            let page = serde_json::json!({
-                "servers": [server(id, id, "2024-01-01T00:00:00Z")],
-                "servers_links": [{"href": "http://x/", "rel": "next"}],
-            });
-            fake.fault("/servers/detail", 0, Canned::status(200, &page.to_string()));
-        }
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "malformed", "{err}");
-        assert!(err.to_string().contains("does not advance"), "{err}");
-        let pages = fake
-            .take_requests()
-            .iter()
-            .filter(|r| r.path.ends_with("/servers/detail"))
-            .count();
-        assert_eq!(pages, 3);
-    }
-
-    #[tokio::test]
-    async fn oversized_bodies_are_refused() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let metrics = Arc::new(Metrics::new());
-        let cfg = config(1000);
-        let client = OpenStack::new(fake.cloud_config(), cfg.request_timeout, metrics)
-            .unwrap()
-            .with_max_body(64 * 1024);
-        let mut inv = Inventory::new(client, &cfg);
-        let big = format!(r#"{{"servers": [], "pad": "{}"}}"#, "x".repeat(100_000));
-        fake.fault("/servers/detail", 0, Canned::status(200, &big));
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "malformed", "{err}");
-        assert!(err.to_string().contains("larger than"), "{err}");
-        // Normal answers still fit.
-        inv.refresh().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn redirects_are_not_followed_so_the_token_stays_home() {
-        let fake = FakeCloud::start().await;
-        let elsewhere = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        let target = format!(
-            "{}/v2.1/{}/servers/detail",
-            elsewhere.base,
-            crate::testing::fake_cloud::PROJECT
-        );
-        fake.fault(
-            "/servers/detail",
-            0,
-            Canned::status(302, "").header("Location", &target),
-        );
-        let err = inv.refresh().await.unwrap_err();
-        assert!(err.to_string().contains("HTTP 302"), "{err}");
-        assert!(elsewhere.take_requests().is_empty());
-    }
-
-    #[tokio::test]
-    async fn microversion_follows_an_older_nova() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        fake.with(|s| s.max_version = "2.20".into());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        inv.refresh().await.unwrap();
-        let reqs = fake.take_requests();
-        assert_eq!(reqs[2].headers["openstack-api-version"], "compute 2.20");
     }
 
     #[tokio::test]
@@ -711,27 +555,5 @@ mod tests {
         assert_eq!((stats.requests, stats.changed), (3, false));
         let stats = inv.refresh().await.unwrap();
         assert_eq!(stats.requests, 2);
-    }
-
-    #[tokio::test]
-    async fn from_lookup_reads_clouds_yaml() {
-        let fake = FakeCloud::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("clouds.yaml"), fake.clouds_yaml()).unwrap();
-        let lookup = crate::openstack::Lookup {
-            env: [("OS_CLOUD".to_owned(), "fake".to_owned())].into(),
-            search_dirs: vec![dir.path().to_owned()],
-        };
-        let client =
-            OpenStack::from_lookup(&config(10), &lookup, Arc::new(Metrics::new())).unwrap();
-        assert_eq!(
-            client.describe(),
-            format!(
-                "cloud fake, region RegionOne, auth {}/v3 as user admin project admin",
-                fake.base
-            )
-        );
-        let mut inv = Inventory::new(client, &config(10));
-        assert_eq!(inv.refresh().await.unwrap().total, 0);
     }
 }

@@ -14,6 +14,8 @@ mod error;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
