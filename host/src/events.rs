@@ -15,8 +15,8 @@ pub(crate) trait Event {
 
 /// A refresh succeeded, whether or not anything changed.
 pub(crate) struct Refreshed {
-    pub stats: RefreshStats,
-    pub elapsed: Duration,
+    pub(crate) stats: RefreshStats,
+    pub(crate) elapsed: Duration,
 }
 
 impl Event for Refreshed {
@@ -45,8 +45,8 @@ impl Event for Refreshed {
 /// The inventory could not be refreshed.
 pub(crate) struct RefreshFailed<'a> {
     /// A fixed word (see [`crate::inventory::RefreshError::reason`]).
-    pub reason: &'static str,
-    pub error: &'a str,
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
 }
 
 impl Event for RefreshFailed<'_> {
@@ -63,8 +63,8 @@ impl Event for RefreshFailed<'_> {
 /// The route module failed on a refreshed inventory.
 pub(crate) struct ModuleFailed<'a> {
     /// A fixed word (see [`crate::engine::GenerateError::reason`]).
-    pub reason: &'static str,
-    pub error: &'a str,
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
 }
 
 impl Event for ModuleFailed<'_> {
@@ -80,7 +80,7 @@ impl Event for ModuleFailed<'_> {
 
 /// The route module ran (counted only: the refresh logs the outcome).
 pub(crate) struct ModuleRan {
-    pub duration: Duration,
+    pub(crate) duration: Duration,
 }
 
 impl Event for ModuleRan {
@@ -94,17 +94,17 @@ impl Event for ModuleRan {
 /// A configuration was made and handed to the publisher.
 pub(crate) struct ConfigurationMade<'a> {
     /// Instances the module was given.
-    pub seen: usize,
+    pub(crate) seen: usize,
     /// Instances with at least one router.
-    pub routed: usize,
-    pub diagnostics: usize,
+    pub(crate) routed: usize,
+    pub(crate) diagnostics: usize,
     /// The module's configuration, uncompressed (the `config_bytes` gauge).
-    pub config_bytes: usize,
+    pub(crate) config_bytes: usize,
     /// The served body (logged).
-    pub body_bytes: usize,
-    pub etag: &'a str,
+    pub(crate) body_bytes: usize,
+    pub(crate) etag: &'a str,
     /// It differs from the one served until now (only then is it logged).
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 impl Event for ConfigurationMade<'_> {
@@ -148,7 +148,7 @@ impl Event for ModuleHealthy {
 /// A new module (or new settings) went live.
 pub(crate) struct ModuleSwapped<'a> {
     /// As [`crate::sync::describe`] gives it.
-    pub module: &'a str,
+    pub(crate) module: &'a str,
 }
 
 impl Event for ModuleSwapped<'_> {
@@ -162,8 +162,8 @@ impl Event for ModuleSwapped<'_> {
 /// A new module was refused; the previous one stays.
 pub(crate) struct ModuleRejected<'a> {
     /// `module_load`, or a [`crate::engine::GenerateError::reason`].
-    pub reason: &'static str,
-    pub error: &'a str,
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
 }
 
 impl Event for ModuleRejected<'_> {

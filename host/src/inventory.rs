@@ -24,6 +24,7 @@ use crate::wit;
 /// count as a change.
 const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
 
+/// The cloud's instances as last refreshed, and what the next refresh needs to ask only for changes.
 pub struct Inventory {
     client: OpenStack,
     all_projects: bool,
@@ -57,15 +58,23 @@ pub struct RefreshStats {
     pub total: usize,
 }
 
+/// Why a refresh failed (the snapshot is then untouched).
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
+    /// Nova's server listing failed.
     #[error("listing servers ({}): {source}", if *full { "full" } else { "changes" })]
     Servers {
+        /// It was a full listing, not `changes-since`.
         full: bool,
+        /// Why.
         source: openstack::Error,
     },
+    /// Neutron's floating IPs (or ports) could not be listed.
     #[error("listing floating IPs: {source}")]
-    FloatingIps { source: openstack::Error },
+    FloatingIps {
+        /// Why.
+        source: openstack::Error,
+    },
 }
 
 impl RefreshError {
@@ -99,10 +108,12 @@ struct Picture {
 
 impl Inventory {
     /// Makes the next refresh a full listing, as after `full_sync_interval`.
-    pub fn request_full_sync(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn request_full_sync(&mut self) {
         self.last_full = None;
     }
 
+    /// An empty inventory of the cloud `client` speaks to; the first refresh fills it.
     pub fn new(client: OpenStack, cfg: &OpenStackConfig) -> Self {
         Self {
             client,

@@ -20,18 +20,26 @@ use crate::wit::Instance;
 /// How often the module file is checked for changes.
 const MODULE_POLL: Duration = Duration::from_secs(1);
 
+/// The sync loop and everything it drives; [`SyncLoop::run`] runs it.
 pub struct SyncLoop {
+    /// Runs the modules.
     pub engine: Arc<Engine>,
+    /// The module in use.
     pub module: Arc<Module>,
     /// Watched for changes when set.
     pub module_path: Option<PathBuf>,
+    /// The `[routes]` settings handed to the module, as JSON.
     pub settings: Arc<str>,
     /// The config file, re-read with the module: a new policy usually
     /// comes with new `[routes]` settings, and both go live together.
     pub config_file: Option<PathBuf>,
+    /// The cloud's instances.
     pub inventory: Inventory,
+    /// Where configurations go.
     pub publisher: Arc<Publisher>,
+    /// Where events are counted.
     pub metrics: Arc<Metrics>,
+    /// How often the inventory is refreshed.
     pub refresh_interval: Duration,
     /// Signalled on SIGHUP: re-read the module file now.
     pub reload: Arc<Notify>,
@@ -52,6 +60,7 @@ impl FileStamp {
 }
 
 impl SyncLoop {
+    /// Refreshes, generates and publishes every `refresh_interval`, and swaps modules when the file changes, until `shutdown`.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         self.emit(events::ModuleHealthy);
         self.publisher
@@ -301,6 +310,7 @@ struct Loaded {
     settings: Arc<str>,
 }
 
+/// "path (routes@0.1.0, sha256 0123456789ab)": a module, for logs and `/readyz`.
 pub fn describe(module: &Module) -> String {
     format!(
         "{} (routes@{}, sha256 {})",

@@ -21,14 +21,14 @@ use serde_yaml_ng::{Mapping, Value};
 use super::Error;
 
 /// The name openstacksdk gives the cloud made of `OS_*` variables.
-pub const ENVVARS_CLOUD: &str = "envvars";
+pub(crate) const ENVVARS_CLOUD: &str = "envvars";
 
 /// Where credentials may come from: the environment and the directories
 /// searched for `clouds.yaml` / `secure.yaml`.
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
-    pub env: HashMap<String, String>,
-    pub search_dirs: Vec<PathBuf>,
+    pub(crate) env: HashMap<String, String>,
+    pub(crate) search_dirs: Vec<PathBuf>,
 }
 
 impl Lookup {
@@ -73,20 +73,20 @@ impl Lookup {
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
     /// The clouds.yaml entry, or `envvars`.
-    pub name: String,
-    pub auth_url: String,
-    pub credentials: Credentials,
-    pub region: Option<String>,
+    pub(crate) name: String,
+    pub(crate) auth_url: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) region: Option<String>,
     /// public, internal or admin.
-    pub interface: String,
+    pub(crate) interface: String,
     /// Extra CA bundle (PEM) for Keystone and the services.
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
     /// false turns TLS verification off (`verify: false`, `OS_INSECURE`).
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Clone)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     Password {
         user: Named,
         password: SecretString,
@@ -100,20 +100,20 @@ pub enum Credentials {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppCredentialRef {
+pub(crate) enum AppCredentialRef {
     Id(String),
     Name { name: String, user: Named },
 }
 
 /// A user or project: by id, or by name within a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Named {
+pub(crate) enum Named {
     Id(String),
     Name { name: String, domain: Domain },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Domain {
+pub(crate) enum Domain {
     Id(String),
     Name(String),
 }
@@ -130,7 +130,7 @@ impl std::fmt::Display for Named {
 impl CloudConfig {
     /// "user admin project admin" / "application credential monitoring": who
     /// this cloud authenticates as, without a secret.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         match &self.credentials {
             Credentials::Password { user, project, .. } => {
                 format!("user {user} project {project}")
@@ -155,7 +155,7 @@ impl CloudConfig {
 
 /// Resolves the cloud to use. `cloud` is the config file's choice (it wins
 /// over `OS_CLOUD`); `region` and `interface` override the cloud's own.
-pub fn resolve(
+pub(crate) fn resolve(
     lookup: &Lookup,
     cloud: Option<&str>,
     region: Option<&str>,
