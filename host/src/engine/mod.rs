@@ -3,7 +3,7 @@
 //! One `Engine` per process; each module is compiled once (or loaded from the
 //! compile cache) and pre-instantiated once; every `generate` gets a fresh
 //! `Store`, so no state leaks between runs and a trap poisons nothing. The
-//! store links WASI but grants nothing through it (see [`sandbox`]); any
+//! store links WASI but grants nothing through it (see `sandbox.rs`); any
 //! other import a module declares is stubbed with a trap, so a module can
 //! compute and print, and nothing else.
 
