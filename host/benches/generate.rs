@@ -5,7 +5,7 @@
 //! `cargo bench -p traefik-openstack --bench generate`; `bench/run.sh` runs
 //! it with the policy crates built like the guest (see bench/README.md).
 
-mod common;
+use traefik_openstack::testing::synthetic as common;
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! `cargo bench -p traefik-openstack --bench serve_fixture -- --instances 10000 --listen 127.0.0.1:18080`
 //! It stops on SIGTERM or SIGINT.
 
-mod common;
+use traefik_openstack::testing::synthetic as common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,16 +10,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The configuration file (`traefik-openstack.toml`), with defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[server]`: the HTTP side.
     pub server: ServerConfig,
+    /// `[openstack]`: the cloud and how often to ask it.
     pub openstack: OpenStackConfig,
+    /// `[engine]`: the route module and its limits.
     pub engine: EngineConfig,
     /// Handed to the route module as JSON; the module owns its schema.
     pub routes: toml::Table,
 }
 
+/// `[server]`: where Traefik and operators reach the host.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -46,6 +51,7 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[openstack]`: which cloud, and how the inventory is refreshed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenStackConfig {
@@ -92,6 +98,7 @@ impl Default for OpenStackConfig {
     }
 }
 
+/// `[engine]`: which route module runs, and its budget.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
@@ -128,15 +135,25 @@ impl Default for EngineConfig {
     }
 }
 
+/// Why the configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
     Read {
+        /// The file.
         file: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is not a valid configuration.
     #[error("{file}: {message}")]
-    Invalid { file: String, message: String },
+    Invalid {
+        /// The file.
+        file: String,
+        /// What is wrong, and where.
+        message: String,
+    },
 }
 
 impl Config {
@@ -154,7 +171,7 @@ impl Config {
     }
 
     /// Parses TOML text; the error names the key and the reason.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
         config.validate()?;
         Ok(config)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::OpenStackConfig;
-use crate::openstack::nova::ServerQuery;
+use crate::openstack::nova::{Listing, NovaServer, ServerQuery};
 use crate::openstack::{self, OpenStack, Tally, keystone, neutron};
 use crate::wit;
 
@@ -24,6 +24,7 @@ use crate::wit;
 /// count as a change.
 const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
 
+/// The cloud's instances as last refreshed, and what the next refresh needs to ask only for changes.
 pub struct Inventory {
     client: OpenStack,
     all_projects: bool,
@@ -57,15 +58,23 @@ pub struct RefreshStats {
     pub total: usize,
 }
 
+/// Why a refresh failed (the snapshot is then untouched).
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
+    /// Nova's server listing failed.
     #[error("listing servers ({}): {source}", if *full { "full" } else { "changes" })]
     Servers {
+        /// It was a full listing, not `changes-since`.
         full: bool,
+        /// Why.
         source: openstack::Error,
     },
+    /// Neutron's floating IPs (or ports) could not be listed.
     #[error("listing floating IPs: {source}")]
-    FloatingIps { source: openstack::Error },
+    FloatingIps {
+        /// Why.
+        source: openstack::Error,
+    },
 }
 
 impl RefreshError {
@@ -99,10 +108,12 @@ struct Picture {
 
 impl Inventory {
     /// Makes the next refresh a full listing, as after `full_sync_interval`.
-    pub fn request_full_sync(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn request_full_sync(&mut self) {
         self.last_full = None;
     }
 
+    /// An empty inventory of the cloud `client` speaks to; the first refresh fills it.
     pub fn new(client: OpenStack, cfg: &OpenStackConfig) -> Self {
         Self {
             client,
@@ -166,27 +177,7 @@ impl Inventory {
 
     /// The next picture, built aside from the current one.
     async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
-        let query = ServerQuery {
-            all_projects: self.all_projects,
-            changes_since: match full {
-                true => None,
-                false => self.watermark.map(|w| w - CHANGES_SINCE_MARGIN),
-            },
-            page_size: self.page_size,
-        };
-        let listing = self
-            .client
-            .list_servers(&query, tally)
-            .await
-            .map_err(|source| RefreshError::Servers { full, source })?;
-
-        let cloud = self.client.cloud();
-        let region = cloud.region.as_deref().unwrap_or_default();
-        let max_updated = listing
-            .servers
-            .iter()
-            .filter_map(|s| keystone::parse_time(&s.updated))
-            .max();
+        let listing = self.list_servers(full, tally).await?;
         // The steady state: Nova reports no change and no Neutron lookup can
         // bring one. Copying the whole picture to find that out would cost
         // more than the request itself.
@@ -195,11 +186,64 @@ impl Inventory {
                 watermark: listing.started.or(self.watermark),
             });
         }
+        let watermark = self.next_watermark(&listing);
+        let servers = self.merge(full, listing.servers);
+        let mut published = servers.clone();
+        let port_devices = match self.neutron_floating_ips {
+            true => {
+                self.attach_floating_ips(full, &mut published, tally)
+                    .await?
+            }
+            false => HashMap::new(),
+        };
+        Ok(Next::Picture(Picture {
+            servers,
+            snapshot: published.into_values().collect(),
+            watermark,
+            port_devices,
+        }))
+    }
+
+    /// Every server (`full`), or those changed since the watermark.
+    async fn list_servers(&self, full: bool, tally: &mut Tally) -> Result<Listing, RefreshError> {
+        let query = ServerQuery {
+            all_projects: self.all_projects,
+            changes_since: match full {
+                true => None,
+                false => self.watermark.map(|w| w - CHANGES_SINCE_MARGIN),
+            },
+            page_size: self.page_size,
+        };
+        self.client
+            .list_servers(&query, tally)
+            .await
+            .map_err(|source| RefreshError::Servers { full, source })
+    }
+
+    /// Nova's clock when the listing began; failing that the newest change
+    /// seen (never moving backwards); failing that ours.
+    fn next_watermark(&self, listing: &Listing) -> Option<SystemTime> {
+        let max_updated = listing
+            .servers
+            .iter()
+            .filter_map(|s| keystone::parse_time(&s.updated))
+            .max();
+        listing
+            .started
+            .or_else(|| max_updated.max(self.watermark))
+            .or_else(|| Some(SystemTime::now()))
+    }
+
+    /// Nova's picture after `listed`: the listing itself when `full`,
+    /// otherwise the current picture with the changes applied.
+    fn merge(&self, full: bool, listed: Vec<NovaServer>) -> BTreeMap<String, wit::Instance> {
+        let cloud = self.client.cloud();
+        let region = cloud.region.as_deref().unwrap_or_default();
         let mut servers = match full {
             true => BTreeMap::new(),
             false => self.servers.clone(),
         };
-        for server in listing.servers {
+        for server in listed {
             if server.is_deleted() {
                 servers.remove(&server.id);
             } else if server.is_partial()
@@ -211,42 +255,38 @@ impl Inventory {
                 servers.insert(server.id.clone(), server.into_instance(&cloud.name, region));
             }
         }
-        // Nova's clock when the listing began; failing that the newest change
-        // seen (never moving backwards); failing that ours.
-        let watermark = listing
-            .started
-            .or_else(|| max_updated.max(self.watermark))
-            .or_else(|| Some(SystemTime::now()));
+        servers
+    }
 
-        let mut published = servers.clone();
-        let mut port_devices = HashMap::new();
-        if self.neutron_floating_ips {
-            let fail = |source| RefreshError::FloatingIps { source };
-            let fips = self
+    /// Adds Neutron's floating IPs to `published`; returns the port ->
+    /// server map they were matched with.
+    async fn attach_floating_ips(
+        &self,
+        full: bool,
+        published: &mut BTreeMap<String, wit::Instance>,
+        tally: &mut Tally,
+    ) -> Result<HashMap<String, String>, RefreshError> {
+        let fail = |source| RefreshError::FloatingIps { source };
+        let fips = self
+            .client
+            .list_floating_ips(self.all_projects, tally)
+            .await
+            .map_err(fail)?;
+        // Ports are re-read at each full sync (ports move between servers)
+        // and otherwise only for a port never seen.
+        let mut port_devices = match full {
+            true => HashMap::new(),
+            false => self.port_devices.clone(),
+        };
+        if neutron::needs_ports(&fips, &port_devices) {
+            port_devices = self
                 .client
-                .list_floating_ips(self.all_projects, tally)
+                .port_devices(self.all_projects, tally)
                 .await
                 .map_err(fail)?;
-            // Ports are re-read at each full sync (ports move between
-            // servers) and otherwise only for a port never seen.
-            if !full {
-                port_devices = self.port_devices.clone();
-            }
-            if neutron::needs_ports(&fips, &port_devices) {
-                port_devices = self
-                    .client
-                    .port_devices(self.all_projects, tally)
-                    .await
-                    .map_err(fail)?;
-            }
-            neutron::attach_floating_ips(&mut published, &fips, &port_devices);
         }
-        Ok(Next::Picture(Picture {
-            servers,
-            snapshot: published.into_values().collect(),
-            watermark,
-            port_devices,
-        }))
+        neutron::attach_floating_ips(published, &fips, &port_devices);
+        Ok(port_devices)
     }
 }
 
@@ -254,7 +294,7 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::openstack::replay::{Canned, FakeCloud, PASSWORD, server};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, server};
 
     fn config(page_size: u32) -> OpenStackConfig {
         OpenStackConfig {
@@ -321,7 +361,10 @@ mod tests {
         for page in &reqs[2..] {
             assert_eq!(
                 page.path,
-                format!("/v2.1/{}/servers/detail", crate::openstack::replay::PROJECT)
+                format!(
+                    "/v2.1/{}/servers/detail",
+                    crate::testing::fake_cloud::PROJECT
+                )
             );
             assert_eq!(page.headers["openstack-api-version"], "compute 2.100");
             assert_eq!(page.headers["x-openstack-nova-api-version"], "2.100");
@@ -401,86 +444,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn token_reused_renewed_when_expiring_and_after_401() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        inv.refresh().await.unwrap();
-        inv.refresh().await.unwrap();
-        assert_eq!(fake.with(|s| s.tokens_issued), 1);
-
-        // Revoked: 401, one new token, the request is retried.
-        fake.revoke_tokens();
-        fake.take_requests();
-        let stats = inv.refresh().await.unwrap();
-        assert_eq!(stats.requests, 3);
-        let paths: Vec<String> = fake.take_requests().into_iter().map(|r| r.path).collect();
-        assert!(
-            paths[1] == "/v3/auth/tokens" && paths[2].ends_with("/servers/detail"),
-            "{paths:?}"
-        );
-        assert_eq!(fake.with(|s| s.tokens_issued), 2);
-
-        // A token about to expire is replaced before use.
-        fake.with(|s| s.token_lifetime = Duration::from_millis(500));
-        fake.revoke_tokens();
-        inv.refresh().await.unwrap(); // 401 -> token 3, short-lived
-        inv.refresh().await.unwrap(); // token 3 expiring -> token 4 up front
-        let reqs = fake.take_requests();
-        assert_eq!(fake.with(|s| s.tokens_issued), 4);
-        assert_eq!(
-            reqs.last().unwrap().headers["x-auth-token"],
-            "gAAAAA-token-4"
-        );
-        assert_eq!(
-            reqs.iter().filter(|r| r.path == "/v3/auth/tokens").count(),
-            2
-        );
-    }
-
-    #[tokio::test]
-    async fn a_service_refusing_fresh_tokens_is_an_auth_error() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        let unauthorized = Canned::status(401, r#"{"error": {"message": "no"}}"#);
-        fake.fault("/servers/detail", 0, unauthorized.clone());
-        fake.fault("/servers/detail", 0, unauthorized);
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "auth", "{err}");
-        assert_eq!(fake.with(|s| s.tokens_issued), 2);
-    }
-
-    #[tokio::test]
-    async fn wrong_password_is_an_auth_error_without_the_secret() {
-        let fake = FakeCloud::start().await;
-        let mut cloud = fake.cloud_config();
-        if let crate::openstack::clouds::Credentials::Password { password, .. } =
-            &mut cloud.credentials
-        {
-            *password = "wrong-Pa55word".into();
-        }
-        let metrics = Arc::new(Metrics::new());
-        let client = OpenStack::new(cloud, Duration::from_secs(1), metrics.clone()).unwrap();
-        let mut inv = Inventory::new(client.clone(), &config(1000));
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "auth");
-        let shown = format!(
-            "{err} {err:?} {client:?} {} {}",
-            client.describe(),
-            metrics.encode()
-        );
-        assert!(
-            err.to_string()
-                .contains("Keystone refused user admin project id"),
-            "{err}"
-        );
-        for secret in ["wrong-Pa55word", PASSWORD, "gAAAAA"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-    }
-
-    #[tokio::test]
     async fn failures_leave_the_snapshot_untouched() {
         let fake = FakeCloud::start().await;
         fake.set_servers(five());
@@ -529,82 +492,6 @@ mod tests {
         let stats = inv.refresh().await.unwrap();
         assert!(stats.full && stats.changed);
         assert_eq!(stats.total, 3);
-    }
-
-    #[tokio::test]
-    async fn pagination_that_cycles_stops() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1)).await;
-        // A Nova whose markers go a, b, a, b, ... forever.
-        for n in 0..40 {
-            let id = if n % 2 == 0 { "id-a" } else { "id-b" };
-            let page = serde_json::json!({
-                "servers": [server(id, id, "2024-01-01T00:00:00Z")],
-                "servers_links": [{"href": "http://x/", "rel": "next"}],
-            });
-            fake.fault("/servers/detail", 0, Canned::status(200, &page.to_string()));
-        }
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "malformed", "{err}");
-        assert!(err.to_string().contains("does not advance"), "{err}");
-        let pages = fake
-            .take_requests()
-            .iter()
-            .filter(|r| r.path.ends_with("/servers/detail"))
-            .count();
-        assert_eq!(pages, 3);
-    }
-
-    #[tokio::test]
-    async fn oversized_bodies_are_refused() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        let metrics = Arc::new(Metrics::new());
-        let cfg = config(1000);
-        let client = OpenStack::new(fake.cloud_config(), cfg.request_timeout, metrics)
-            .unwrap()
-            .with_max_body(64 * 1024);
-        let mut inv = Inventory::new(client, &cfg);
-        let big = format!(r#"{{"servers": [], "pad": "{}"}}"#, "x".repeat(100_000));
-        fake.fault("/servers/detail", 0, Canned::status(200, &big));
-        let err = inv.refresh().await.unwrap_err();
-        assert_eq!(err.reason(), "malformed", "{err}");
-        assert!(err.to_string().contains("larger than"), "{err}");
-        // Normal answers still fit.
-        inv.refresh().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn redirects_are_not_followed_so_the_token_stays_home() {
-        let fake = FakeCloud::start().await;
-        let elsewhere = FakeCloud::start().await;
-        fake.set_servers(five());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        let target = format!(
-            "{}/v2.1/{}/servers/detail",
-            elsewhere.base,
-            crate::openstack::replay::PROJECT
-        );
-        fake.fault(
-            "/servers/detail",
-            0,
-            Canned::status(302, "").header("Location", &target),
-        );
-        let err = inv.refresh().await.unwrap_err();
-        assert!(err.to_string().contains("HTTP 302"), "{err}");
-        assert!(elsewhere.take_requests().is_empty());
-    }
-
-    #[tokio::test]
-    async fn microversion_follows_an_older_nova() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(five());
-        fake.with(|s| s.max_version = "2.20".into());
-        let (mut inv, _) = inventory(&fake, &config(1000)).await;
-        inv.refresh().await.unwrap();
-        let reqs = fake.take_requests();
-        assert_eq!(reqs[2].headers["openstack-api-version"], "compute 2.20");
     }
 
     #[tokio::test]
@@ -658,7 +545,7 @@ mod tests {
         let fip = reqs.iter().find(|r| r.path == "/v2.0/floatingips").unwrap();
         assert_eq!(
             fip.param("project_id"),
-            Some(crate::openstack::replay::PROJECT)
+            Some(crate::testing::fake_cloud::PROJECT)
         );
         assert!(
             !reqs.iter().any(|r| r.path == "/v2.0/ports"),
@@ -679,27 +566,5 @@ mod tests {
         assert_eq!((stats.requests, stats.changed), (3, false));
         let stats = inv.refresh().await.unwrap();
         assert_eq!(stats.requests, 2);
-    }
-
-    #[tokio::test]
-    async fn from_lookup_reads_clouds_yaml() {
-        let fake = FakeCloud::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("clouds.yaml"), fake.clouds_yaml()).unwrap();
-        let lookup = crate::openstack::Lookup {
-            env: [("OS_CLOUD".to_owned(), "fake".to_owned())].into(),
-            search_dirs: vec![dir.path().to_owned()],
-        };
-        let client =
-            OpenStack::from_lookup(&config(10), &lookup, Arc::new(Metrics::new())).unwrap();
-        assert_eq!(
-            client.describe(),
-            format!(
-                "cloud fake, region RegionOne, auth {}/v3 as user admin project admin",
-                fake.base
-            )
-        );
-        let mut inv = Inventory::new(client, &config(10));
-        assert_eq!(inv.refresh().await.unwrap().total, 0);
     }
 }

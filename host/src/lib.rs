@@ -1,14 +1,30 @@
 //! traefik-openstack: OpenStack instances to Traefik dynamic configuration.
 //!
-//! One-way data path, one module per stage:
-//! `openstack` (Keystone, Nova, Neutron) -> `inventory` (snapshot, changes-since)
-//! -> `engine` (route component) -> `publish` (last good config) -> `server` (hyper),
-//! driven by `sync`. Off that path: `offline` reads and writes instances as
-//! files (`render --instances`, `inventory`) and `policy_test` runs golden
-//! cases for route modules (`test`).
+//! One-way data path, one module per stage, driven by a loop:
+//!
+//! 1. [`openstack`]: the client of one cloud (Keystone, Nova, Neutron).
+//! 2. [`inventory`]: the instances as last seen (snapshot, changes-since).
+//! 3. [`engine`]: the route component that turns them into configuration.
+//! 4. [`publish`]: the last good configuration, and the status beside it.
+//! 5. [`server`]: what Traefik polls and operators look at (hyper).
+//!
+//! [`sync`] drives the path: it refreshes the inventory, runs the module,
+//! publishes, and swaps modules when the file changes; what it does is
+//! logged and counted by its events, in one place each, into [`metrics`].
+//! [`config`] is the operator's file and [`wit`] the route contract's types.
+//! Off the path: [`offline`] reads and writes instances as files (`render
+//! --instances`, `inventory`) and [`policy_test`] runs golden cases for
+//! route modules (`test`).
+//!
+//! The public surface is what the binary, the benches and the tests use;
+//! everything else is `pub(crate)`. With the `test-support` feature,
+//! `testing` adds the fake cloud, synthetic instances and test modules.
+
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod engine;
+mod events;
 pub mod inventory;
 pub mod metrics;
 pub mod offline;
@@ -18,3 +34,6 @@ pub mod publish;
 pub mod server;
 pub mod sync;
 pub mod wit;
+
+#[cfg(feature = "test-support")]
+pub mod testing;

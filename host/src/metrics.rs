@@ -14,32 +14,33 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: &'static str,
+pub(crate) struct OutcomeLabels {
+    pub(crate) outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub service: &'static str,
-    pub status: String,
+pub(crate) struct RequestLabels {
+    pub(crate) service: &'static str,
+    pub(crate) status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub state: &'static str,
+pub(crate) struct StateLabels {
+    pub(crate) state: &'static str,
 }
 
+/// Every metric the host exports, registered once.
 pub struct Metrics {
     registry: Registry,
-    pub refresh_duration: Histogram,
-    pub refreshes: Family<OutcomeLabels, Counter>,
-    pub instances: Family<StateLabels, Gauge>,
-    pub openstack_requests: Family<RequestLabels, Counter>,
-    pub generate_duration: Histogram,
-    pub config_bytes: Gauge,
-    pub last_success: Gauge<f64, AtomicU64>,
-    pub module_swaps: Family<OutcomeLabels, Counter>,
-    pub module_healthy: Gauge,
+    pub(crate) refresh_duration: Histogram,
+    pub(crate) refreshes: Family<OutcomeLabels, Counter>,
+    pub(crate) instances: Family<StateLabels, Gauge>,
+    pub(crate) openstack_requests: Family<RequestLabels, Counter>,
+    pub(crate) generate_duration: Histogram,
+    pub(crate) config_bytes: Gauge,
+    pub(crate) last_success: Gauge<f64, AtomicU64>,
+    pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
+    pub(crate) module_healthy: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +50,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The registry with every metric at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("traefik_openstack");
         let refresh_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
@@ -122,18 +124,12 @@ impl Metrics {
 
     /// Counts one OpenStack HTTP exchange; `status` is the HTTP code or a
     /// transport error kind such as `timeout`.
-    pub fn openstack_request(&self, service: &'static str, status: impl ToString) {
+    pub(crate) fn openstack_request(&self, service: &'static str, status: impl ToString) {
         self.openstack_requests
             .get_or_create(&RequestLabels {
                 service,
                 status: status.to_string(),
             })
-            .inc();
-    }
-
-    pub fn refresh_outcome(&self, outcome: &'static str) {
-        self.refreshes
-            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -17,13 +17,22 @@ use crate::wit;
 /// Why an instances file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum InstancesError {
+    /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
     Read {
+        /// The file.
         file: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is not a list of instances.
     #[error("{file}: {reason}")]
-    Format { file: String, reason: String },
+    Format {
+        /// The file.
+        file: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
 }
 
 /// Reads instances from `path` (`-` is stdin) in either format the guest
@@ -47,7 +56,7 @@ pub fn read_instances(path: &Path) -> Result<Vec<wit::Instance>, InstancesError>
 }
 
 /// Parses instances in either format.
-pub fn parse_instances(text: &str) -> Result<Vec<wit::Instance>, String> {
+pub(crate) fn parse_instances(text: &str) -> Result<Vec<wit::Instance>, String> {
     guest::input::parse_instances(text)
         .map(|list| list.into_iter().map(to_wit).collect())
         .map_err(|e| e.to_string())
@@ -60,7 +69,7 @@ pub fn inventory_json(instances: &[wit::Instance]) -> String {
 }
 
 /// The contract's instance from the guest library's model.
-pub fn to_wit(i: guest::Instance) -> wit::Instance {
+pub(crate) fn to_wit(i: guest::Instance) -> wit::Instance {
     let guest::Instance {
         id,
         name,
@@ -121,7 +130,7 @@ pub fn to_wit(i: guest::Instance) -> wit::Instance {
 }
 
 /// The guest library's model of the contract's instance.
-pub fn from_wit(i: wit::Instance) -> guest::Instance {
+pub(crate) fn from_wit(i: wit::Instance) -> guest::Instance {
     let wit::Instance {
         id,
         name,
@@ -182,7 +191,7 @@ pub fn from_wit(i: wit::Instance) -> guest::Instance {
 }
 
 /// The guest library's model of a diagnostic, for JSON output.
-pub fn diagnostic_model(d: &wit::Diagnostic) -> guest::Diagnostic {
+pub(crate) fn diagnostic_model(d: &wit::Diagnostic) -> guest::Diagnostic {
     let wit::Diagnostic {
         instance_id,
         level,
@@ -200,7 +209,7 @@ pub fn diagnostic_model(d: &wit::Diagnostic) -> guest::Diagnostic {
 }
 
 /// The guest library's model of an instance's routes, for JSON output.
-pub fn routes_model(r: &wit::InstanceRoutes) -> guest::InstanceRoutes {
+pub(crate) fn routes_model(r: &wit::InstanceRoutes) -> guest::InstanceRoutes {
     let wit::InstanceRoutes {
         instance_id,
         address,

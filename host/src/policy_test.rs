@@ -18,7 +18,9 @@ use crate::offline;
 
 /// What became of one case.
 pub enum Outcome {
+    /// The output matched.
     Passed,
+    /// The expected output was (re)written (`--update`).
     Updated,
     /// The readable difference, or why the case could not run.
     Failed(String),

@@ -20,9 +20,13 @@ use crate::wit::{self, Instance};
 /// One published configuration.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The configuration, as served.
     pub body: Bytes,
+    /// The same, gzip-compressed.
     pub gzip: Bytes,
+    /// The entity tag of `body`.
     pub etag: String,
+    /// The entity tag of `gzip`.
     pub etag_gzip: String,
     /// Kept to answer `/api/instances` on demand: shared with the
     /// inventory, so holding it costs no copy.
@@ -66,12 +70,12 @@ impl Snapshot {
 
     /// The `/api/instances` body: what was decided for each instance and why.
     /// Built when asked, since only operators ask.
-    pub fn instances_report(&self) -> Vec<u8> {
+    pub(crate) fn instances_report(&self) -> Vec<u8> {
         instances_report(&self.instances, &self.diagnostics, &self.routes)
     }
 
     /// The `/api/module` body's `logs`: the module's print debugging.
-    pub fn module_logs(&self) -> &[LogLine] {
+    pub(crate) fn module_logs(&self) -> &[LogLine] {
         &self.module_logs
     }
 }
@@ -150,18 +154,19 @@ fn instances_report(
 
 /// Health of the pipeline, for `/readyz`.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The module in use: its source, version and digest.
-    pub module: String,
+    pub(crate) module: String,
     /// Why the last module swap was refused, until a module is accepted.
-    pub module_error: Option<String>,
+    pub(crate) module_error: Option<String>,
     /// Why the last refresh failed, until one succeeds.
-    pub refresh_error: Option<String>,
+    pub(crate) refresh_error: Option<String>,
     #[serde(skip)]
-    pub last_success: Option<Instant>,
-    pub instances: usize,
+    pub(crate) last_success: Option<Instant>,
+    pub(crate) instances: usize,
 }
 
+/// The last good configuration and the status the server reports, shared by the sync loop and the server.
 pub struct Publisher {
     current: ArcSwapOption<Snapshot>,
     status: Mutex<Status>,
@@ -170,12 +175,12 @@ pub struct Publisher {
 
 /// What `/readyz` says.
 #[derive(Debug, Serialize)]
-pub struct Readiness {
-    pub ready: bool,
-    pub reason: String,
+pub(crate) struct Readiness {
+    pub(crate) ready: bool,
+    pub(crate) reason: String,
     #[serde(flatten)]
-    pub status: Status,
-    pub seconds_since_success: Option<f64>,
+    pub(crate) status: Status,
+    pub(crate) seconds_since_success: Option<f64>,
 }
 
 impl Publisher {
@@ -189,19 +194,20 @@ impl Publisher {
         }
     }
 
-    pub fn current(&self) -> Option<Arc<Snapshot>> {
+    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
     }
 
+    /// Makes `snapshot` the one served.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
     }
 
-    pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
+    pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub(crate) fn readiness(&self) -> Readiness {
         let status = self
             .status
             .lock()

@@ -18,8 +18,11 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
+/// What the handlers share.
 pub struct AppState {
+    /// The configuration and status to serve.
     pub publisher: Arc<Publisher>,
+    /// The metrics for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Path of the Traefik configuration endpoint.
     pub config_path: String,
@@ -36,7 +39,7 @@ pub struct AppState {
 /// share the worker fairly; the bytes are never copied (`Bytes::split_to`).
 /// A gzip body (a few hundred KiB for 10k instances) still goes in one piece:
 /// yielding inside it only costs.
-pub struct Body {
+pub(crate) struct Body {
     rest: Bytes,
     yield_next: bool,
 }
@@ -150,7 +153,7 @@ pub async fn serve(
 
 /// Routes one request. Pure apart from reading shared state, so it is
 /// tested without sockets.
-pub fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
+pub(crate) fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");

@@ -11,26 +11,35 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::config::Config;
 use crate::engine::{Engine, GenerateError, Generated, Module};
+use crate::events::{self, Event};
 use crate::inventory::Inventory;
-use crate::metrics::{Metrics, StateLabels};
+use crate::metrics::Metrics;
 use crate::publish::{Publisher, Snapshot};
 use crate::wit::Instance;
 
 /// How often the module file is checked for changes.
 const MODULE_POLL: Duration = Duration::from_secs(1);
 
+/// The sync loop and everything it drives; [`SyncLoop::run`] runs it.
 pub struct SyncLoop {
+    /// Runs the modules.
     pub engine: Arc<Engine>,
+    /// The module in use.
     pub module: Arc<Module>,
     /// Watched for changes when set.
     pub module_path: Option<PathBuf>,
+    /// The `[routes]` settings handed to the module, as JSON.
     pub settings: Arc<str>,
     /// The config file, re-read with the module: a new policy usually
     /// comes with new `[routes]` settings, and both go live together.
     pub config_file: Option<PathBuf>,
+    /// The cloud's instances.
     pub inventory: Inventory,
+    /// Where configurations go.
     pub publisher: Arc<Publisher>,
+    /// Where events are counted.
     pub metrics: Arc<Metrics>,
+    /// How often the inventory is refreshed.
     pub refresh_interval: Duration,
     /// Signalled on SIGHUP: re-read the module file now.
     pub reload: Arc<Notify>,
@@ -51,8 +60,9 @@ impl FileStamp {
 }
 
 impl SyncLoop {
+    /// Refreshes, generates and publishes every `refresh_interval`, and swaps modules when the file changes, until `shutdown`.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        self.metrics.module_healthy.set(1);
+        self.emit(events::ModuleHealthy);
         self.publisher
             .update_status(|s| s.module = describe(&self.module));
         let mut shutdown = std::pin::pin!(shutdown);
@@ -87,7 +97,7 @@ impl SyncLoop {
                 }
                 () = self.reload.notified() => {
                     if self.module_path.is_some() {
-                        tracing::info!("SIGHUP: reloading the route module");
+                        self.emit(events::ReloadRequested);
                         want_load = true;
                     }
                 }
@@ -116,9 +126,11 @@ impl SyncLoop {
         let stats = match self.inventory.refresh().await {
             Ok(stats) => stats,
             Err(e) => {
-                self.metrics.refresh_outcome(e.reason());
                 let message = e.to_string();
-                tracing::warn!(reason = e.reason(), error = %message, "refresh failed; serving the last good configuration");
+                self.emit(events::RefreshFailed {
+                    reason: e.reason(),
+                    error: &message,
+                });
                 self.publisher
                     .update_status(|s| s.refresh_error = Some(message));
                 return pending;
@@ -129,9 +141,11 @@ impl SyncLoop {
             match self.generate(self.module.clone(), instances.clone()).await {
                 Ok(generated) => self.publish(instances.clone(), generated),
                 Err(e) => {
-                    self.metrics.refresh_outcome(e.reason());
                     let message = format!("{}: {e}", self.module.source);
-                    tracing::error!(reason = e.reason(), error = %message, "route module failed; serving the last good configuration");
+                    self.emit(events::ModuleFailed {
+                        reason: e.reason(),
+                        error: &message,
+                    });
                     self.publisher
                         .update_status(|s| s.refresh_error = Some(message));
                     return true;
@@ -139,28 +153,12 @@ impl SyncLoop {
             }
         }
         let elapsed = started.elapsed();
-        self.metrics.refresh_duration.observe(elapsed.as_secs_f64());
-        self.metrics.refresh_outcome("ok");
-        self.metrics.last_success.set(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64(),
-        );
         self.publisher.update_status(|s| {
             s.refresh_error = None;
             s.last_success = Some(Instant::now());
             s.instances = instances.len();
         });
-        tracing::info!(
-            full = stats.full,
-            changed = stats.changed,
-            instances = stats.total,
-            requests = stats.requests,
-            bytes = stats.bytes,
-            ms = elapsed.as_millis() as u64,
-            "refresh"
-        );
+        self.emit(events::Refreshed { stats, elapsed });
         false
     }
 
@@ -186,9 +184,9 @@ impl SyncLoop {
                 .unwrap_or_else(|e| {
                     Err(GenerateError::Trap(format!("generate task failed: {e}")))
                 })?;
-        self.metrics
-            .generate_duration
-            .observe(generated.duration.as_secs_f64());
+        self.emit(events::ModuleRan {
+            duration: generated.duration,
+        });
         Ok(generated)
     }
 
@@ -198,26 +196,23 @@ impl SyncLoop {
             .iter()
             .filter(|r| !r.routers.is_empty())
             .count();
-        let gauge = |state| self.metrics.instances.get_or_create(&StateLabels { state });
-        gauge("seen").set(instances.len() as i64);
-        gauge("routed").set(routed as i64);
-        gauge("skipped").set(instances.len().saturating_sub(routed) as i64);
-        self.metrics.config_bytes.set(generated.config.len() as i64);
+        let seen = instances.len();
         let diagnostics = generated.diagnostics.len();
+        let config_bytes = generated.config.len();
         let snapshot = Snapshot::new(instances, generated);
         let unchanged = self
             .publisher
             .current()
             .is_some_and(|old| old.etag == snapshot.etag);
-        if !unchanged {
-            tracing::info!(
-                bytes = snapshot.body.len(),
-                routed,
-                diagnostics,
-                etag = %snapshot.etag,
-                "configuration published"
-            );
-        }
+        self.emit(events::ConfigurationMade {
+            seen,
+            routed,
+            diagnostics,
+            config_bytes,
+            body_bytes: snapshot.body.len(),
+            etag: &snapshot.etag,
+            changed: !unchanged,
+        });
         self.publisher.publish(snapshot);
     }
 
@@ -269,12 +264,9 @@ impl SyncLoop {
             .await
         {
             Ok(generated) => {
-                tracing::info!(module = %describe(&module), "route module swapped in");
-                self.metrics
-                    .module_swaps
-                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "ok" })
-                    .inc();
-                self.metrics.module_healthy.set(1);
+                self.emit(events::ModuleSwapped {
+                    module: &describe(&module),
+                });
                 self.publisher.update_status(|s| {
                     s.module = describe(&module);
                     s.module_error = None;
@@ -291,20 +283,24 @@ impl SyncLoop {
     }
 
     fn reject(&self, reason: &'static str, message: String) {
-        tracing::error!(reason, error = %message, "route module rejected; keeping the previous one");
-        self.metrics
-            .module_swaps
-            .get_or_create(&crate::metrics::OutcomeLabels { outcome: reason })
-            .inc();
-        self.metrics.module_healthy.set(0);
+        self.emit(events::ModuleRejected {
+            reason,
+            error: &message,
+        });
         self.publisher
             .update_status(|s| s.module_error = Some(message));
     }
 
     /// The file went back to the module in use: nothing is wrong any more.
     fn reject_cleared(&self) {
-        self.metrics.module_healthy.set(1);
+        self.emit(events::ModuleHealthy);
         self.publisher.update_status(|s| s.module_error = None);
+    }
+}
+
+impl SyncLoop {
+    fn emit(&self, event: impl Event) {
+        event.emit(&self.metrics);
     }
 }
 
@@ -314,6 +310,7 @@ struct Loaded {
     settings: Arc<str>,
 }
 
+/// "path (routes@0.1.0, sha256 0123456789ab)": a module, for logs and `/readyz`.
 pub fn describe(module: &Module) -> String {
     format!(
         "{} (routes@{}, sha256 {})",
@@ -328,15 +325,11 @@ mod tests {
     //! The whole host in-process: a fake cloud made of real API samples,
     //! the real engine with real components, the publisher and the handler.
 
-    mod support {
-        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mod.rs"));
-    }
-
     use super::*;
     use crate::config::{EngineConfig, OpenStackConfig};
     use crate::openstack::OpenStack;
-    use crate::openstack::replay::{Canned, FakeCloud, server};
     use crate::server::{AppState, handle};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, server};
     use hyper::{Request, StatusCode};
 
     struct Rig {
@@ -415,7 +408,11 @@ mod tests {
         }
 
         async fn swap_to(&mut self, feature: Option<&str>) {
-            std::fs::copy(support::test_policy(feature), self.module_file.path()).unwrap();
+            std::fs::copy(
+                crate::testing::test_policy(feature),
+                self.module_file.path(),
+            )
+            .unwrap();
             self.sync.try_swap().await;
         }
     }

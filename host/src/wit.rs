@@ -3,13 +3,19 @@
 //! The generated record types double as the host's model of an instance, so
 //! discovery hands the engine exactly what crosses the component boundary.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "route-policy",
-    additional_derives: [PartialEq, serde::Serialize],
-});
+mod bindings {
+    //! Everything wasmtime generates; only the contract's types leave.
+    #![allow(missing_docs)]
 
-pub use self::traefik_openstack::routes::types::{
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "route-policy",
+        additional_derives: [PartialEq, serde::Serialize],
+    });
+}
+
+pub(crate) use bindings::RoutePolicyPre;
+pub use bindings::traefik_openstack::routes::types::{
     Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output,
 };
 

@@ -1,6 +1,6 @@
 //! The binary's commands as an operator runs them.
 
-mod support;
+use traefik_openstack::testing as support;
 
 use std::process::{Command, Output};
 

@@ -1,10 +1,7 @@
 //! The engine against real components: the built-in policy on the golden
 //! cases (identical to the native run), and modules that misbehave.
 
-mod support;
-// The benchmarks' conversion of a native instance to the WIT one.
-#[path = "../benches/common/mod.rs"]
-mod common;
+use traefik_openstack::testing::{self as support, synthetic as common};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! that is not JSON) leave the routes alone and show in /readyz and /metrics;
 //! a good module makes its routes live without a restart.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -26,11 +27,6 @@ fn rejected(metrics: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
     let lab = shared_lab();
-    // build the variants first: the host's watcher sees only finished files
-    let variants: Vec<_> = ["trap", "loop", "notjson", "good"]
-        .iter()
-        .map(|v| (*v, test_policy(v)))
-        .collect();
     let mut s = Scenario::new(lab, "modules").await?;
     let vms = [s.vm("mod-1", 1)?, s.vm("mod-2", 2)?];
     s.seed(&vms)?;
@@ -44,62 +40,15 @@ async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
 
     s.wait_reaches(&Scenario::fqdn("mod-1"), "mod-1").await;
     s.wait_reaches(&Scenario::fqdn("mod-2"), "mod-2").await;
-    let host = s.host();
-    let t = s.traefik();
-    let routes = t.router_rules().await?;
-    let (st, _) = host.readyz().await?;
+    let routes = s.traefik().router_rules().await?;
+    let (st, _) = s.host().readyz().await?;
     assert_eq!(st, StatusCode::OK);
 
-    for (variant, path) in &variants[..3] {
-        let before = rejected(&host.metrics().await?);
-        swap_in(path, &module)?;
-        // the swap is refused and reported ...
-        eventually(
-            &format!("{variant} module refused in /metrics"),
-            freshness(),
-            || async {
-                let m = host.metrics().await.map_err(|e| e.to_string())?;
-                let healthy = metric_value(&m, "traefik_openstack_module_healthy");
-                if rejected(&m) > before && healthy == Some(0.0) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "rejected {} (was {before}), module_healthy {healthy:?}",
-                        rejected(&m)
-                    ))
-                }
-            },
-        )
-        .await;
-        let (st, body) = host.readyz().await?;
-        assert_eq!(
-            st,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{variant}: /readyz {body}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        assert!(
-            v["module_error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{variant}: /readyz names no module error: {body}"
-        );
-        // ... and the routes stay, through more refreshes than one
-        let until = tokio::time::Instant::now() + REFRESH_INTERVAL * 3;
-        while tokio::time::Instant::now() < until {
-            assert_eq!(
-                t.router_rules().await?,
-                routes,
-                "{variant}: routes changed\n{}",
-                s.logs()
-            );
-            let r = s.reaches(&Scenario::fqdn("mod-1")).await?;
-            assert_eq!(r.backend.as_deref(), Some("mod-1"), "{variant}: {r:?}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        // the VMs still change: refreshes run with the previous module
-        assert!(
-            metric_value(&host.metrics().await?, "traefik_openstack_module_healthy") == Some(0.0),
-            "{variant}: module_healthy went back to 1 without a good module"
-        );
+    for variant in ["trap", "loop", "notjson"] {
+        let before = rejected(&s.host().metrics().await?);
+        swap_in(&test_policy(variant), &module)?;
+        swap_is_refused_and_reported(&s, variant, before).await?;
+        routes_stay(&s, variant, &routes).await?;
     }
 
     // a change in Nova while the broken module sits there is still routed
@@ -108,9 +57,75 @@ async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
     s.wait_reaches(&Scenario::fqdn("mod-late"), "mod-late")
         .await;
 
-    // a good module: its routes go live, the old ones go, no restart
-    let (_, good) = &variants[3];
-    swap_in(good, &module)?;
+    swap_in(&test_policy("good"), &module)?;
+    good_module_goes_live(&s).await
+}
+
+/// A broken module is refused: counted in /metrics, `module_healthy` 0, and
+/// named in /readyz.
+async fn swap_is_refused_and_reported(s: &Scenario<'_>, variant: &str, before: f64) -> R {
+    let host = s.host();
+    eventually(
+        &format!("{variant} module refused in /metrics"),
+        freshness(),
+        || async {
+            let m = host.metrics().await.map_err(|e| e.to_string())?;
+            let healthy = metric_value(&m, "traefik_openstack_module_healthy");
+            if rejected(&m) > before && healthy == Some(0.0) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "rejected {} (was {before}), module_healthy {healthy:?}",
+                    rejected(&m)
+                ))
+            }
+        },
+    )
+    .await;
+    let (st, body) = host.readyz().await?;
+    assert_eq!(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{variant}: /readyz {body}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert!(
+        v["module_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{variant}: /readyz names no module error: {body}"
+    );
+    Ok(())
+}
+
+/// After a refused swap the routes stay, through more refreshes than one,
+/// and the module stays unhealthy.
+async fn routes_stay(s: &Scenario<'_>, variant: &str, routes: &BTreeMap<String, String>) -> R {
+    let until = tokio::time::Instant::now() + REFRESH_INTERVAL * 3;
+    while tokio::time::Instant::now() < until {
+        assert_eq!(
+            &s.traefik().router_rules().await?,
+            routes,
+            "{variant}: routes changed\n{}",
+            s.logs()
+        );
+        let r = s.reaches(&Scenario::fqdn("mod-1")).await?;
+        assert_eq!(r.backend.as_deref(), Some("mod-1"), "{variant}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // the VMs still change: refreshes run with the previous module
+    assert!(
+        metric_value(
+            &s.host().metrics().await?,
+            "traefik_openstack_module_healthy"
+        ) == Some(0.0),
+        "{variant}: module_healthy went back to 1 without a good module"
+    );
+    Ok(())
+}
+
+/// A good module: its routes go live, the old ones go, no restart; the host
+/// is healthy again and counts the swap.
+async fn good_module_goes_live(s: &Scenario<'_>) -> R {
+    let t = s.traefik();
     eventually(
         "the good module's routers in Traefik",
         freshness(),
@@ -145,9 +160,9 @@ async fn broken_modules_keep_the_routes_and_a_good_one_goes_live() -> R {
         StatusCode::NOT_FOUND,
         "the old module's route is still live: {r:?}"
     );
-    let (st, body) = host.readyz().await?;
+    let (st, body) = s.host().readyz().await?;
     assert_eq!(st, StatusCode::OK, "/readyz after a good module: {body}");
-    let m = host.metrics().await?;
+    let m = s.host().metrics().await?;
     assert_eq!(
         metric_value(&m, "traefik_openstack_module_healthy"),
         Some(1.0)

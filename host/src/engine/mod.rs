@@ -3,11 +3,11 @@
 //! One `Engine` per process; each module is compiled once (or loaded from the
 //! compile cache) and pre-instantiated once; every `generate` gets a fresh
 //! `Store`, so no state leaks between runs and a trap poisons nothing. The
-//! store links WASI but grants nothing through it (see [`sandbox`]); any
+//! store links WASI but grants nothing through it (see `sandbox.rs`); any
 //! other import a module declares is stubbed with a trap, so a module can
 //! compute and print, and nothing else.
 
-pub mod sandbox;
+pub(crate) mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Output, RoutePolicyPre};
-use sandbox::{Grants, LogLine, RunState};
+use sandbox::{Grants, RunState};
+pub use sandbox::{LogLine, Stream};
 
 /// The default route policy, built from `guest/` and embedded at build time.
 pub const DEFAULT_MODULE: &[u8] = include_bytes!(env!("TRAEFIK_OPENSTACK_DEFAULT_MODULE"));
@@ -28,31 +29,54 @@ pub const DEFAULT_MODULE: &[u8] = include_bytes!(env!("TRAEFIK_OPENSTACK_DEFAULT
 /// Epoch granularity: a runaway guest overshoots its budget by at most this.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Why a module could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Not a component wasmtime can compile.
     #[error("{module}: not a valid WebAssembly component: {reason}")]
-    Compile { module: String, reason: String },
+    Compile {
+        /// Where the module came from.
+        module: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// A component, but not one of the route contract this host speaks.
     #[error("{module}: {reason}")]
-    Contract { module: String, reason: String },
+    Contract {
+        /// Where the module came from.
+        module: String,
+        /// What it exports or imports that does not fit.
+        reason: String,
+    },
+    /// The module file could not be read.
     #[error("{module}: cannot read: {error}")]
     Read {
+        /// The path.
         module: String,
+        /// Why.
         error: std::io::Error,
     },
 }
 
+/// Why a run of the route module gave no configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// It ran past its time budget.
     #[error("route module exceeded its {0:?} time budget")]
     Timeout(Duration),
+    /// It asked for more memory than its limit (MiB).
     #[error("route module ran out of memory (limit {0} MiB)")]
     OutOfMemory(u32),
+    /// It trapped (a panic, an unreachable, a denied import).
     #[error("route module trapped: {0}")]
     Trap(String),
+    /// It printed more than the capture holds.
     #[error("route module printed more than {} KiB to stdout and stderr", sandbox::OUTPUT_LIMIT / 1024)]
     OutputFlood,
+    /// It refused the `[routes]` settings, with its reason.
     #[error("route module rejected its settings: {0}")]
     Settings(String),
+    /// What it returned is not a Traefik configuration object.
     #[error("route module returned an invalid configuration: {0}")]
     InvalidOutput(String),
 }
@@ -98,10 +122,13 @@ pub struct Generated {
     /// The Traefik dynamic configuration, a JSON object, exactly as the
     /// module wrote it (its bytes are what Traefik hashes).
     pub config: String,
+    /// What the module reported about the instances and settings.
     pub diagnostics: Vec<wit::Diagnostic>,
+    /// Which routers each instance got (for `/api/instances`).
     pub routes: Vec<wit::InstanceRoutes>,
     /// What the module printed during the run.
     pub logs: Vec<LogLine>,
+    /// How long the run took, instantiation included.
     pub duration: Duration,
 }
 
@@ -143,6 +170,7 @@ impl ResourceLimiter for Limits {
     }
 }
 
+/// The wasmtime engine, its compile cache and its limits: one per process.
 pub struct Engine {
     engine: wasmtime::Engine,
     timeout: Duration,
@@ -159,6 +187,7 @@ impl Drop for Engine {
 }
 
 impl Engine {
+    /// An engine with the configured limits and compile cache.
     pub fn new(cfg: &EngineConfig) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
@@ -204,6 +233,7 @@ impl Engine {
         self.load(DEFAULT_MODULE, "built-in")
     }
 
+    /// Reads, compiles (or takes from the cache) and checks the module at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Module, LoadError> {
         let source = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {

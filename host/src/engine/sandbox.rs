@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 /// What a module may print per run, stdout and stderr together.
-pub const OUTPUT_LIMIT: usize = 64 * 1024;
+pub(crate) const OUTPUT_LIMIT: usize = 64 * 1024;
 
 /// The instant a module's wall clock shows unless host clocks are granted:
 /// 2000-01-01T00:00:00Z, recognisable in a policy's output as "not now".
@@ -35,13 +35,13 @@ const FIXED_SEED: u64 = 0x7472_6165_6669_6b21;
 /// What the operator grants beyond nothing (`[engine] host_clocks`,
 /// `host_random`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Grants {
-    pub clocks: bool,
-    pub random: bool,
+pub(crate) struct Grants {
+    pub(crate) clocks: bool,
+    pub(crate) random: bool,
 }
 
 /// The WASI context of one run, and the capture of its output.
-pub fn context(grants: Grants) -> (WasiCtx, Capture) {
+pub(crate) fn context(grants: Grants) -> (WasiCtx, Capture) {
     let capture = Capture::default();
     let mut b = WasiCtxBuilder::new();
     b.stdout(capture.stream(Stream::Stdout))
@@ -69,7 +69,7 @@ pub fn context(grants: Grants) -> (WasiCtx, Capture) {
 /// wasmtime's `define_unknown_imports_as_traps` cannot be used after WASI:
 /// it re-opens `wasi:cli/stdout@0.2.6` by its exact name, and a stub there
 /// wins over WASI's own `@0.2.x` definition.
-pub fn link<L: Send + 'static>(
+pub(crate) fn link<L: Send + 'static>(
     linker: &mut Linker<RunState<L>>,
     engine: &wasmtime::Engine,
     component: &Component,
@@ -160,10 +160,10 @@ fn stub<T: 'static>(
 }
 
 /// Store data of one run: WASI state plus the engine's limits.
-pub struct RunState<L> {
-    pub wasi: WasiCtx,
-    pub table: ResourceTable,
-    pub limits: L,
+pub(crate) struct RunState<L> {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: L,
 }
 
 impl<L: Send> wasmtime_wasi::WasiView for RunState<L> {
@@ -201,11 +201,14 @@ impl HostMonotonicClock for FixedMonotonicClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 
 impl Stream {
+    /// `stdout` or `stderr`, as logged.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stdout => "stdout",
@@ -217,7 +220,9 @@ impl Stream {
 /// One line a module printed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogLine {
+    /// Where it was printed.
     pub stream: Stream,
+    /// The line, without its newline.
     pub line: String,
 }
 
@@ -225,7 +230,7 @@ pub struct LogLine {
 /// bytes. A write past the budget traps the module: a policy that prints
 /// megabytes is broken, and truncating silently would hide that.
 #[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Captured>>);
+pub(crate) struct Capture(Arc<Mutex<Captured>>);
 
 #[derive(Default)]
 struct Captured {
@@ -245,12 +250,12 @@ impl Capture {
     }
 
     /// Whether the module tried to print past the budget.
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         self.lock().overflowed
     }
 
     /// The lines printed so far, unfinished last lines included.
-    pub fn take_lines(&self) -> Vec<LogLine> {
+    pub(crate) fn take_lines(&self) -> Vec<LogLine> {
         let mut c = self.lock();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let rest = std::mem::take(&mut c.partial[stream as usize]);

@@ -21,14 +21,14 @@ use serde_yaml_ng::{Mapping, Value};
 use super::Error;
 
 /// The name openstacksdk gives the cloud made of `OS_*` variables.
-pub const ENVVARS_CLOUD: &str = "envvars";
+pub(crate) const ENVVARS_CLOUD: &str = "envvars";
 
 /// Where credentials may come from: the environment and the directories
 /// searched for `clouds.yaml` / `secure.yaml`.
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
-    pub env: HashMap<String, String>,
-    pub search_dirs: Vec<PathBuf>,
+    pub(crate) env: HashMap<String, String>,
+    pub(crate) search_dirs: Vec<PathBuf>,
 }
 
 impl Lookup {
@@ -73,20 +73,20 @@ impl Lookup {
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
     /// The clouds.yaml entry, or `envvars`.
-    pub name: String,
-    pub auth_url: String,
-    pub credentials: Credentials,
-    pub region: Option<String>,
+    pub(crate) name: String,
+    pub(crate) auth_url: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) region: Option<String>,
     /// public, internal or admin.
-    pub interface: String,
+    pub(crate) interface: String,
     /// Extra CA bundle (PEM) for Keystone and the services.
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
     /// false turns TLS verification off (`verify: false`, `OS_INSECURE`).
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Clone)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     Password {
         user: Named,
         password: SecretString,
@@ -100,20 +100,20 @@ pub enum Credentials {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppCredentialRef {
+pub(crate) enum AppCredentialRef {
     Id(String),
     Name { name: String, user: Named },
 }
 
 /// A user or project: by id, or by name within a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Named {
+pub(crate) enum Named {
     Id(String),
     Name { name: String, domain: Domain },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Domain {
+pub(crate) enum Domain {
     Id(String),
     Name(String),
 }
@@ -130,7 +130,7 @@ impl std::fmt::Display for Named {
 impl CloudConfig {
     /// "user admin project admin" / "application credential monitoring": who
     /// this cloud authenticates as, without a secret.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         match &self.credentials {
             Credentials::Password { user, project, .. } => {
                 format!("user {user} project {project}")
@@ -155,7 +155,7 @@ impl CloudConfig {
 
 /// Resolves the cloud to use. `cloud` is the config file's choice (it wins
 /// over `OS_CLOUD`); `region` and `interface` override the cloud's own.
-pub fn resolve(
+pub(crate) fn resolve(
     lookup: &Lookup,
     cloud: Option<&str>,
     region: Option<&str>,
@@ -326,124 +326,199 @@ fn parse_cloud(
     region: Option<&str>,
     interface: Option<&str>,
 ) -> Result<CloudConfig, Error> {
-    let fail = |msg: String| Error::Config(format!("cloud {name}: {msg}"));
-    let get = |key: &str| entry.get(key).and_then(text);
-    let empty = Value::Mapping(Mapping::new());
-    let auth = entry.get("auth").unwrap_or(&empty);
-    let auth_get = |key: &str| auth.get(key).and_then(text);
-
-    let auth_url = auth_get("auth_url").ok_or_else(|| fail("auth.auth_url is missing".into()))?;
-    let secret = |key: &str| auth_get(key).map(SecretString::from);
-
-    // domain_name / domain_id fill in for the user and project domains.
-    let domain = |prefix: &str| {
-        auth_get(&format!("{prefix}_domain_id"))
-            .map(Domain::Id)
-            .or_else(|| auth_get(&format!("{prefix}_domain_name")).map(Domain::Name))
-            .or_else(|| auth_get("domain_id").map(Domain::Id))
-            .or_else(|| auth_get("domain_name").map(Domain::Name))
-    };
-    let user = || -> Result<Named, Error> {
-        if let Some(id) = auth_get("user_id") {
-            return Ok(Named::Id(id));
-        }
-        let name = auth_get("username")
-            .ok_or_else(|| fail("auth.username or auth.user_id is missing".into()))?;
-        let domain = domain("user").ok_or_else(|| {
-            fail(
-                "auth.user_domain_name or user_domain_id (or domain_name) is needed with username"
-                    .into(),
-            )
-        })?;
-        Ok(Named::Name { name, domain })
-    };
-
-    let auth_type = get("auth_type").map(|t| t.to_ascii_lowercase().replace(['-', '_'], ""));
-    let use_app_credential = match auth_type.as_deref() {
-        None => auth_get("application_credential_secret").is_some(),
-        Some("password" | "v3password") => false,
-        Some("v3applicationcredential" | "applicationcredential") => true,
-        Some(_) => {
-            return Err(fail(format!(
-                "auth_type {:?} is not supported (password, v3password, v3applicationcredential)",
-                get("auth_type").unwrap_or_default()
-            )));
-        }
-    };
-    let credentials = if use_app_credential {
-        let secret = secret("application_credential_secret")
-            .ok_or_else(|| fail("auth.application_credential_secret is missing".into()))?;
-        let credential = match auth_get("application_credential_id") {
-            Some(id) => AppCredentialRef::Id(id),
-            None => AppCredentialRef::Name {
-                name: auth_get("application_credential_name").ok_or_else(|| {
-                    fail(
-                        "auth.application_credential_id or application_credential_name is missing"
-                            .into(),
-                    )
-                })?,
-                user: user()?,
-            },
-        };
-        Credentials::ApplicationCredential { credential, secret }
-    } else {
-        let password = secret("password").ok_or_else(|| fail("auth.password is missing".into()))?;
-        let project = match auth_get("project_id").or_else(|| auth_get("tenant_id")) {
-            Some(id) => Named::Id(id),
-            None => Named::Name {
-                name: auth_get("project_name")
-                    .or_else(|| auth_get("tenant_name"))
-                    .ok_or_else(|| {
-                        fail("auth.project_name or project_id is missing (Nova needs a project-scoped token)".into())
-                    })?,
-                domain: domain("project").ok_or_else(|| {
-                    fail("auth.project_domain_name or project_domain_id (or domain_name) is needed with project_name".into())
-                })?,
-            },
-        };
-        Credentials::Password {
-            user: user()?,
-            password,
-            project,
-        }
-    };
-
-    // `regions: [RegionOne, {name: RegionTwo}]` is the multi-region form.
-    let first_region = || {
-        entry
-            .get("regions")
-            .and_then(Value::as_sequence)
-            .and_then(|r| r.first())
-            .and_then(|r| text(r).or_else(|| r.get("name").and_then(text)))
-    };
-    let region = region
-        .map(str::to_owned)
-        .or_else(|| get("region_name"))
-        .or_else(first_region);
-    let interface = interface
-        .map(str::to_owned)
-        .or_else(|| get("interface"))
-        .map(|i| i.trim_end_matches("URL").to_owned())
-        .unwrap_or_else(|| "public".to_owned());
-    if !matches!(interface.as_str(), "public" | "internal" | "admin") {
-        return Err(fail(format!(
-            "interface {interface:?} is not public, internal or admin"
-        )));
-    }
-    let verify = match entry.get("verify") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => text(v).is_none_or(|t| truthy(&t)),
-    };
+    let entry = CloudEntry::new(&name, entry);
+    let auth_url = entry.auth_url()?;
+    let credentials = entry.credentials()?;
+    let region = entry.region(region);
+    let interface = entry.interface(interface)?;
+    let verify = entry.verify();
+    let cacert = entry.get("cacert").map(PathBuf::from);
     Ok(CloudConfig {
         name,
         auth_url,
         credentials,
         region,
         interface,
-        cacert: get("cacert").map(PathBuf::from),
+        cacert,
         verify,
     })
+}
+
+/// One cloud's entry of clouds.yaml, read one setting at a time.
+struct CloudEntry<'a> {
+    name: &'a str,
+    entry: &'a Value,
+    /// The entry's `auth` table (empty when missing).
+    auth: Value,
+}
+
+impl<'a> CloudEntry<'a> {
+    fn new(name: &'a str, entry: &'a Value) -> Self {
+        let auth = entry
+            .get("auth")
+            .cloned()
+            .unwrap_or(Value::Mapping(Mapping::new()));
+        Self { name, entry, auth }
+    }
+
+    fn fail(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Config(format!("cloud {}: {msg}", self.name))
+    }
+
+    /// A top-level setting, as text.
+    fn get(&self, key: &str) -> Option<String> {
+        self.entry.get(key).and_then(text)
+    }
+
+    /// A setting of `auth`, as text.
+    fn auth(&self, key: &str) -> Option<String> {
+        self.auth.get(key).and_then(text)
+    }
+
+    fn secret(&self, key: &str) -> Option<SecretString> {
+        self.auth(key).map(SecretString::from)
+    }
+
+    fn auth_url(&self) -> Result<String, Error> {
+        self.auth("auth_url")
+            .ok_or_else(|| self.fail("auth.auth_url is missing"))
+    }
+
+    /// `<prefix>_domain_id` / `_name`; `domain_id` / `domain_name` fill in
+    /// for the user and project domains.
+    fn domain(&self, prefix: &str) -> Option<Domain> {
+        self.auth(&format!("{prefix}_domain_id"))
+            .map(Domain::Id)
+            .or_else(|| {
+                self.auth(&format!("{prefix}_domain_name"))
+                    .map(Domain::Name)
+            })
+            .or_else(|| self.auth("domain_id").map(Domain::Id))
+            .or_else(|| self.auth("domain_name").map(Domain::Name))
+    }
+
+    fn user(&self) -> Result<Named, Error> {
+        if let Some(id) = self.auth("user_id") {
+            return Ok(Named::Id(id));
+        }
+        let name = self
+            .auth("username")
+            .ok_or_else(|| self.fail("auth.username or auth.user_id is missing"))?;
+        let domain = self.domain("user").ok_or_else(|| {
+            self.fail(
+                "auth.user_domain_name or user_domain_id (or domain_name) is needed with username",
+            )
+        })?;
+        Ok(Named::Name { name, domain })
+    }
+
+    /// An application credential or a password, as `auth_type` says (and
+    /// without it, as the secrets present say).
+    fn credentials(&self) -> Result<Credentials, Error> {
+        let auth_type = self
+            .get("auth_type")
+            .map(|t| t.to_ascii_lowercase().replace(['-', '_'], ""));
+        match auth_type.as_deref() {
+            None if self.auth("application_credential_secret").is_some() => {
+                self.application_credential()
+            }
+            None | Some("password" | "v3password") => self.password(),
+            Some("v3applicationcredential" | "applicationcredential") => {
+                self.application_credential()
+            }
+            Some(_) => Err(self.fail(format!(
+                "auth_type {:?} is not supported (password, v3password, v3applicationcredential)",
+                self.get("auth_type").unwrap_or_default()
+            ))),
+        }
+    }
+
+    fn application_credential(&self) -> Result<Credentials, Error> {
+        let secret = self
+            .secret("application_credential_secret")
+            .ok_or_else(|| self.fail("auth.application_credential_secret is missing"))?;
+        let credential = match self.auth("application_credential_id") {
+            Some(id) => AppCredentialRef::Id(id),
+            None => AppCredentialRef::Name {
+                name: self.auth("application_credential_name").ok_or_else(|| {
+                    self.fail(
+                        "auth.application_credential_id or application_credential_name is missing",
+                    )
+                })?,
+                user: self.user()?,
+            },
+        };
+        Ok(Credentials::ApplicationCredential { credential, secret })
+    }
+
+    fn password(&self) -> Result<Credentials, Error> {
+        let password = self
+            .secret("password")
+            .ok_or_else(|| self.fail("auth.password is missing"))?;
+        let project = self.project()?;
+        Ok(Credentials::Password {
+            user: self.user()?,
+            password,
+            project,
+        })
+    }
+
+    /// The project a password token is scoped to (Nova needs one).
+    fn project(&self) -> Result<Named, Error> {
+        if let Some(id) = self.auth("project_id").or_else(|| self.auth("tenant_id")) {
+            return Ok(Named::Id(id));
+        }
+        Ok(Named::Name {
+            name: self
+                .auth("project_name")
+                .or_else(|| self.auth("tenant_name"))
+                .ok_or_else(|| {
+                    self.fail("auth.project_name or project_id is missing (Nova needs a project-scoped token)")
+                })?,
+            domain: self.domain("project").ok_or_else(|| {
+                self.fail("auth.project_domain_name or project_domain_id (or domain_name) is needed with project_name")
+            })?,
+        })
+    }
+
+    /// The region asked for, else `region_name`, else the first of
+    /// `regions: [RegionOne, {name: RegionTwo}]` (the multi-region form).
+    fn region(&self, asked: Option<&str>) -> Option<String> {
+        let first_region = || {
+            self.entry
+                .get("regions")
+                .and_then(Value::as_sequence)
+                .and_then(|r| r.first())
+                .and_then(|r| text(r).or_else(|| r.get("name").and_then(text)))
+        };
+        asked
+            .map(str::to_owned)
+            .or_else(|| self.get("region_name"))
+            .or_else(first_region)
+    }
+
+    /// The interface asked for, else the entry's, else `public`.
+    fn interface(&self, asked: Option<&str>) -> Result<String, Error> {
+        let interface = asked
+            .map(str::to_owned)
+            .or_else(|| self.get("interface"))
+            .map(|i| i.trim_end_matches("URL").to_owned())
+            .unwrap_or_else(|| "public".to_owned());
+        if !matches!(interface.as_str(), "public" | "internal" | "admin") {
+            return Err(self.fail(format!(
+                "interface {interface:?} is not public, internal or admin"
+            )));
+        }
+        Ok(interface)
+    }
+
+    fn verify(&self) -> bool {
+        match self.entry.get("verify") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => text(v).is_none_or(|t| truthy(&t)),
+        }
+    }
 }
 
 #[cfg(test)]

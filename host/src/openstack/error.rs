@@ -8,13 +8,16 @@
 /// A service of the catalog, as the metrics and messages name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
+    /// Keystone.
     Identity,
+    /// Nova.
     Compute,
+    /// Neutron.
     Network,
 }
 
 impl Service {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Identity => "identity",
             Service::Compute => "compute",
@@ -29,6 +32,7 @@ impl std::fmt::Display for Service {
     }
 }
 
+/// What went wrong talking to the cloud; never holds a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// clouds.yaml, secure.yaml or `OS_*` variables are missing or wrong.
@@ -40,19 +44,40 @@ pub enum Error {
     /// The catalog has no endpoint for what was asked.
     #[error("{0}")]
     Catalog(String),
+    /// No answer within the request timeout.
     #[error("{service}: request timed out after {timeout}")]
-    Timeout { service: Service, timeout: String },
+    Timeout {
+        /// The service asked.
+        service: Service,
+        /// The timeout, human-readable.
+        timeout: String,
+    },
+    /// The connection failed (DNS, TCP, TLS).
     #[error("{service}: {message}")]
-    Network { service: Service, message: String },
+    Network {
+        /// The service asked.
+        service: Service,
+        /// What failed, secrets removed.
+        message: String,
+    },
+    /// An answer other than 2xx.
     #[error("{service}: HTTP {status}: {message}")]
     Http {
+        /// The service asked.
         service: Service,
+        /// The HTTP status.
         status: u16,
+        /// The error message of the body, secrets removed.
         message: String,
     },
     /// A response that is not the JSON the API documents.
     #[error("{service}: unexpected response: {message}")]
-    Malformed { service: Service, message: String },
+    Malformed {
+        /// The service asked.
+        service: Service,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl Error {

@@ -12,7 +12,7 @@ use super::Error;
 use super::clouds::{AppCredentialRef, CloudConfig, Credentials, Domain, Named};
 
 /// `POST` target for a token: `auth_url` may or may not end in `/v3`.
-pub fn tokens_url(auth_url: &str) -> Result<Url, Error> {
+pub(crate) fn tokens_url(auth_url: &str) -> Result<Url, Error> {
     let base = auth_url.trim_end_matches('/');
     let base = base.strip_suffix("/v2.0").unwrap_or(base);
     let v3 = if base.ends_with("/v3") {
@@ -25,7 +25,7 @@ pub fn tokens_url(auth_url: &str) -> Result<Url, Error> {
 
 /// The JSON body of `POST /v3/auth/tokens`. It holds the secret: never log
 /// it, never put it in an error.
-pub fn auth_body(credentials: &Credentials) -> Value {
+pub(crate) fn auth_body(credentials: &Credentials) -> Value {
     fn domain(d: &Domain) -> Value {
         match d {
             Domain::Id(id) => json!({ "id": id }),
@@ -69,12 +69,12 @@ pub fn auth_body(credentials: &Credentials) -> Value {
 
 /// A scoped token and what came with it.
 #[derive(Debug)]
-pub struct Token {
-    pub value: SecretString,
+pub(crate) struct Token {
+    pub(crate) value: SecretString,
     /// On the local clock: when to stop using it.
-    pub valid_until: SystemTime,
-    pub project_id: String,
-    pub catalog: Catalog,
+    pub(crate) valid_until: SystemTime,
+    pub(crate) project_id: String,
+    pub(crate) catalog: Catalog,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +99,7 @@ struct IdOnly {
 /// Reads Keystone's 201 answer. `received` is the local time of the answer:
 /// the token's lifetime (`expires_at - issued_at`) is counted from it, so a
 /// Keystone clock ahead of or behind ours does not matter.
-pub fn parse_token(
+pub(crate) fn parse_token(
     subject_token: Option<&str>,
     body: &[u8],
     received: SystemTime,
@@ -127,38 +127,38 @@ pub fn parse_token(
 }
 
 /// Keystone and Nova times: RFC 3339, with or without fraction or `Z`.
-pub fn parse_time(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()
 }
 
 /// How long before `valid_until` a token is replaced, so a request never
 /// leaves with a token that expires on the way.
-pub fn renewal_margin(lifetime: Duration) -> Duration {
+pub(crate) fn renewal_margin(lifetime: Duration) -> Duration {
     (lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(300))
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CatalogService {
+pub(crate) struct CatalogService {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(default)]
-    pub endpoints: Vec<Endpoint>,
+    pub(crate) endpoints: Vec<Endpoint>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Endpoint {
-    pub interface: String,
-    pub region: Option<String>,
-    pub region_id: Option<String>,
-    pub url: String,
+pub(crate) struct Endpoint {
+    pub(crate) interface: String,
+    pub(crate) region: Option<String>,
+    pub(crate) region_id: Option<String>,
+    pub(crate) url: String,
 }
 
 #[derive(Debug)]
-pub struct Catalog(pub Vec<CatalogService>);
+pub(crate) struct Catalog(pub Vec<CatalogService>);
 
 impl Catalog {
     /// The endpoint of `kind` for `interface`, in `region` when one is set.
-    pub fn endpoint(
+    pub(crate) fn endpoint(
         &self,
         kind: &str,
         interface: &str,
@@ -214,7 +214,7 @@ impl Catalog {
 }
 
 /// Who and where, for [`super::OpenStack::describe`].
-pub fn describe(cloud: &CloudConfig) -> String {
+pub(crate) fn describe(cloud: &CloudConfig) -> String {
     format!(
         "cloud {}, region {}, auth {} as {}",
         cloud.name,
@@ -229,7 +229,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        crate::openstack::replay::fixture(&format!("keystone/{name}"))
+        crate::testing::fake_cloud::fixture(&format!("keystone/{name}"))
     }
 
     #[test]

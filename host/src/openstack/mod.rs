@@ -9,13 +9,13 @@
 //! until shortly before it expires, fetched again after a 401, once), the
 //! metrics of every exchange, and turning transport failures into [`Error`]s.
 
-pub mod clouds;
+pub(crate) mod clouds;
 mod error;
-pub mod keystone;
-pub mod neutron;
-pub mod nova;
+pub(crate) mod keystone;
+pub(crate) mod neutron;
+pub(crate) mod nova;
 #[cfg(test)]
-pub(crate) mod replay;
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -75,14 +75,14 @@ impl std::fmt::Debug for OpenStack {
 
 /// One HTTP answer, body read in full.
 pub(crate) struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Reply {
     /// The server's clock (`Date` header), for `changes-since`.
-    pub fn date(&self) -> Option<SystemTime> {
+    pub(crate) fn date(&self) -> Option<SystemTime> {
         let text = self.headers.get(DATE)?.to_str().ok()?;
         httpdate::parse_http_date(text).ok()
     }
@@ -90,9 +90,9 @@ impl Reply {
 
 /// What a sequence of exchanges cost, for [`crate::inventory::RefreshStats`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub requests: u32,
-    pub bytes: u64,
+pub(crate) struct Tally {
+    pub(crate) requests: u32,
+    pub(crate) bytes: u64,
 }
 
 impl OpenStack {
@@ -117,6 +117,7 @@ impl OpenStack {
         Self::new(cloud, cfg.request_timeout, metrics)
     }
 
+    /// A client of `cloud`; nothing is sent until the first request.
     pub fn new(
         cloud: CloudConfig,
         request_timeout: Duration,
@@ -176,7 +177,7 @@ impl OpenStack {
         keystone::describe(&self.inner.cloud)
     }
 
-    pub fn cloud(&self) -> &CloudConfig {
+    pub(crate) fn cloud(&self) -> &CloudConfig {
         &self.inner.cloud
     }
 

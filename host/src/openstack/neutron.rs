@@ -16,16 +16,16 @@ use super::{Error, OpenStack, Service, Tally};
 use crate::wit;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FloatingIp {
-    pub floating_ip_address: String,
-    pub fixed_ip_address: Option<String>,
-    pub port_id: Option<String>,
-    pub port_details: Option<PortDetails>,
+pub(crate) struct FloatingIp {
+    pub(crate) floating_ip_address: String,
+    pub(crate) fixed_ip_address: Option<String>,
+    pub(crate) port_id: Option<String>,
+    pub(crate) port_details: Option<PortDetails>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PortDetails {
-    pub device_id: Option<String>,
+pub(crate) struct PortDetails {
+    pub(crate) device_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -47,12 +47,12 @@ struct Port {
 
 impl FloatingIp {
     /// The port it is attached to, if any.
-    pub fn port(&self) -> Option<&str> {
+    pub(crate) fn port(&self) -> Option<&str> {
         self.port_id.as_deref().filter(|p| !p.is_empty())
     }
 
     /// The server, when Neutron embedded the port.
-    pub fn embedded_device(&self) -> Option<&str> {
+    pub(crate) fn embedded_device(&self) -> Option<&str> {
         self.port_details
             .as_ref()?
             .device_id
@@ -63,7 +63,7 @@ impl FloatingIp {
 
 /// `<network endpoint>/v2.0/<resource>`; the catalog may or may not
 /// include the `v2.0` segment.
-pub fn resource_url(endpoint: &Url, resource: &str) -> Url {
+pub(crate) fn resource_url(endpoint: &Url, resource: &str) -> Url {
     let mut url = endpoint.clone();
     url.set_query(None);
     let has_version = url
@@ -84,7 +84,7 @@ pub fn resource_url(endpoint: &Url, resource: &str) -> Url {
 impl OpenStack {
     /// Floating IPs of the token's project (of every project when
     /// `all_projects`), with only the fields used.
-    pub async fn list_floating_ips(
+    pub(crate) async fn list_floating_ips(
         &self,
         all_projects: bool,
         tally: &mut Tally,
@@ -115,7 +115,7 @@ impl OpenStack {
     }
 
     /// Port id to device (server) id, from one ports listing.
-    pub async fn port_devices(
+    pub(crate) async fn port_devices(
         &self,
         all_projects: bool,
         tally: &mut Tally,
@@ -163,7 +163,7 @@ impl OpenStack {
 /// fixed address it maps to (same network name and MAC). Addresses Nova
 /// already shows are not repeated; floating IPs whose fixed address the
 /// server does not show (yet) are left out rather than guessed.
-pub fn attach_floating_ips(
+pub(crate) fn attach_floating_ips(
     instances: &mut BTreeMap<String, wit::Instance>,
     floating_ips: &[FloatingIp],
     port_devices: &HashMap<String, String>,
@@ -213,7 +213,10 @@ pub fn attach_floating_ips(
 
 /// Whether some attached floating IP names a port whose server is unknown:
 /// then (and only then) a ports listing is worth its cost.
-pub fn needs_ports(floating_ips: &[FloatingIp], port_devices: &HashMap<String, String>) -> bool {
+pub(crate) fn needs_ports(
+    floating_ips: &[FloatingIp],
+    port_devices: &HashMap<String, String>,
+) -> bool {
     floating_ips.iter().any(|f| {
         f.port()
             .is_some_and(|p| f.embedded_device().is_none() && !port_devices.contains_key(p))
@@ -225,7 +228,7 @@ mod tests {
     use super::*;
 
     fn fixture_fips() -> Vec<FloatingIp> {
-        let body = crate::openstack::replay::fixture("neutron/floatingips.json");
+        let body = crate::testing::fake_cloud::fixture("neutron/floatingips.json");
         serde_json::from_slice::<FloatingIps>(&body)
             .unwrap()
             .floatingips

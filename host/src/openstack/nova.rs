@@ -13,13 +13,13 @@ use crate::wit;
 
 /// A compute API microversion, `2.47` is `Microversion(2, 47)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Microversion(pub u16, pub u16);
+pub(crate) struct Microversion(pub u16, pub u16);
 
 impl Microversion {
     /// The newest this client has been checked against.
-    pub const CLIENT_MAX: Microversion = Microversion(2, 100);
+    pub(crate) const CLIENT_MAX: Microversion = Microversion(2, 100);
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let (major, minor) = text.trim().split_once('.')?;
         Some(Self(major.parse().ok()?, minor.parse().ok()?))
     }
@@ -34,7 +34,7 @@ impl std::fmt::Display for Microversion {
 /// The version to speak, from a version document (`{"version": ..}` of
 /// `/v2.1/`, or `{"versions": [..]}` of `/`): the highest both sides know.
 /// `Ok(None)`: the cloud only has the legacy 2.0 API (no microversions).
-pub fn negotiate(document: &Value) -> Result<Option<Microversion>, String> {
+pub(crate) fn negotiate(document: &Value) -> Result<Option<Microversion>, String> {
     let candidates: Vec<&Value> = match (document.get("version"), document.get("versions")) {
         (Some(v), _) => vec![v],
         (None, Some(Value::Array(vs))) => vs.iter().collect(),
@@ -70,7 +70,7 @@ pub fn negotiate(document: &Value) -> Result<Option<Microversion>, String> {
 /// Where the version document of a compute endpoint is: the endpoint cut
 /// after its version segment (`http://nova:8774/v2.1/<project>` gives
 /// `http://nova:8774/v2.1/`), or the endpoint itself.
-pub fn version_document_url(endpoint: &Url) -> Url {
+pub(crate) fn version_document_url(endpoint: &Url) -> Url {
     let mut url = endpoint.clone();
     url.set_query(None);
     let segments: Vec<String> = endpoint
@@ -91,17 +91,17 @@ fn is_version_segment(s: &str) -> bool {
 
 /// What to list.
 #[derive(Debug, Clone, Copy)]
-pub struct ServerQuery {
-    pub all_projects: bool,
+pub(crate) struct ServerQuery {
+    pub(crate) all_projects: bool,
     /// Only servers changed since then, deleted ones included.
-    pub changes_since: Option<SystemTime>,
-    pub page_size: u32,
+    pub(crate) changes_since: Option<SystemTime>,
+    pub(crate) page_size: u32,
 }
 
 /// `GET <endpoint>/servers/detail?...`, built from the configured endpoint:
 /// the host in Nova's `servers_links` may be an internal name we cannot
 /// reach (or one we should not send a token to).
-pub fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Option<&str>) -> Url {
+pub(crate) fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Option<&str>) -> Url {
     let mut url = endpoint.clone();
     url.set_query(None);
     url.path_segments_mut()
@@ -130,50 +130,50 @@ pub fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Option<&s
 /// One server of `/servers/detail`. Every field but `id` may be missing:
 /// a cell that is down gives partial records (microversion 2.69).
 #[derive(Debug, Clone, Deserialize)]
-pub struct NovaServer {
-    pub id: String,
-    pub name: Option<String>,
+pub(crate) struct NovaServer {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    pub status: String,
+    pub(crate) status: String,
     #[serde(default)]
-    pub tenant_id: String,
+    pub(crate) tenant_id: String,
     #[serde(default)]
-    pub user_id: String,
+    pub(crate) user_id: String,
     #[serde(rename = "OS-EXT-AZ:availability_zone")]
-    pub availability_zone: Option<String>,
+    pub(crate) availability_zone: Option<String>,
     #[serde(rename = "OS-EXT-STS:vm_state")]
-    pub vm_state: Option<String>,
+    pub(crate) vm_state: Option<String>,
     #[serde(default)]
-    pub flavor: Value,
+    pub(crate) flavor: Value,
     /// `""` for a server booted from a volume.
     #[serde(default)]
-    pub image: Value,
+    pub(crate) image: Value,
     #[serde(default)]
-    pub created: String,
+    pub(crate) created: String,
     #[serde(default)]
-    pub updated: String,
-    pub description: Option<String>,
+    pub(crate) updated: String,
+    pub(crate) description: Option<String>,
     #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
+    pub(crate) metadata: BTreeMap<String, String>,
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[serde(default)]
-    pub addresses: BTreeMap<String, Vec<NovaAddress>>,
+    pub(crate) addresses: BTreeMap<String, Vec<NovaAddress>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct NovaAddress {
-    pub addr: String,
-    pub version: u8,
+pub(crate) struct NovaAddress {
+    pub(crate) addr: String,
+    pub(crate) version: u8,
     #[serde(rename = "OS-EXT-IPS:type")]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
     #[serde(rename = "OS-EXT-IPS-MAC:mac_addr")]
-    pub mac: Option<String>,
+    pub(crate) mac: Option<String>,
 }
 
 impl NovaServer {
     /// Deleted servers show up in `changes-since` listings; they leave.
-    pub fn is_deleted(&self) -> bool {
+    pub(crate) fn is_deleted(&self) -> bool {
         self.status.eq_ignore_ascii_case("DELETED")
             || self
                 .vm_state
@@ -182,12 +182,12 @@ impl NovaServer {
     }
 
     /// A record from a cell that is down: id and status only.
-    pub fn is_partial(&self) -> bool {
+    pub(crate) fn is_partial(&self) -> bool {
         self.name.is_none()
     }
 
     /// The host's model of this server.
-    pub fn into_instance(self, cloud: &str, region: &str) -> wit::Instance {
+    pub(crate) fn into_instance(self, cloud: &str, region: &str) -> wit::Instance {
         let text = |v: &Value, key: &str| {
             v.get(key)
                 .and_then(Value::as_str)
@@ -250,15 +250,15 @@ const MAX_SERVERS: usize = 2_000_000;
 
 /// A complete listing.
 #[derive(Debug)]
-pub struct Listing {
-    pub servers: Vec<NovaServer>,
+pub(crate) struct Listing {
+    pub(crate) servers: Vec<NovaServer>,
     /// Nova's clock when the listing started (`Date` of the first page).
-    pub started: Option<SystemTime>,
+    pub(crate) started: Option<SystemTime>,
 }
 
 impl OpenStack {
     /// The microversion to speak, negotiated once per client.
-    pub async fn compute_microversion(
+    pub(crate) async fn compute_microversion(
         &self,
         tally: &mut Tally,
     ) -> Result<Option<Microversion>, Error> {
@@ -286,7 +286,7 @@ impl OpenStack {
 
     /// Every page of `/servers/detail` for `query`. Any page failing fails
     /// the whole listing: half a listing is not a picture of the cloud.
-    pub async fn list_servers(
+    pub(crate) async fn list_servers(
         &self,
         query: &ServerQuery,
         tally: &mut Tally,
@@ -345,7 +345,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        serde_json::from_slice(&crate::openstack::replay::fixture(&format!("nova/{name}"))).unwrap()
+        serde_json::from_slice(&crate::testing::fake_cloud::fixture(&format!(
+            "nova/{name}"
+        )))
+        .unwrap()
     }
 
     fn servers(name: &str) -> Vec<NovaServer> {

@@ -3,9 +3,12 @@
 #[cfg(not(feature = "future-version"))]
 wit_bindgen::generate!({ path: "../../../wit", world: "route-policy" });
 // A contract from the future: the same world under a version this host does
-// not accept.
+// not accept (build.rs writes it from `wit/`).
 #[cfg(feature = "future-version")]
-wit_bindgen::generate!({ path: "wit-future", world: "route-policy" });
+wit_bindgen::generate!({
+    path: concat!(env!("OUT_DIR"), "/wit-future"),
+    world: "route-policy",
+});
 
 use exports::traefik_openstack::routes::policy::Guest;
 use traefik_openstack::routes::types::{Instance, InstanceRoutes, Output};

@@ -1,4 +1,4 @@
-//! Test support: a local Keystone + Nova + Neutron made of the real API
+//! A fake cloud: a local Keystone + Nova + Neutron made of the real API
 //! samples in `host/tests/fixtures/openstack/`, which records every request.
 //!
 //! The fake keeps a list of servers (JSON as Nova sends it) and answers
@@ -20,12 +20,15 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+/// The password of the fake's user `admin`.
 pub const PASSWORD: &str = "s3cret-Pa55";
 /// The fixtures' Nova and Neutron hosts, replaced by the fake's address.
 const SAMPLE_NOVA: &str = "http://23.253.248.171:8774";
 const SAMPLE_NEUTRON: &str = "http://23.253.248.171:9696";
+/// The project the fake's tokens are scoped to.
 pub const PROJECT: &str = "a6944d763bf64ee6a275f1263fae0352";
 
+/// The bytes of `host/tests/fixtures/openstack/<name>`.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/openstack")
@@ -33,6 +36,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// [`fixture`] as JSON.
 pub fn fixture_json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).unwrap()
 }
@@ -46,16 +50,23 @@ pub fn server(id: &str, name: &str, updated: &str) -> Value {
     s
 }
 
+/// A request the fake received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `GET`, `POST`, ...
     pub method: String,
+    /// The path, without the query.
     pub path: String,
+    /// The query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The headers, names lowercased.
     pub headers: HashMap<String, String>,
+    /// The body, as text.
     pub body: String,
 }
 
 impl Recorded {
+    /// The first query parameter named `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.query
             .iter()
@@ -64,15 +75,21 @@ impl Recorded {
     }
 }
 
+/// An answer given instead of the fake's own (see [`FakeCloud::fault`]).
 #[derive(Debug, Clone)]
 pub struct Canned {
+    /// The HTTP status.
     pub status: u16,
+    /// The body.
     pub body: String,
+    /// How long to wait before answering.
     pub delay: Duration,
+    /// Extra headers.
     pub headers: Vec<(String, String)>,
 }
 
 impl Canned {
+    /// `status` with `body`, at once, no extra header.
     pub fn status(status: u16, body: &str) -> Self {
         Self {
             status,
@@ -82,6 +99,7 @@ impl Canned {
         }
     }
 
+    /// The same answer with one more header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -95,28 +113,40 @@ struct Fault {
     reply: Canned,
 }
 
+/// What the fake knows and answers from; change it with [`FakeCloud::with`].
 pub struct State {
+    /// The servers, as Nova 2.100 shows them, newest first.
     pub servers: Vec<Value>,
     /// What the version document announces.
     pub max_version: String,
+    /// How long the tokens it issues live.
     pub token_lifetime: Duration,
+    /// The tokens it accepts.
     pub valid_tokens: Vec<String>,
+    /// How many tokens it issued.
     pub tokens_issued: usize,
+    /// The Neutron floating IP listing.
     pub floating_ips: Value,
+    /// The Neutron port listing.
     pub ports: Value,
     /// The `Date` header Nova sends; `None` leaves it out.
     pub date: Option<SystemTime>,
     faults: Vec<Fault>,
+    /// Every request, oldest first (see [`FakeCloud::take_requests`]).
     pub requests: Vec<Recorded>,
 }
 
+/// A local Keystone + Nova + Neutron; cheap to clone (clones share the state).
 #[derive(Clone)]
 pub struct FakeCloud {
+    /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// What it answers from.
     pub state: Arc<Mutex<State>>,
 }
 
 impl FakeCloud {
+    /// Listens on a free local port and answers until the runtime ends.
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -166,8 +196,9 @@ impl FakeCloud {
         )
     }
 
-    pub fn cloud_config(&self) -> super::CloudConfig {
-        use super::clouds::*;
+    /// The cloud as the client sees it: user `admin`, password [`PASSWORD`], project [`PROJECT`].
+    pub fn cloud_config(&self) -> crate::openstack::CloudConfig {
+        use crate::openstack::clouds::*;
         CloudConfig {
             name: "fake".into(),
             auth_url: format!("{}/v3", self.base),
@@ -186,10 +217,12 @@ impl FakeCloud {
         }
     }
 
+    /// Runs `f` on the state.
     pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
 
+    /// Replaces the servers.
     pub fn set_servers(&self, servers: Vec<Value>) {
         self.with(|s| s.servers = servers);
     }
@@ -206,10 +239,12 @@ impl FakeCloud {
         });
     }
 
+    /// Makes every token issued so far invalid (the next use gets a 401).
     pub fn revoke_tokens(&self) {
         self.with(|s| s.valid_tokens.clear());
     }
 
+    /// The requests received since the last call.
     pub fn take_requests(&self) -> Vec<Recorded> {
         self.with(|s| std::mem::take(&mut s.requests))
     }

@@ -1,10 +1,8 @@
-//! Synthetic clouds for the benchmarks: `n` instances, each with 8 Traefik
+//! Synthetic clouds for the benchmarks and the engine's tests: `n` instances, each with 8 Traefik
 //! labels in its Nova metadata, and settings with templated default labels
 //! (a router and a service per instance, as a training lab would use).
 
-#![allow(dead_code)] // each bench target uses part of it
-
-use traefik_openstack::wit;
+use crate::wit;
 use traefik_openstack_guest as native;
 
 /// The `[routes]` table as the host hands it to the module.
@@ -93,6 +91,7 @@ pub fn instance(i: usize) -> native::Instance {
     }
 }
 
+/// Instances `0..n`, as [`instance`] makes them.
 pub fn instances(n: usize) -> Vec<native::Instance> {
     (0..n).map(instance).collect()
 }
@@ -132,6 +131,7 @@ pub fn to_wit(i: &native::Instance) -> wit::Instance {
     }
 }
 
+/// [`instances`] as the host hands them to a component.
 pub fn wit_instances(n: usize) -> Vec<wit::Instance> {
     instances(n).iter().map(to_wit).collect()
 }

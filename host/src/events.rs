@@ -1,0 +1,193 @@
+//! What the sync loop reports as it runs: one type per event, and one place,
+//! its `emit`, that logs it and counts it (as vector's internal events do).
+//! The loop says what happened; how that shows in the log and in `/metrics`
+//! is decided here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::inventory::RefreshStats;
+use crate::metrics::{Metrics, OutcomeLabels, StateLabels};
+
+/// Something the host reports: logged and counted by [`Event::emit`].
+pub(crate) trait Event {
+    fn emit(self, metrics: &Metrics);
+}
+
+/// A refresh succeeded, whether or not anything changed.
+pub(crate) struct Refreshed {
+    pub(crate) stats: RefreshStats,
+    pub(crate) elapsed: Duration,
+}
+
+impl Event for Refreshed {
+    fn emit(self, metrics: &Metrics) {
+        let Self { stats, elapsed } = self;
+        metrics.refresh_duration.observe(elapsed.as_secs_f64());
+        refresh_outcome(metrics, "ok");
+        metrics.last_success.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+        tracing::info!(
+            full = stats.full,
+            changed = stats.changed,
+            instances = stats.total,
+            requests = stats.requests,
+            bytes = stats.bytes,
+            ms = elapsed.as_millis() as u64,
+            "refresh"
+        );
+    }
+}
+
+/// The inventory could not be refreshed.
+pub(crate) struct RefreshFailed<'a> {
+    /// A fixed word (see [`crate::inventory::RefreshError::reason`]).
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
+}
+
+impl Event for RefreshFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        refresh_outcome(metrics, self.reason);
+        tracing::warn!(
+            reason = self.reason,
+            error = %self.error,
+            "refresh failed; serving the last good configuration"
+        );
+    }
+}
+
+/// The route module failed on a refreshed inventory.
+pub(crate) struct ModuleFailed<'a> {
+    /// A fixed word (see [`crate::engine::GenerateError::reason`]).
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
+}
+
+impl Event for ModuleFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        refresh_outcome(metrics, self.reason);
+        tracing::error!(
+            reason = self.reason,
+            error = %self.error,
+            "route module failed; serving the last good configuration"
+        );
+    }
+}
+
+/// The route module ran (counted only: the refresh logs the outcome).
+pub(crate) struct ModuleRan {
+    pub(crate) duration: Duration,
+}
+
+impl Event for ModuleRan {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .generate_duration
+            .observe(self.duration.as_secs_f64());
+    }
+}
+
+/// A configuration was made and handed to the publisher.
+pub(crate) struct ConfigurationMade<'a> {
+    /// Instances the module was given.
+    pub(crate) seen: usize,
+    /// Instances with at least one router.
+    pub(crate) routed: usize,
+    pub(crate) diagnostics: usize,
+    /// The module's configuration, uncompressed (the `config_bytes` gauge).
+    pub(crate) config_bytes: usize,
+    /// The served body (logged).
+    pub(crate) body_bytes: usize,
+    pub(crate) etag: &'a str,
+    /// It differs from the one served until now (only then is it logged).
+    pub(crate) changed: bool,
+}
+
+impl Event for ConfigurationMade<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let gauge = |state| metrics.instances.get_or_create(&StateLabels { state });
+        gauge("seen").set(self.seen as i64);
+        gauge("routed").set(self.routed as i64);
+        gauge("skipped").set(self.seen.saturating_sub(self.routed) as i64);
+        metrics.config_bytes.set(self.config_bytes as i64);
+        if self.changed {
+            tracing::info!(
+                bytes = self.body_bytes,
+                routed = self.routed,
+                diagnostics = self.diagnostics,
+                etag = %self.etag,
+                "configuration published"
+            );
+        }
+    }
+}
+
+/// SIGHUP asked for the module file to be read again.
+pub(crate) struct ReloadRequested;
+
+impl Event for ReloadRequested {
+    fn emit(self, _: &Metrics) {
+        tracing::info!("SIGHUP: reloading the route module");
+    }
+}
+
+/// The module in use is healthy: at start, or when the file went back to it
+/// after a rejected one.
+pub(crate) struct ModuleHealthy;
+
+impl Event for ModuleHealthy {
+    fn emit(self, metrics: &Metrics) {
+        metrics.module_healthy.set(1);
+    }
+}
+
+/// A new module (or new settings) went live.
+pub(crate) struct ModuleSwapped<'a> {
+    /// As [`crate::sync::describe`] gives it.
+    pub(crate) module: &'a str,
+}
+
+impl Event for ModuleSwapped<'_> {
+    fn emit(self, metrics: &Metrics) {
+        tracing::info!(module = %self.module, "route module swapped in");
+        module_swap(metrics, "ok");
+        metrics.module_healthy.set(1);
+    }
+}
+
+/// A new module was refused; the previous one stays.
+pub(crate) struct ModuleRejected<'a> {
+    /// `module_load`, or a [`crate::engine::GenerateError::reason`].
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
+}
+
+impl Event for ModuleRejected<'_> {
+    fn emit(self, metrics: &Metrics) {
+        tracing::error!(
+            reason = self.reason,
+            error = %self.error,
+            "route module rejected; keeping the previous one"
+        );
+        module_swap(metrics, self.reason);
+        metrics.module_healthy.set(0);
+    }
+}
+
+fn refresh_outcome(metrics: &Metrics, outcome: &'static str) {
+    metrics
+        .refreshes
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+}
+
+fn module_swap(metrics: &Metrics, outcome: &'static str) {
+    metrics
+        .module_swaps
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+}
