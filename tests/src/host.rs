@@ -11,6 +11,7 @@ use crate::lab::{Lab, Project};
 use crate::proc::Proc;
 use crate::util::{
     REFRESH_INTERVAL, free_port, http_status_blocking, profile_dir, target_dir, wait_blocking,
+    workspace_root,
 };
 
 /// The host binary: `$TRAEFIK_OPENSTACK_BIN`, else next to this executable's
@@ -26,7 +27,11 @@ pub fn binary() -> PathBuf {
 /// The default route module the host embeds, as built by host/build.rs
 /// (`target/guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm`).
 pub fn default_module() -> anyhow::Result<PathBuf> {
-    let p = target_dir().join("guest/wasm32-wasip2/guest/traefik_openstack_guest.wasm");
+    // Where host/build.rs puts it: its own target directory, not cargo's.
+    let dir = std::env::var_os("TRAEFIK_OPENSTACK_GUEST_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/guest"));
+    let p = dir.join("wasm32-wasip2/guest/traefik_openstack_guest.wasm");
     if !p.exists() {
         bail!(
             "{} is missing: run `cargo build -p traefik-openstack` (its build script builds the guest)",
