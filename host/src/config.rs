@@ -108,11 +108,20 @@ pub struct EngineConfig {
     /// Where compiled modules are cached across restarts; defaults to
     /// `$XDG_CACHE_HOME/traefik-openstack` (or `~/.cache/...`). `""` disables.
     pub cache_dir: Option<PathBuf>,
-    /// Wall-clock budget of one generate call.
+    /// Wall-clock budget of one generate call, before the share that
+    /// follows the number of instances.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Linear memory a module may grow to, in MiB.
+    /// Added to `timeout` per 1,000 instances of the run (pro rata), so a
+    /// large cloud is not cut off by a budget sized for a small one.
+    #[serde(with = "humantime_serde")]
+    pub timeout_per_1k_instances: Duration,
+    /// Linear memory a module may grow to, in MiB, before the share that
+    /// follows the number of instances.
     pub memory_limit_mib: u32,
+    /// Added to `memory_limit_mib` per 1,000 instances (pro rata); the sum
+    /// is capped at 4 GiB, all a 32-bit module can address.
+    pub memory_per_1k_instances_mib: u32,
     /// Give the module the host's clocks instead of a fixed instant.
     /// Off by default: output that depends on the time changes its bytes
     /// on every run, and Traefik reloads each time.
@@ -128,7 +137,11 @@ impl Default for EngineConfig {
             module: None,
             cache_dir: None,
             timeout: Duration::from_secs(1),
+            // The built-in policy takes about 50 ms and 10 MiB per 1,000
+            // instances (bench/results.md): four to five times that.
+            timeout_per_1k_instances: Duration::from_millis(250),
             memory_limit_mib: 512,
+            memory_per_1k_instances_mib: 48,
             host_clocks: false,
             host_random: false,
         }

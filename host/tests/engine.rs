@@ -130,6 +130,33 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
 }
 
 #[test]
+fn the_budget_follows_the_number_of_instances() {
+    // 64 MiB base, and the default share per 1,000 instances on top.
+    let per_1k = EngineConfig::default().memory_per_1k_instances_mib;
+    let engine = engine();
+    let module = engine
+        .load_file(&support::test_policy(Some("memory")))
+        .unwrap();
+    let instances = common::wit_instances(2000);
+    let result = engine.generate(&module, "{}", &instances).map(|_| ());
+    let expected = 64 + 2 * per_1k;
+    assert!(
+        matches!(result, Err(GenerateError::OutOfMemory(m)) if m == expected),
+        "{result:?}, expected a {expected} MiB limit"
+    );
+    let module = engine
+        .load_file(&support::test_policy(Some("loop")))
+        .unwrap();
+    match engine.generate(&module, "{}", &instances) {
+        Err(GenerateError::Timeout(t)) => {
+            let per_1k = EngineConfig::default().timeout_per_1k_instances;
+            assert_eq!(t, Duration::from_millis(300) + 2 * per_1k);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
 fn memory_is_capped() {
     let (result, _) = generate_with("memory");
     assert!(

@@ -173,8 +173,7 @@ impl ResourceLimiter for Limits {
 /// The wasmtime engine, its compile cache and its limits: one per process.
 pub struct Engine {
     engine: wasmtime::Engine,
-    timeout: Duration,
-    memory_limit_mib: u32,
+    budget: Budget,
     grants: Grants,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
@@ -217,8 +216,12 @@ impl Engine {
 
         Ok(Self {
             engine,
-            timeout: cfg.timeout,
-            memory_limit_mib: cfg.memory_limit_mib,
+            budget: Budget {
+                timeout: cfg.timeout,
+                timeout_per_1k: cfg.timeout_per_1k_instances,
+                memory_mib: cfg.memory_limit_mib,
+                memory_per_1k_mib: cfg.memory_per_1k_instances_mib,
+            },
             grants: Grants {
                 clocks: cfg.host_clocks,
                 random: cfg.host_random,
@@ -318,8 +321,9 @@ impl Engine {
         instances: &[Instance],
     ) -> Result<Generated, GenerateError> {
         let started = Instant::now();
+        let (timeout, memory_mib) = self.budget.for_instances(instances.len());
         let limits = Limits {
-            memory_bytes: self.memory_limit_mib as usize * 1024 * 1024,
+            memory_bytes: memory_mib as usize * 1024 * 1024,
             exceeded: false,
         };
         let (wasi, capture) = sandbox::context(self.grants);
@@ -330,7 +334,7 @@ impl Engine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = self.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+        let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -346,7 +350,10 @@ impl Engine {
             tracing::info!(target: "traefik_openstack::module", module = %module.source, stream = l.stream.as_str(), "{}", l.line);
         }
         let output: Output = result
-            .map_err(|e| self.classify(e, store.data().limits.exceeded, capture.overflowed()))?
+            .map_err(|e| {
+                let exceeded = store.data().limits.exceeded;
+                classify(e, exceeded, capture.overflowed(), timeout, memory_mib)
+            })?
             .map_err(GenerateError::Settings)?;
         validate_config(&output.config)?;
         Ok(Generated {
@@ -357,23 +364,52 @@ impl Engine {
             duration: started.elapsed(),
         })
     }
+}
 
-    fn classify(
-        &self,
-        error: wasmtime::Error,
-        limit_exceeded: bool,
-        output_overflowed: bool,
-    ) -> GenerateError {
-        if limit_exceeded {
-            return GenerateError::OutOfMemory(self.memory_limit_mib);
-        }
-        if output_overflowed {
-            return GenerateError::OutputFlood;
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => GenerateError::Timeout(self.timeout),
-            _ => GenerateError::Trap(format!("{error:#}")),
-        }
+/// Why a run failed, with the budget it had.
+fn classify(
+    error: wasmtime::Error,
+    limit_exceeded: bool,
+    output_overflowed: bool,
+    timeout: Duration,
+    memory_mib: u32,
+) -> GenerateError {
+    if limit_exceeded {
+        return GenerateError::OutOfMemory(memory_mib);
+    }
+    if output_overflowed {
+        return GenerateError::OutputFlood;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => GenerateError::Timeout(timeout),
+        _ => GenerateError::Trap(format!("{error:#}")),
+    }
+}
+
+/// A run's time and memory: a base, plus a share per instance, so that the
+/// budget follows the work and a runaway module is still stopped.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    timeout: Duration,
+    timeout_per_1k: Duration,
+    memory_mib: u32,
+    memory_per_1k_mib: u32,
+}
+
+/// All a 32-bit module can address.
+const MAX_MEMORY_MIB: u64 = 4096;
+
+impl Budget {
+    /// The time and the memory (MiB) for a run on `n` instances.
+    fn for_instances(&self, n: usize) -> (Duration, u32) {
+        let n = n as u64;
+        let extra_nanos = self.timeout_per_1k.as_nanos().saturating_mul(u128::from(n)) / 1000;
+        let timeout = self.timeout.saturating_add(Duration::from_nanos(
+            u64::try_from(extra_nanos).unwrap_or(u64::MAX),
+        ));
+        let memory = u64::from(self.memory_mib)
+            .saturating_add(u64::from(self.memory_per_1k_mib).saturating_mul(n) / 1000);
+        (timeout, memory.min(MAX_MEMORY_MIB) as u32)
     }
 }
 
@@ -495,6 +531,24 @@ fn write_cache_entry(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_grow_with_the_instances_up_to_what_wasm32_addresses() {
+        let b = Budget {
+            timeout: Duration::from_secs(1),
+            timeout_per_1k: Duration::from_millis(250),
+            memory_mib: 512,
+            memory_per_1k_mib: 48,
+        };
+        assert_eq!(b.for_instances(0), (Duration::from_secs(1), 512));
+        assert_eq!(b.for_instances(500), (Duration::from_millis(1125), 536));
+        assert_eq!(
+            b.for_instances(30_000),
+            (Duration::from_millis(8500), 512 + 1440)
+        );
+        assert_eq!(b.for_instances(100_000), (Duration::from_secs(26), 4096));
+        assert_eq!(b.for_instances(usize::MAX).1, 4096);
+    }
 
     #[test]
     fn version_acceptance_follows_semver() {
