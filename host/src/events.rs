@@ -78,6 +78,24 @@ impl Event for ModuleFailed<'_> {
     }
 }
 
+/// The module failed on these instances before and is not run again yet
+/// (see `sync::Owed`): counted as a refresh outcome, logged at debug level
+/// only, as it repeats every refresh while nothing changes.
+pub(crate) struct ModuleHeld<'a> {
+    /// "until the instances, the module or its settings change", ...
+    pub(crate) until: &'a str,
+}
+
+impl Event for ModuleHeld<'_> {
+    fn emit(self, metrics: &Metrics) {
+        refresh_outcome(metrics, "module_held");
+        tracing::debug!(
+            until = self.until,
+            "route module not run again on the same inputs"
+        );
+    }
+}
+
 /// The route module ran (counted only: the refresh logs the outcome).
 pub(crate) struct ModuleRan {
     pub(crate) duration: Duration,

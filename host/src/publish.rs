@@ -161,6 +161,9 @@ pub(crate) struct Status {
     pub(crate) module_error: Option<String>,
     /// Why the last refresh failed, until one succeeds.
     pub(crate) refresh_error: Option<String>,
+    /// How long the module is not run again after failing on the current
+    /// instances ("until the instances, the module or its settings change").
+    pub(crate) module_retry: Option<String>,
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
     pub(crate) instances: usize,

@@ -59,6 +59,60 @@ impl FileStamp {
     }
 }
 
+/// Whether the module owes a run on the current inputs (instances, module,
+/// settings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Owed {
+    /// The configuration served was made from the current inputs.
+    Nothing,
+    /// The inputs changed, or nothing was made from them yet.
+    Run,
+    /// The module failed on the current inputs `failures` times in a row.
+    /// A module runs sandboxed and deterministically, so the same inputs
+    /// fail the same way: they run again only when an input changes
+    /// (`retry_at` is `None`), except after a time-out, which a loaded
+    /// machine can cause: then again at `retry_at`, backing off.
+    Failed {
+        failures: u32,
+        retry_at: Option<Instant>,
+    },
+}
+
+/// The longest wait before a timed-out run is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Owed {
+    /// Why no run now, if none: "until the inventory, module or settings
+    /// change", or "for 40s".
+    fn hold(self, now: Instant) -> Option<String> {
+        match self {
+            Owed::Failed { retry_at: None, .. } => {
+                Some("until the instances, the module or its settings change".into())
+            }
+            Owed::Failed {
+                retry_at: Some(at), ..
+            } if at > now => Some(format!(
+                "for {}s (backing off)",
+                (at - now).as_secs().max(1)
+            )),
+            _ => None,
+        }
+    }
+
+    /// What is owed after a failed run on these inputs.
+    fn failed(self, e: &GenerateError, now: Instant, interval: Duration) -> Owed {
+        let failures = match self {
+            Owed::Failed { failures, .. } => failures.saturating_add(1),
+            _ => 1,
+        };
+        let retry_at = matches!(e, GenerateError::Timeout(_)).then(|| {
+            let doubled = interval.saturating_mul(1 << (failures - 1).min(16));
+            now + doubled.min(MAX_BACKOFF)
+        });
+        Owed::Failed { failures, retry_at }
+    }
+}
+
 impl SyncLoop {
     /// Refreshes, generates and publishes every `refresh_interval`, and swaps modules when the file changes, until `shutdown`.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
@@ -71,9 +125,8 @@ impl SyncLoop {
         let mut module_poll = tokio::time::interval(MODULE_POLL);
         module_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stamp = self.module_path.as_deref().map(FileStamp::of);
-        // Set when the inventory changed but no configuration could be made
-        // from it yet, so the next tick tries again even without news.
-        let mut pending = true;
+        // Whether the module owes a run on the current inputs.
+        let mut owed = Owed::Run;
         // Compiling a large module (an 18 MB Python one takes half a minute
         // on two cores) runs beside the loop: refreshes go on with the
         // current module meanwhile.
@@ -85,7 +138,7 @@ impl SyncLoop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = refresh.tick() => {
-                    pending = self.refresh_once(pending).await;
+                    owed = self.refresh_once(owed).await;
                 }
                 _ = module_poll.tick(), if self.module_path.is_some() => {
                     let path = self.module_path.as_deref().expect("guarded");
@@ -105,8 +158,9 @@ impl SyncLoop {
                     loading = None;
                     if std::mem::take(&mut reload_after) {
                         want_load = true;
-                    } else {
-                        self.adopt(loaded).await;
+                    } else if let Some(published) = self.adopt(loaded).await {
+                        // New module or settings: new inputs.
+                        owed = if published { Owed::Nothing } else { Owed::Run };
                     }
                 }
             }
@@ -120,8 +174,9 @@ impl SyncLoop {
         }
     }
 
-    /// One refresh; returns whether a configuration is still owed.
-    async fn refresh_once(&mut self, pending: bool) -> bool {
+    /// One refresh, and a run of the module if one is owed; returns what is
+    /// owed next.
+    async fn refresh_once(&mut self, owed: Owed) -> Owed {
         let started = Instant::now();
         let stats = match self.inventory.refresh().await {
             Ok(stats) => stats,
@@ -133,33 +188,45 @@ impl SyncLoop {
                 });
                 self.publisher
                     .update_status(|s| s.refresh_error = Some(message));
-                return pending;
+                return owed;
             }
         };
         let instances = self.inventory.instances();
-        if stats.changed || pending {
+        let owed = if stats.changed { Owed::Run } else { owed };
+        if let Some(hold) = owed.hold(Instant::now()) {
+            // The same inputs would fail the same way (or the machine needs
+            // a rest): keep the last good configuration, run nothing.
+            self.emit(events::ModuleHeld { until: &hold });
+            return owed;
+        }
+        if owed != Owed::Nothing {
             match self.generate(self.module.clone(), instances.clone()).await {
                 Ok(generated) => self.publish(instances.clone(), generated),
                 Err(e) => {
                     let message = format!("{}: {e}", self.module.source);
+                    let next = owed.failed(&e, Instant::now(), self.refresh_interval);
                     self.emit(events::ModuleFailed {
                         reason: e.reason(),
                         error: &message,
                     });
-                    self.publisher
-                        .update_status(|s| s.refresh_error = Some(message));
-                    return true;
+                    let hold = next.hold(Instant::now());
+                    self.publisher.update_status(|s| {
+                        s.refresh_error = Some(message);
+                        s.module_retry = hold;
+                    });
+                    return next;
                 }
             }
         }
         let elapsed = started.elapsed();
         self.publisher.update_status(|s| {
             s.refresh_error = None;
+            s.module_retry = None;
             s.last_success = Some(Instant::now());
             s.instances = instances.len();
         });
         self.emit(events::Refreshed { stats, elapsed });
-        false
+        Owed::Nothing
     }
 
     async fn generate(
@@ -246,17 +313,22 @@ impl SyncLoop {
 
     /// Adopts a loaded module only if it compiled, speaks our contract and
     /// succeeds on the current instances.
-    async fn adopt(&mut self, loaded: Result<Result<Loaded, String>, JoinError>) {
+    /// Swaps in a loaded module (and its settings) if it runs on the current
+    /// instances; `Some(published)` when it did.
+    async fn adopt(&mut self, loaded: Result<Result<Loaded, String>, JoinError>) -> Option<bool> {
         let loaded = loaded
             .map_err(|e| format!("loading task failed: {e}"))
             .and_then(|r| r);
         let (module, settings) = match loaded {
             Ok(l) if l.module.digest == self.module.digest && l.settings == self.settings => {
                 self.reject_cleared();
-                return;
+                return None;
             }
             Ok(l) => (Arc::new(l.module), l.settings),
-            Err(message) => return self.reject("module_load", message),
+            Err(message) => {
+                self.reject("module_load", message);
+                return None;
+            }
         };
         let instances = self.inventory.instances();
         match self
@@ -272,13 +344,18 @@ impl SyncLoop {
                     s.module_error = None;
                 });
                 // Before the first sync there is nothing to publish yet.
-                if self.publisher.current().is_some() {
+                let published = self.publisher.current().is_some();
+                if published {
                     self.publish(instances, generated);
                 }
                 self.module = module;
                 self.settings = settings;
+                Some(published)
             }
-            Err(e) => self.reject(e.reason(), format!("{}: {e}", module.source)),
+            Err(e) => {
+                self.reject(e.reason(), format!("{}: {e}", module.source));
+                None
+            }
         }
     }
 
@@ -421,7 +498,7 @@ mod tests {
     async fn serves_503_until_the_first_sync_then_the_config() {
         let mut rig = rig().await;
         assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(!rig.sync.refresh_once(true).await);
+        assert_eq!(rig.sync.refresh_once(Owed::Run).await, Owed::Nothing);
         let (status, body, _) = rig.get("/traefik");
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("vm-1") && body.contains("vm-2"), "{body}");
@@ -442,7 +519,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn failed_refreshes_keep_the_last_good_config_and_recover() {
         let mut rig = rig().await;
-        rig.sync.refresh_once(true).await;
+        rig.sync.refresh_once(Owed::Run).await;
         let (_, good, etag) = rig.get("/traefik");
         rig.fake.with(|s| s.servers.truncate(1));
         for reply in [
@@ -451,7 +528,7 @@ mod tests {
         ] {
             rig.sync.inventory.request_full_sync();
             rig.fake.fault("/servers/detail", 0, reply);
-            rig.sync.refresh_once(false).await;
+            rig.sync.refresh_once(Owed::Nothing).await;
             let (status, body, tag) = rig.get("/traefik");
             assert_eq!((status, &body, &tag), (StatusCode::OK, &good, &etag));
             let (_, readyz, _) = rig.get("/readyz");
@@ -463,26 +540,97 @@ mod tests {
 
         // The cloud is back: the next refresh publishes what changed.
         rig.sync.inventory.request_full_sync();
-        rig.sync.refresh_once(false).await;
+        rig.sync.refresh_once(Owed::Nothing).await;
         let (_, body, tag) = rig.get("/traefik");
         assert_ne!(tag, etag);
         assert!(body.contains("vm-1") && !body.contains("vm-2"), "{body}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_module_that_failed_is_not_run_again_on_the_same_inputs() {
+        let mut rig = rig().await;
+        let trap = crate::testing::test_policy(Some("trap"));
+        rig.sync.module = Arc::new(rig.sync.engine.load_file(&trap).unwrap());
+        let failed_runs = |rig: &Rig| {
+            let m = rig.state.metrics.encode();
+            let line = m
+                .lines()
+                .find(|l| l.contains("outcome=\"module_trap\""))
+                .map(str::to_owned);
+            line.and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let owed = rig.sync.refresh_once(Owed::Run).await;
+        let held = Owed::Failed {
+            failures: 1,
+            retry_at: None,
+        };
+        assert_eq!(owed, held);
+        assert_eq!(failed_runs(&rig), 1);
+
+        // Nothing changed: the module is not run, the refresh says why.
+        for _ in 0..3 {
+            assert_eq!(rig.sync.refresh_once(owed).await, held);
+        }
+        assert_eq!(failed_runs(&rig), 1);
+        let metrics = rig.state.metrics.encode();
+        assert!(metrics.contains("outcome=\"module_held\"} 3"), "{metrics}");
+        let (status, readyz, _) = rig.get("/readyz");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            readyz.contains("until the instances, the module or its settings change"),
+            "{readyz}"
+        );
+
+        // New instances are new inputs: it runs again.
+        rig.fake.with(|s| s.servers.truncate(1));
+        rig.sync.inventory.request_full_sync();
+        assert_eq!(rig.sync.refresh_once(owed).await, held);
+        assert_eq!(failed_runs(&rig), 2);
+    }
+
+    #[test]
+    fn time_outs_back_off_other_failures_wait_for_new_inputs() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(10);
+        let timeout = GenerateError::Timeout(Duration::from_secs(1));
+        let mut owed = Owed::Run;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            owed = owed.failed(&timeout, now, interval);
+            let Owed::Failed {
+                retry_at: Some(at), ..
+            } = owed
+            else {
+                panic!("{owed:?}")
+            };
+            waits.push((at - now).as_secs());
+            assert!(owed.hold(now).unwrap().contains("backing off"));
+            assert_eq!(owed.hold(at), None, "runs again once the wait is over");
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300, 300]);
+        let trap = GenerateError::Trap("unreachable".into());
+        let owed = Owed::Run.failed(&trap, now, interval);
+        assert_eq!(
+            owed.hold(now + Duration::from_secs(86_400)).as_deref(),
+            Some("until the instances, the module or its settings change")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_real_drop_to_zero_instances_is_served() {
         let mut rig = rig().await;
-        rig.sync.refresh_once(true).await;
+        rig.sync.refresh_once(Owed::Run).await;
         rig.fake.set_servers(vec![]);
         rig.sync.inventory.request_full_sync();
-        rig.sync.refresh_once(false).await;
+        rig.sync.refresh_once(Owed::Nothing).await;
         assert_eq!(rig.get("/traefik").1, "{}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn hot_swap_takes_good_modules_and_refuses_broken_ones() {
         let mut rig = rig().await;
-        rig.sync.refresh_once(true).await;
+        rig.sync.refresh_once(Owed::Run).await;
         let (_, before, etag) = rig.get("/traefik");
 
         for broken in ["trap", "loop", "notjson", "future-version"] {
@@ -504,10 +652,10 @@ mod tests {
                     .push(server("id-3", "vm-3", "2024-01-02T00:00:00Z"))
             });
             rig.sync.inventory.request_full_sync();
-            rig.sync.refresh_once(false).await;
+            rig.sync.refresh_once(Owed::Nothing).await;
             rig.fake.with(|s| s.servers.pop());
             rig.sync.inventory.request_full_sync();
-            rig.sync.refresh_once(false).await;
+            rig.sync.refresh_once(Owed::Nothing).await;
             assert_eq!(rig.get("/traefik").1, before, "{broken}");
         }
         let metrics = rig.state.metrics.encode();
