@@ -294,7 +294,7 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::testing::fake_cloud::{Canned, FakeCloud, server};
+    use crate::testing::fake_cloud::{Canned, FakeCloud, server, servers};
 
     fn config(page_size: u32) -> OpenStackConfig {
         OpenStackConfig {
@@ -315,24 +315,10 @@ mod tests {
         inv.instances().iter().map(|i| i.id.clone()).collect()
     }
 
-    /// Five servers, newest first as Nova lists them.
-    fn five() -> Vec<serde_json::Value> {
-        (0..5)
-            .rev()
-            .map(|n| {
-                server(
-                    &format!("id-{n}"),
-                    &format!("vm-{n}"),
-                    "2024-01-01T00:00:00Z",
-                )
-            })
-            .collect()
-    }
-
     #[tokio::test]
     async fn first_refresh_lists_all_pages_with_markers_it_builds_itself() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         let (mut inv, metrics) = inventory(&fake, &config(2)).await;
         let stats = inv.refresh().await.unwrap();
         assert_eq!(
@@ -387,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn steady_refresh_is_one_request_and_reports_no_change() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         fake.with(|s| s.date = Some(nova_now));
         let (mut inv, _) = inventory(&fake, &config(1000)).await;
@@ -409,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn changes_since_merges_updates_new_servers_and_deletions() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         fake.with(|s| s.date = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200))); // 2024-01-01
         let (mut inv, _) = inventory(&fake, &config(2)).await;
         inv.refresh().await.unwrap();
@@ -431,7 +417,7 @@ mod tests {
     #[tokio::test]
     async fn full_sync_interval_brings_back_a_full_listing() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         let mut cfg = config(1000);
         cfg.full_sync_interval = Duration::ZERO;
         let (mut inv, _) = inventory(&fake, &cfg).await;
@@ -446,7 +432,7 @@ mod tests {
     #[tokio::test]
     async fn failures_leave_the_snapshot_untouched() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         let mut cfg = config(2);
         cfg.request_timeout = Duration::from_millis(100);
         let (mut inv, metrics) = inventory(&fake, &cfg).await;
@@ -497,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn all_projects_and_no_date_header() {
         let fake = FakeCloud::start().await;
-        fake.set_servers(five());
+        fake.set_servers(servers(5));
         fake.with(|s| s.date = None);
         let mut cfg = config(1000);
         cfg.all_projects = true;

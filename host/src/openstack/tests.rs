@@ -9,7 +9,7 @@ use super::nova::{Listing, ServerQuery};
 use super::{Error, Lookup, OpenStack, Tally};
 use crate::config::OpenStackConfig;
 use crate::metrics::Metrics;
-use crate::testing::fake_cloud::{Canned, FakeCloud, PASSWORD, PROJECT, server};
+use crate::testing::fake_cloud::{Canned, FakeCloud, PASSWORD, PROJECT, server, servers};
 
 fn client(fake: &FakeCloud) -> OpenStack {
     OpenStack::new(
@@ -36,24 +36,10 @@ async fn list(client: &OpenStack) -> Result<(Listing, Tally), Error> {
     list_paged(client, 1000).await
 }
 
-/// Five servers, newest first as Nova lists them.
-fn five() -> Vec<serde_json::Value> {
-    (0..5)
-        .rev()
-        .map(|n| {
-            server(
-                &format!("id-{n}"),
-                &format!("vm-{n}"),
-                "2024-01-01T00:00:00Z",
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn token_reused_renewed_when_expiring_and_after_401() {
     let fake = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     let client = client(&fake);
     list(&client).await.unwrap();
     list(&client).await.unwrap();
@@ -91,7 +77,7 @@ async fn token_reused_renewed_when_expiring_and_after_401() {
 #[tokio::test]
 async fn a_service_refusing_fresh_tokens_is_an_auth_error() {
     let fake = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     let client = client(&fake);
     let unauthorized = Canned::status(401, r#"{"error": {"message": "no"}}"#);
     fake.fault("/servers/detail", 0, unauthorized.clone());
@@ -130,7 +116,7 @@ async fn wrong_password_is_an_auth_error_without_the_secret() {
 #[tokio::test]
 async fn pagination_that_cycles_stops() {
     let fake = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     let client = client(&fake);
     // A Nova whose markers go a, b, a, b, ... forever.
     for n in 0..40 {
@@ -155,7 +141,7 @@ async fn pagination_that_cycles_stops() {
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
     let fake = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     let client = client(&fake).with_max_body(64 * 1024);
     let big = format!(r#"{{"servers": [], "pad": "{}"}}"#, "x".repeat(100_000));
     fake.fault("/servers/detail", 0, Canned::status(200, &big));
@@ -170,7 +156,7 @@ async fn oversized_bodies_are_refused() {
 async fn redirects_are_not_followed_so_the_token_stays_home() {
     let fake = FakeCloud::start().await;
     let elsewhere = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     let client = client(&fake);
     let target = format!("{}/v2.1/{PROJECT}/servers/detail", elsewhere.base);
     fake.fault(
@@ -186,7 +172,7 @@ async fn redirects_are_not_followed_so_the_token_stays_home() {
 #[tokio::test]
 async fn microversion_follows_an_older_nova() {
     let fake = FakeCloud::start().await;
-    fake.set_servers(five());
+    fake.set_servers(servers(5));
     fake.with(|s| s.max_version = "2.20".into());
     list(&client(&fake)).await.unwrap();
     let reqs = fake.take_requests();

@@ -50,6 +50,20 @@ pub fn server(id: &str, name: &str, updated: &str) -> Value {
     s
 }
 
+/// `n` servers `id-0`/`vm-0` ..., newest first as Nova lists them.
+pub fn servers(n: usize) -> Vec<Value> {
+    (0..n)
+        .rev()
+        .map(|i| {
+            server(
+                &format!("id-{i}"),
+                &format!("vm-{i}"),
+                "2024-01-01T00:00:00Z",
+            )
+        })
+        .collect()
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
