@@ -141,8 +141,14 @@ fn the_budget_follows_the_number_of_instances() {
     let result = engine.generate(&module, "{}", &instances).map(|_| ());
     let expected = 64 + 2 * per_1k;
     assert!(
-        matches!(result, Err(GenerateError::OutOfMemory(m)) if m == expected),
+        matches!(result, Err(GenerateError::OutOfMemory { limit_mib, instances: 2000 }) if limit_mib == expected),
         "{result:?}, expected a {expected} MiB limit"
+    );
+    // The operator reads how many instances and which limit.
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("on 2000 instances") && message.contains(&format!("{expected} MiB")),
+        "{message}"
     );
     let module = engine
         .load_file(&support::test_policy(Some("loop")))
@@ -160,7 +166,13 @@ fn the_budget_follows_the_number_of_instances() {
 fn memory_is_capped() {
     let (result, _) = generate_with("memory");
     assert!(
-        matches!(result, Err(GenerateError::OutOfMemory(64))),
+        matches!(
+            result,
+            Err(GenerateError::OutOfMemory {
+                limit_mib: 64,
+                instances: 0
+            })
+        ),
         "{result:?}"
     );
 }

@@ -64,9 +64,17 @@ pub enum GenerateError {
     /// It ran past its time budget.
     #[error("route module exceeded its {0:?} time budget")]
     Timeout(Duration),
-    /// It asked for more memory than its limit (MiB).
-    #[error("route module ran out of memory (limit {0} MiB)")]
-    OutOfMemory(u32),
+    /// It asked for more memory than its limit allows for this many
+    /// instances.
+    #[error(
+        "route module ran out of memory on {instances} instances (limit {limit_mib} MiB: [engine] memory_limit_mib plus memory_per_1k_instances_mib)"
+    )]
+    OutOfMemory {
+        /// The limit of this run, in MiB.
+        limit_mib: u32,
+        /// How many instances it ran on.
+        instances: usize,
+    },
     /// It trapped (a panic, an unreachable, a denied import).
     #[error("route module trapped: {0}")]
     Trap(String),
@@ -86,7 +94,7 @@ impl GenerateError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "module_timeout",
-            Self::OutOfMemory(_) => "module_memory",
+            Self::OutOfMemory { .. } => "module_memory",
             Self::Trap(_) => "module_trap",
             Self::OutputFlood => "module_output_flood",
             Self::Settings(_) => "module_settings",
@@ -352,7 +360,8 @@ impl Engine {
         let output: Output = result
             .map_err(|e| {
                 let exceeded = store.data().limits.exceeded;
-                classify(e, exceeded, capture.overflowed(), timeout, memory_mib)
+                let budget = (timeout, memory_mib, instances.len());
+                classify(e, exceeded, capture.overflowed(), budget)
             })?
             .map_err(GenerateError::Settings)?;
         validate_config(&output.config)?;
@@ -371,11 +380,13 @@ fn classify(
     error: wasmtime::Error,
     limit_exceeded: bool,
     output_overflowed: bool,
-    timeout: Duration,
-    memory_mib: u32,
+    (timeout, limit_mib, instances): (Duration, u32, usize),
 ) -> GenerateError {
     if limit_exceeded {
-        return GenerateError::OutOfMemory(memory_mib);
+        return GenerateError::OutOfMemory {
+            limit_mib,
+            instances,
+        };
     }
     if output_overflowed {
         return GenerateError::OutputFlood;
