@@ -216,11 +216,12 @@ impl<'de> Visitor<'de> for InstancesVisitor {
     }
 }
 
-/// One server of `/servers/detail`, as host/src/openstack/nova.rs reads it.
-/// Every field but `id` may be missing (older microversions, down cells).
-#[derive(Deserialize)]
-struct NovaServer {
-    id: String,
+/// One server of `/servers/detail`, read the same way offline and by the
+/// host's live listing. Every field but `id` may be missing (older
+/// microversions, down cells).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NovaServer {
+    pub id: String,
     name: Option<String>,
     #[serde(default)]
     status: String,
@@ -240,8 +241,9 @@ struct NovaServer {
     image: Value,
     #[serde(default)]
     created: String,
+    /// When Nova last changed it: the host's `changes-since` watermark.
     #[serde(default)]
-    updated: String,
+    pub updated: String,
     description: Option<String>,
     /// A BTreeMap, like the host: metadata comes out in key order.
     #[serde(default)]
@@ -252,7 +254,7 @@ struct NovaServer {
     addresses: BTreeMap<String, Vec<NovaAddress>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct NovaAddress {
     addr: String,
     version: u8,
@@ -263,21 +265,35 @@ struct NovaAddress {
 }
 
 impl NovaServer {
-    /// The instance the host would publish, or `None` for a server that is
-    /// deleted (a `changes-since` listing shows those) or a partial record
-    /// from a cell that is down (microversion 2.69: id and status only).
-    /// Live, the host keeps what it knew of such a server; offline there is
-    /// nothing to keep, and a nameless record is no instance to route.
-    fn instance(self) -> Option<Instance> {
-        let deleted = self.status.eq_ignore_ascii_case("DELETED")
+    /// Deleted servers show up in `changes-since` listings; they leave.
+    pub fn is_deleted(&self) -> bool {
+        self.status.eq_ignore_ascii_case("DELETED")
             || self
                 .vm_state
                 .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("deleted"));
-        if deleted {
+                .is_some_and(|s| s.eq_ignore_ascii_case("deleted"))
+    }
+
+    /// A record from a cell that is down (microversion 2.69): id and
+    /// status only.
+    pub fn is_partial(&self) -> bool {
+        self.name.is_none()
+    }
+
+    /// The instance offline: `None` for a deleted server or a partial
+    /// record. Live, the host keeps what it knew of such a server; offline
+    /// there is nothing to keep, and a nameless record is no instance to
+    /// route.
+    fn instance(self) -> Option<Instance> {
+        if self.is_deleted() || self.is_partial() {
             return None;
         }
-        let name = self.name?;
+        Some(self.into_instance("", ""))
+    }
+
+    /// This server as an instance of `cloud` and `region` (which the body
+    /// does not carry).
+    pub fn into_instance(self, cloud: &str, region: &str) -> Instance {
         let text = |v: &Value, key: &str| {
             v.get(key)
                 .and_then(Value::as_str)
@@ -302,15 +318,14 @@ impl NovaServer {
                 })
             })
             .collect();
-        Some(Instance {
+        Instance {
             id: self.id,
-            name,
+            name: self.name.unwrap_or_default(),
             status: self.status,
             project_id: self.tenant_id,
             user_id: self.user_id,
-            // Not in the body: the host adds them from clouds.yaml.
-            cloud: String::new(),
-            region: String::new(),
+            cloud: cloud.to_owned(),
+            region: region.to_owned(),
             availability_zone: self.availability_zone.filter(|z| !z.is_empty()),
             flavor_name,
             image_id,
@@ -320,7 +335,7 @@ impl NovaServer {
             metadata: self.metadata.into_iter().collect(),
             tags: self.tags,
             addresses,
-        })
+        }
     }
 }
 

@@ -252,7 +252,8 @@ impl Inventory {
                 // Its cell is down: what we knew beats an empty record.
                 servers.insert(server.id.clone(), known.clone());
             } else {
-                servers.insert(server.id.clone(), server.into_instance(&cloud.name, region));
+                let instance = crate::offline::to_wit(server.into_instance(&cloud.name, region));
+                servers.insert(instance.id.clone(), instance);
             }
         }
         servers

@@ -1,7 +1,6 @@
-//! Nova: microversion negotiation, the paginated `GET /servers/detail`, and
-//! what a server becomes in the host's model.
+//! Nova: microversion negotiation and the paginated `GET /servers/detail`
+//! (what a server becomes is the guest library's `input::NovaServer`).
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use reqwest::Url;
@@ -9,7 +8,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Error, OpenStack, Service, Tally};
-use crate::wit;
 
 /// A compute API microversion, `2.47` is `Microversion(2, 47)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,111 +125,9 @@ pub(crate) fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Op
     url
 }
 
-/// One server of `/servers/detail`. Every field but `id` may be missing:
-/// a cell that is down gives partial records (microversion 2.69).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct NovaServer {
-    pub(crate) id: String,
-    pub(crate) name: Option<String>,
-    #[serde(default)]
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) tenant_id: String,
-    #[serde(default)]
-    pub(crate) user_id: String,
-    #[serde(rename = "OS-EXT-AZ:availability_zone")]
-    pub(crate) availability_zone: Option<String>,
-    #[serde(rename = "OS-EXT-STS:vm_state")]
-    pub(crate) vm_state: Option<String>,
-    #[serde(default)]
-    pub(crate) flavor: Value,
-    /// `""` for a server booted from a volume.
-    #[serde(default)]
-    pub(crate) image: Value,
-    #[serde(default)]
-    pub(crate) created: String,
-    #[serde(default)]
-    pub(crate) updated: String,
-    pub(crate) description: Option<String>,
-    #[serde(default)]
-    pub(crate) metadata: BTreeMap<String, String>,
-    #[serde(default)]
-    pub(crate) tags: Vec<String>,
-    #[serde(default)]
-    pub(crate) addresses: BTreeMap<String, Vec<NovaAddress>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct NovaAddress {
-    pub(crate) addr: String,
-    pub(crate) version: u8,
-    #[serde(rename = "OS-EXT-IPS:type")]
-    pub(crate) kind: Option<String>,
-    #[serde(rename = "OS-EXT-IPS-MAC:mac_addr")]
-    pub(crate) mac: Option<String>,
-}
-
-impl NovaServer {
-    /// Deleted servers show up in `changes-since` listings; they leave.
-    pub(crate) fn is_deleted(&self) -> bool {
-        self.status.eq_ignore_ascii_case("DELETED")
-            || self
-                .vm_state
-                .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("deleted"))
-    }
-
-    /// A record from a cell that is down: id and status only.
-    pub(crate) fn is_partial(&self) -> bool {
-        self.name.is_none()
-    }
-
-    /// The host's model of this server.
-    pub(crate) fn into_instance(self, cloud: &str, region: &str) -> wit::Instance {
-        let text = |v: &Value, key: &str| {
-            v.get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let flavor_name = text(&self.flavor, "original_name").or_else(|| text(&self.flavor, "id"));
-        let image_id = text(&self.image, "id");
-        let addresses = self
-            .addresses
-            .into_iter()
-            .flat_map(|(network, addrs)| {
-                addrs.into_iter().map(move |a| wit::Address {
-                    network: network.clone(),
-                    ip: a.addr,
-                    version: a.version,
-                    kind: match a.kind.as_deref() {
-                        Some("floating") => wit::AddressKind::Floating,
-                        _ => wit::AddressKind::Fixed,
-                    },
-                    mac: a.mac.filter(|m| !m.is_empty()),
-                })
-            })
-            .collect();
-        wit::Instance {
-            id: self.id,
-            name: self.name.unwrap_or_default(),
-            status: self.status,
-            project_id: self.tenant_id,
-            user_id: self.user_id,
-            cloud: cloud.to_owned(),
-            region: region.to_owned(),
-            availability_zone: self.availability_zone.filter(|z| !z.is_empty()),
-            flavor_name,
-            image_id,
-            created: self.created,
-            updated: self.updated,
-            description: self.description.filter(|d| !d.is_empty()),
-            metadata: self.metadata.into_iter().collect(),
-            tags: self.tags,
-            addresses,
-        }
-    }
-}
+/// One server of `/servers/detail`: the guest library's reading of it, so
+/// that a live listing and an offline Nova body map the same way.
+pub(crate) use traefik_openstack_guest::input::NovaServer;
 
 #[derive(Deserialize)]
 struct ServersPage {
@@ -343,12 +239,17 @@ impl OpenStack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wit;
 
     fn fixture(name: &str) -> Value {
         serde_json::from_slice(&crate::testing::fake_cloud::fixture(&format!(
             "nova/{name}"
         )))
         .unwrap()
+    }
+
+    fn host_model(s: NovaServer, cloud: &str, region: &str) -> wit::Instance {
+        crate::offline::to_wit(s.into_instance(cloud, region))
     }
 
     fn servers(name: &str) -> Vec<NovaServer> {
@@ -416,7 +317,7 @@ mod tests {
     fn server_maps_to_the_host_model() {
         let s = servers("servers-detail-v2.100.json").remove(0);
         assert!(!s.is_deleted() && !s.is_partial());
-        let i = s.into_instance("training", "RegionOne");
+        let i = host_model(s, "training", "RegionOne");
         assert_eq!(i.id, "f5dc173b-6804-445a-a6d8-c705dad5b5eb");
         assert_eq!(i.name, "new-server-test");
         assert_eq!(i.status, "ACTIVE");
@@ -448,13 +349,9 @@ mod tests {
         );
 
         // Before 2.47 the flavor is a reference: its id stands in for a name.
-        let i = servers("servers-detail-v2.1.json")
-            .remove(0)
-            .into_instance("", "");
+        let i = host_model(servers("servers-detail-v2.1.json").remove(0), "", "");
         assert_eq!(i.flavor_name.as_deref(), Some("1"));
-        let i = servers("servers-detail-v2.26-tags.json")
-            .remove(0)
-            .into_instance("", "");
+        let i = host_model(servers("servers-detail-v2.26-tags.json").remove(0), "", "");
         assert_eq!(i.tags, vec!["tag1", "tag2"]);
     }
 
@@ -464,7 +361,7 @@ mod tests {
         v["image"] = "".into();
         v["metadata"] = serde_json::json!({"b": "2", "a": "1"});
         let s: NovaServer = serde_json::from_value(v.clone()).unwrap();
-        let i = s.into_instance("", "");
+        let i = host_model(s, "", "");
         assert_eq!(i.image_id, None);
         assert_eq!(i.flavor_name.as_deref(), Some("m1.tiny.specs"));
         assert_eq!(
