@@ -10,9 +10,13 @@ reference list of labels (docker-labels.yml), which the guest's tests decode.
     python3 guest/schema/derive.py [--check] [--repo GIT_DIR] [--tag TAG]
 
 --check writes nothing and exits 1 if a checked-in file differs from what
-this script would write. The default mirror is /work/.mirror/traefik+traefik/repo
-(override with --repo or $TRAEFIK_GIT_DIR); without one, --check compares
-the checked-in files with each other only (the tag's tables can't be read).
+this script would write. The Traefik git directory is --repo, else
+$TRAEFIK_GIT_DIR, else target/traefik.git in the workspace, e.g. from
+
+    git clone --bare https://github.com/traefik/traefik target/traefik.git
+
+Without one, --check compares the checked-in files with each other only (the
+tag's tables can't be read).
 
 Python 3 standard library only; no Go toolchain.
 """
@@ -24,7 +28,6 @@ import subprocess
 import sys
 
 TAG = "v3.7.9"
-DEFAULT_REPO = "/work/.mirror/traefik+traefik/repo"
 MODULE = "github.com/traefik/traefik/v3"
 DYNAMIC = "pkg/config/dynamic"
 REFERENCE = "docs/content/reference/dynamic-configuration/docker-labels.yml"
@@ -33,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GUEST = os.path.dirname(HERE)
 OUT_RS = os.path.join(GUEST, "src", "schema", "generated.rs")
 OUT_YML = os.path.join(HERE, "traefik-%s-docker-labels.yml" % TAG)
+DEFAULT_REPO = os.path.join(os.path.dirname(GUEST), "target", "traefik.git")
 
 # The public tables: Rust name -> Go type in pkg/config/dynamic.
 ROOTS = [
