@@ -387,7 +387,7 @@ struct Loaded {
     settings: Arc<str>,
 }
 
-/// "path (routes@0.1.0, sha256 0123456789ab)": a module, for logs and `/readyz`.
+/// "path (routes@0.1.1, sha256 0123456789ab)": a module, for logs and `/readyz`.
 pub fn describe(module: &Module) -> String {
     format!(
         "{} (routes@{}, sha256 {})",

@@ -23,4 +23,4 @@ pub use bindings::traefik_openstack::routes::types::{
 pub const PACKAGE: &str = "traefik-openstack:routes";
 /// The contract version this host was built against. Modules exporting any
 /// `0.1.x` are accepted (semver: minor bumps before 1.0 break).
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.1.1";

@@ -53,7 +53,7 @@ fn check_validates_config_and_module_offline() {
     let out = run(&["check", "--config", config.to_str().unwrap()], &os_env());
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("module: built-in (routes@0.1.0"), "{shown}");
+    assert!(shown.contains("module: built-in (routes@0.1.1"), "{shown}");
     assert!(shown.contains("configuration ok"), "{shown}");
     assert!(!shown.contains(PASSWORD), "{shown}");
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const VERSION: &str = "@0.1.0;";
+const VERSION: &str = "@0.1.1;";
 const FUTURE: &str = "@0.2.0;";
 
 fn main() {
