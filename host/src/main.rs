@@ -317,7 +317,7 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
     let settings = config.routes_json();
     let source = || module.source.clone();
     engine
-        .generate(&module, &settings, &[])
+        .generate::<traefik_openstack::wit::Instance>(&module, &settings, &[])
         .with_context(source)?;
     let generated = engine
         .generate(&module, &settings, &[sample_instance()])

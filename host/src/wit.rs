@@ -2,6 +2,10 @@
 //!
 //! The generated record types double as the host's model of an instance, so
 //! discovery hands the engine exactly what crosses the component boundary.
+//! The engine finds and calls the exports itself (see `engine`), so that a
+//! module exporting only `policy` (any 0.1.x) and one that also exports
+//! `phases` (0.1.1+) are both served, and so that instances shared behind
+//! an `Arc` are lowered without a copy.
 
 mod bindings {
     //! Everything wasmtime generates; only the contract's types leave.
@@ -9,12 +13,12 @@ mod bindings {
 
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "route-policy",
-        additional_derives: [PartialEq, serde::Serialize],
+        world: "phased-route-policy",
+        additional_derives: [PartialEq, Eq, serde::Serialize],
     });
 }
 
-pub(crate) use bindings::RoutePolicyPre;
+pub use bindings::exports::traefik_openstack::routes::phases::{Entry, Merged, Part};
 pub use bindings::traefik_openstack::routes::types::{
     Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output,
 };

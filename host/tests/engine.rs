@@ -97,8 +97,12 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
 fn runs_are_independent() {
     let engine = engine();
     let module = engine.load_default().unwrap();
-    let a = engine.generate(&module, "{}", &[]).unwrap();
-    let b = engine.generate(&module, "{}", &[]).unwrap();
+    let a = engine
+        .generate::<wit::Instance>(&module, "{}", &[])
+        .unwrap();
+    let b = engine
+        .generate::<wit::Instance>(&module, "{}", &[])
+        .unwrap();
     assert_eq!(a.config, b.config);
 }
 
@@ -108,7 +112,9 @@ fn generate_with(feature: &str) -> (Result<(), GenerateError>, Duration) {
         .load_file(&support::test_policy(Some(feature)))
         .unwrap();
     let started = Instant::now();
-    let result = engine.generate(&module, "{}", &[]).map(|_| ());
+    let result = engine
+        .generate::<wit::Instance>(&module, "{}", &[])
+        .map(|_| ());
     (result, started.elapsed())
 }
 
@@ -198,7 +204,9 @@ fn module_output_is_captured_as_lines() {
     let module = engine
         .load_file(&support::test_policy(Some("print")))
         .unwrap();
-    let generated = engine.generate(&module, "{}", &[]).unwrap();
+    let generated = engine
+        .generate::<wit::Instance>(&module, "{}", &[])
+        .unwrap();
     let lines: Vec<(&str, &str)> = generated
         .logs
         .iter()
@@ -290,7 +298,9 @@ fn compiled_modules_are_cached_across_engines() {
 
     let second = Engine::new(&config).unwrap();
     let module = second.load_default().unwrap();
-    second.generate(&module, "{}", &[]).unwrap();
+    second
+        .generate::<wit::Instance>(&module, "{}", &[])
+        .unwrap();
     assert_eq!(
         std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
         modified,
@@ -301,5 +311,5 @@ fn compiled_modules_are_cached_across_engines() {
     std::fs::write(&entries[0], b"corrupt").unwrap();
     let third = Engine::new(&config).unwrap();
     let module = third.load_default().unwrap();
-    third.generate(&module, "{}", &[]).unwrap();
+    third.generate::<wit::Instance>(&module, "{}", &[]).unwrap();
 }

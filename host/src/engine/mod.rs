@@ -7,6 +7,8 @@
 //! other import a module declares is stubbed with a trap, so a module can
 //! compute and print, and nothing else.
 
+mod incremental;
+mod join;
 pub(crate) mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -15,11 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, InstancePre, Linker, Lower,
+    types::ComponentItem,
+};
 use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
 use crate::config::EngineConfig;
-use crate::wit::{self, Instance, Output, RoutePolicyPre};
+use crate::wit::{self, Instance, Merged, Output, Part};
+pub use incremental::{Incremental, Work};
 use sandbox::{Grants, RunState};
 pub use sandbox::{LogLine, Stream};
 
@@ -105,7 +111,8 @@ impl GenerateError {
 
 /// A compiled, linked route module, ready to instantiate.
 pub struct Module {
-    pre: RoutePolicyPre<RunState<Limits>>,
+    pre: InstancePre<RunState<Limits>>,
+    exports: Exports,
     /// Where it came from: a path, or "built-in".
     pub source: String,
     /// SHA-256 of the component bytes, hex.
@@ -120,8 +127,37 @@ impl std::fmt::Debug for Module {
             .field("source", &self.source)
             .field("digest", &self.digest)
             .field("version", &self.version)
+            .field("phased", &self.is_phased())
             .finish()
     }
+}
+
+impl Module {
+    /// Whether it exports the optional `phases` (route each instance, merge
+    /// groups), which lets the host re-run only what changed.
+    pub fn is_phased(&self) -> bool {
+        self.exports.phases.is_some()
+    }
+}
+
+/// Where the functions the host calls sit in the component, found once.
+#[derive(Debug, Clone, Copy)]
+struct Exports {
+    generate: ComponentExportIndex,
+    /// `phases.route` and `phases.merge`.
+    phases: Option<(ComponentExportIndex, ComponentExportIndex)>,
+}
+
+/// What one call of the module gave, with what it printed and how long it
+/// took (instantiation included).
+#[derive(Debug)]
+pub struct Ran<T> {
+    /// Its return value.
+    pub value: T,
+    /// What the module printed.
+    pub logs: Vec<LogLine>,
+    /// Wall time of the call.
+    pub duration: Duration,
 }
 
 /// A generate result that passed validation.
@@ -269,16 +305,19 @@ impl Engine {
             reason,
         };
         let version = check_contract(&self.engine, &component).map_err(contract)?;
+        let exports = find_exports(&self.engine, &component, &version).map_err(contract)?;
 
         let mut linker = Linker::<RunState<Limits>>::new(&self.engine);
         sandbox::link(&mut linker, &self.engine, &component)
             .map_err(|e| contract(format!("cannot link its imports: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(RoutePolicyPre::new)
+            .map_err(|e| contract(format!("cannot link its imports: {e:#}")))?;
+        self.typecheck(&pre, &exports)
             .map_err(|e| contract(format!("does not match the route-policy world: {e:#}")))?;
         Ok(Module {
             pre,
+            exports,
             source: source.into(),
             digest,
             version,
@@ -320,16 +359,157 @@ impl Engine {
         format!("{}-{:016x}", &digest[..32], h.finish())
     }
 
-    /// Runs the module once in a fresh store with no capabilities, a time
-    /// budget and a memory cap, and validates its output.
-    pub fn generate(
+    /// Runs `generate` once in a fresh store with no capabilities, a time
+    /// budget and a memory cap, and validates its output. Instances may be
+    /// given as they are or behind `Arc`s (lowered without a copy).
+    pub fn generate<I>(
         &self,
         module: &Module,
         settings: &str,
-        instances: &[Instance],
-    ) -> Result<Generated, GenerateError> {
+        instances: &[I],
+    ) -> Result<Generated, GenerateError>
+    where
+        I: ComponentType + Lower,
+    {
+        let ran = self.call(module, instances.len(), |store, instance| {
+            instance
+                .get_typed_func::<(&str, &[I]), (Result<Output, String>,)>(
+                    &mut *store,
+                    &module.exports.generate,
+                )?
+                .call(&mut *store, (settings, instances))
+                .map(|(r,)| r)
+        })?;
+        let output = ran.value;
+        validate_config(&output.config)?;
+        Ok(Generated {
+            config: output.config,
+            diagnostics: output.diagnostics,
+            routes: output.routes,
+            logs: ran.logs,
+            duration: ran.duration,
+        })
+    }
+
+    /// Phase one of a phased module: one part per instance, in order.
+    ///
+    /// # Panics
+    /// If the module is not phased ([`Module::is_phased`]).
+    pub fn route(
+        &self,
+        module: &Module,
+        settings: &str,
+        instances: &[Arc<Instance>],
+    ) -> Result<Ran<Vec<Part>>, GenerateError> {
+        let (route, _) = module.exports.phases.expect("route on a phased module");
+        let ran = self.call(module, instances.len(), |store, instance| {
+            instance
+                .get_typed_func::<(&str, &[Arc<Instance>]), (Result<Vec<Part>, String>,)>(
+                    &mut *store,
+                    &route,
+                )?
+                .call(&mut *store, (settings, instances))
+                .map(|(r,)| r)
+        })?;
+        if ran.value.len() != instances.len() {
+            return Err(GenerateError::InvalidOutput(format!(
+                "route gave {} parts for {} instances",
+                ran.value.len(),
+                instances.len()
+            )));
+        }
+        if let Some((p, i)) = ran
+            .value
+            .iter()
+            .zip(instances)
+            .find(|(p, i)| p.instance_id != i.id)
+        {
+            return Err(GenerateError::InvalidOutput(format!(
+                "route gave a part of {} where {} was expected",
+                p.instance_id, i.id
+            )));
+        }
+        Ok(ran)
+    }
+
+    /// Phase two of a phased module: one result per group, in order.
+    ///
+    /// # Panics
+    /// If the module is not phased ([`Module::is_phased`]).
+    pub fn merge(
+        &self,
+        module: &Module,
+        settings: &str,
+        groups: &[Vec<Arc<Part>>],
+    ) -> Result<Ran<Vec<Merged>>, GenerateError> {
+        let (_, merge) = module.exports.phases.expect("merge on a phased module");
+        let parts = groups.iter().map(Vec::len).sum();
+        let ran = self.call(module, parts, |store, instance| {
+            instance
+                .get_typed_func::<(&str, &[Vec<Arc<Part>>]), (Result<Vec<Merged>, String>,)>(
+                    &mut *store,
+                    &merge,
+                )?
+                .call(&mut *store, (settings, groups))
+                .map(|(r,)| r)
+        })?;
+        if ran.value.len() != groups.len() {
+            return Err(GenerateError::InvalidOutput(format!(
+                "merge gave {} results for {} groups",
+                ran.value.len(),
+                groups.len()
+            )));
+        }
+        Ok(ran)
+    }
+
+    /// One call in a fresh store with no capabilities, a time budget and a
+    /// memory cap that follow `instances`; a trap, a timeout or an
+    /// exhausted memory become a [`GenerateError`], and so does the
+    /// module's own error (it refused the settings).
+    fn call<T>(
+        &self,
+        module: &Module,
+        instances: usize,
+        call: impl FnOnce(
+            &mut Store<RunState<Limits>>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<Ran<T>, GenerateError> {
         let started = Instant::now();
-        let (timeout, memory_mib) = self.budget.for_instances(instances.len());
+        let (timeout, memory_mib) = self.budget.for_instances(instances);
+        let (mut store, capture) = self.store(memory_mib, Some(timeout));
+        let result = module
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| call(&mut store, &instance));
+        // Printed lines are logged whatever the outcome: they are how a
+        // policy author finds out why a run trapped.
+        let logs = capture.take_lines();
+        for l in &logs {
+            tracing::info!(target: "traefik_openstack::module", module = %module.source, stream = l.stream.as_str(), "{}", l.line);
+        }
+        let value = result
+            .map_err(|e| {
+                let exceeded = store.data().limits.exceeded;
+                let budget = (timeout, memory_mib, instances);
+                classify(e, exceeded, capture.overflowed(), budget)
+            })?
+            .map_err(GenerateError::Settings)?;
+        Ok(Ran {
+            value,
+            logs,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// A fresh store that grants nothing, with a memory cap and, when
+    /// given, a deadline.
+    fn store(
+        &self,
+        memory_mib: u32,
+        timeout: Option<Duration>,
+    ) -> (Store<RunState<Limits>>, sandbox::Capture) {
         let limits = Limits {
             memory_bytes: memory_mib as usize * 1024 * 1024,
             exceeded: false,
@@ -342,36 +522,44 @@ impl Engine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-
-        let result = module.pre.instantiate(&mut store).and_then(|policy| {
-            policy
-                .traefik_openstack_routes_policy()
-                .call_generate(&mut store, settings, instances)
-        });
-        // Printed lines are logged whatever the outcome: they are how a
-        // policy author finds out why a run trapped.
-        let logs = capture.take_lines();
-        for l in &logs {
-            tracing::info!(target: "traefik_openstack::module", module = %module.source, stream = l.stream.as_str(), "{}", l.line);
+        if let Some(timeout) = timeout {
+            let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
         }
-        let output: Output = result
-            .map_err(|e| {
-                let exceeded = store.data().limits.exceeded;
-                let budget = (timeout, memory_mib, instances.len());
-                classify(e, exceeded, capture.overflowed(), budget)
-            })?
-            .map_err(GenerateError::Settings)?;
-        validate_config(&output.config)?;
-        Ok(Generated {
-            config: output.config,
-            diagnostics: output.diagnostics,
-            routes: output.routes,
-            logs,
-            duration: started.elapsed(),
-        })
+        (store, capture)
+    }
+
+    /// Instantiates the module once, within the base budget, and checks
+    /// the types of the functions the host will call: a module that does
+    /// not fit is refused when loaded, not at its first run.
+    fn typecheck(
+        &self,
+        pre: &InstancePre<RunState<Limits>>,
+        exports: &Exports,
+    ) -> wasmtime::Result<()> {
+        let (timeout, memory_mib) = self.budget.for_instances(0);
+        let (mut store, _capture) = self.store(memory_mib, Some(timeout));
+        let instance = pre.instantiate(&mut store)?;
+        instance
+            .get_typed_func::<(&str, &[Instance]), (Result<Output, String>,)>(
+                &mut store,
+                &exports.generate,
+            )
+            .map_err(|e| e.context("policy.generate"))?;
+        if let Some((route, merge)) = &exports.phases {
+            instance
+                .get_typed_func::<(&str, &[Instance]), (Result<Vec<Part>, String>,)>(
+                    &mut store, route,
+                )
+                .map_err(|e| e.context("phases.route"))?;
+            instance
+                .get_typed_func::<(&str, &[Vec<Part>]), (Result<Vec<Merged>, String>,)>(
+                    &mut store, merge,
+                )
+                .map_err(|e| e.context("phases.merge"))?;
+        }
+        Ok(())
     }
 }
 
@@ -457,6 +645,45 @@ fn check_contract(engine: &wasmtime::Engine, component: &Component) -> Result<St
             exports.join(", ")
         }
     ))
+}
+
+/// The functions the host calls: `policy.generate`, and `phases.route`
+/// and `phases.merge` when the module exports an accepted `phases`.
+fn find_exports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    policy_version: &str,
+) -> Result<Exports, String> {
+    let function = |interface: &str, name: &str| -> Result<ComponentExportIndex, String> {
+        let outer = component
+            .get_export_index(None, interface)
+            .ok_or_else(|| format!("{interface} is not exported"))?;
+        component
+            .get_export_index(Some(&outer), name)
+            .ok_or_else(|| format!("{interface} has no function {name}"))
+    };
+    let policy = format!("{}/policy@{policy_version}", wit::PACKAGE);
+    let generate = function(&policy, "generate")?;
+    let prefix = format!("{}/phases@", wit::PACKAGE);
+    let ty = component.component_type();
+    let phased = ty.exports(engine).find_map(|(name, _)| {
+        name.strip_prefix(&prefix)
+            .map(|v| (name.to_owned(), v.to_owned()))
+    });
+    let phases = match phased {
+        None => None,
+        Some((name, version)) if accepts(&version) => {
+            Some((function(&name, "route")?, function(&name, "merge")?))
+        }
+        Some((name, _)) => {
+            return Err(format!(
+                "it exports {name}; this host accepts {}/phases@{}.x",
+                wit::PACKAGE,
+                compatible_prefix(wit::VERSION)
+            ));
+        }
+    };
+    Ok(Exports { generate, phases })
 }
 
 /// Semver compatibility as Cargo reads it: before 1.0 the minor version is

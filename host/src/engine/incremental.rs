@@ -1,0 +1,422 @@
+//! Generation that re-runs only what changed, for modules that export
+//! `phases`.
+//!
+//! Each instance's part (phase one) is kept for as long as the instance,
+//! the module and the settings are unchanged. Parts that share a key form a
+//! group; each group's merge (phase two) is kept until one of its members
+//! changes or leaves, or a new part shares a key with it. A run therefore
+//! routes the changed instances, merges the groups they touch, and joins
+//! the groups' entries (see `join`). One changed VM among 100,000 costs a
+//! `route` of one instance and a `merge` of its group.
+//!
+//! What is kept is only a cache: a failed run forgets it (the next run
+//! starts over) and never touches what is published.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::join::{GroupId, Joined, Path};
+use super::{Engine, GenerateError, Generated, LogLine, Module};
+use crate::wit::{Diagnostic, Instance, InstanceRoutes, Part};
+
+/// Instances per `route` call: small enough that a call's memory stays
+/// small, large enough that instantiation is a small share of it.
+const ROUTE_BATCH: usize = 1024;
+/// Parts per `merge` call (a larger group goes alone).
+const MERGE_BATCH: usize = 2048;
+
+/// What the last successful run left, to be reused by the next.
+#[derive(Default)]
+pub struct Incremental {
+    /// The module (digest) and settings the parts were made with.
+    made_with: Option<(String, Arc<str>)>,
+    slots: BTreeMap<Arc<str>, Slot>,
+    /// Hash of a key -> the instances whose parts have it. A collision only
+    /// merges two groups that need not be, which changes nothing but cost.
+    index: HashMap<u64, Vec<Arc<str>>>,
+    hasher: RandomState,
+    groups: HashMap<GroupId, Group>,
+    next_group: GroupId,
+    joined: Joined,
+    /// The last document's size, to size the next one's buffer.
+    last_size: usize,
+}
+
+struct Slot {
+    instance: Arc<Instance>,
+    part: Arc<Part>,
+    group: GroupId,
+}
+
+/// One group's merge, as held.
+struct Group {
+    members: Vec<Arc<str>>,
+    paths: Vec<Path>,
+    diagnostics: Vec<Diagnostic>,
+    routes: Vec<InstanceRoutes>,
+}
+
+/// What one run did, for logs and benches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Instances routed again (phase one).
+    pub routed: usize,
+    /// Groups merged again (phase two), and the parts they held.
+    pub groups: usize,
+    /// Parts in those groups.
+    pub merged_parts: usize,
+}
+
+impl Incremental {
+    /// Brings the configuration up to `instances`, re-running only what
+    /// changed since the last successful run with this module and these
+    /// settings (everything, the first time).
+    pub fn run(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &Arc<str>,
+        instances: &[Arc<Instance>],
+    ) -> Result<(Generated, Work), GenerateError> {
+        let made_with = (module.digest.clone(), settings.clone());
+        if self.made_with.as_ref() != Some(&made_with) {
+            *self = Self::default();
+        }
+        match self.apply(engine, module, settings, instances) {
+            Ok(out) => {
+                self.made_with = Some(made_with);
+                Ok(out)
+            }
+            Err(e) => {
+                // Half-applied: start over next time.
+                *self = Self::default();
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &str,
+        instances: &[Arc<Instance>],
+    ) -> Result<(Generated, Work), GenerateError> {
+        let started = Instant::now();
+        let mut logs = Vec::new();
+        let (changed, removed) = self.diff(instances);
+        let routed = changed.len();
+        let parts = route_all(engine, module, settings, &changed, &mut logs)?;
+
+        // Every group a changed or removed instance was in is merged again.
+        let mut seeds: Vec<Arc<str>> = Vec::new();
+        let mut stale: HashSet<GroupId> = HashSet::new();
+        for id in changed
+            .iter()
+            .map(|i| &*i.id)
+            .chain(removed.iter().map(|i| &**i))
+        {
+            if let Some(slot) = self.slots.get(id) {
+                stale.insert(slot.group);
+            }
+        }
+        for g in &stale {
+            if let Some(group) = self.groups.get(g) {
+                seeds.extend(group.members.iter().cloned());
+            }
+        }
+        for id in &removed {
+            if let Some(slot) = self.slots.remove(id) {
+                self.unindex(id, &slot.part);
+            }
+        }
+        for (instance, part) in changed.into_iter().zip(parts) {
+            let id: Arc<str> = Arc::from(instance.id.as_str());
+            if let Some(old) = self.slots.remove(&id) {
+                self.unindex(&id, &old.part);
+            }
+            self.index_part(&id, &part);
+            seeds.push(id.clone());
+            self.slots.insert(
+                id,
+                Slot {
+                    instance,
+                    part: Arc::new(part),
+                    group: 0,
+                },
+            );
+        }
+
+        let components = self.components(seeds, &mut stale);
+        for g in stale {
+            if let Some(group) = self.groups.remove(&g) {
+                self.joined.remove(g, &group.paths);
+            }
+        }
+        let work = Work {
+            routed,
+            groups: components.len(),
+            merged_parts: components.iter().map(Vec::len).sum(),
+        };
+        self.merge_all(engine, module, settings, components, &mut logs)?;
+        Ok((self.output(logs, started), work))
+    }
+
+    /// The instances that are new or differ from their slot, and the ids
+    /// that are gone. An unchanged instance behind a new `Arc` takes over
+    /// its slot's, so that only one copy is held.
+    fn diff(&mut self, instances: &[Arc<Instance>]) -> (Vec<Arc<Instance>>, Vec<Arc<str>>) {
+        let mut changed = Vec::new();
+        let mut present: HashSet<&str> = HashSet::with_capacity(instances.len());
+        for i in instances {
+            if !present.insert(&i.id) {
+                continue; // The inventory is keyed by id; a repeat is ignored.
+            }
+            match self.slots.get_mut(i.id.as_str()) {
+                Some(slot) if Arc::ptr_eq(&slot.instance, i) => {}
+                Some(slot) if *slot.instance == **i => slot.instance = i.clone(),
+                _ => changed.push(i.clone()),
+            }
+        }
+        let removed = self
+            .slots
+            .keys()
+            .filter(|id| !present.contains(&***id))
+            .cloned()
+            .collect();
+        (changed, removed)
+    }
+
+    fn key_hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn index_part(&mut self, id: &Arc<str>, part: &Part) {
+        for key in &part.keys {
+            let h = self.key_hash(key);
+            let ids = self.index.entry(h).or_default();
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+
+    fn unindex(&mut self, id: &str, part: &Part) {
+        for key in &part.keys {
+            let h = self.key_hash(key);
+            if let Some(ids) = self.index.get_mut(&h) {
+                ids.retain(|x| &**x != id);
+                if ids.is_empty() {
+                    self.index.remove(&h);
+                }
+            }
+        }
+    }
+
+    /// The groups the seeds are in now: connected by shared keys. Every
+    /// held group one of them reaches is added to `stale` (all its members
+    /// are reached too: they still share its keys).
+    fn components(&self, seeds: Vec<Arc<str>>, stale: &mut HashSet<GroupId>) -> Vec<Vec<Arc<str>>> {
+        let mut done: HashSet<Arc<str>> = HashSet::new();
+        let mut out = Vec::new();
+        for seed in seeds {
+            if done.contains(&seed) || !self.slots.contains_key(&seed) {
+                continue;
+            }
+            done.insert(seed.clone());
+            let mut component = vec![seed];
+            let mut at = 0;
+            while at < component.len() {
+                let slot = &self.slots[&component[at]];
+                if slot.group != 0 {
+                    stale.insert(slot.group);
+                }
+                for key in &slot.part.keys {
+                    for other in self.index.get(&self.key_hash(key)).into_iter().flatten() {
+                        if done.insert(other.clone()) {
+                            component.push(other.clone());
+                        }
+                    }
+                }
+                at += 1;
+            }
+            out.push(component);
+        }
+        out
+    }
+
+    /// Merges the components, a batch of groups per call, and holds the
+    /// results.
+    fn merge_all(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &str,
+        components: Vec<Vec<Arc<str>>>,
+        logs: &mut Vec<LogLine>,
+    ) -> Result<(), GenerateError> {
+        let mut batch: Vec<Vec<Arc<str>>> = Vec::new();
+        let mut size = 0;
+        let mut rest = components.into_iter().peekable();
+        while let Some(c) = rest.next() {
+            size += c.len();
+            batch.push(c);
+            let full = rest.peek().is_none_or(|n| size + n.len() > MERGE_BATCH);
+            if full {
+                self.merge_batch(engine, module, settings, std::mem::take(&mut batch), logs)?;
+                size = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &str,
+        members: Vec<Vec<Arc<str>>>,
+        logs: &mut Vec<LogLine>,
+    ) -> Result<(), GenerateError> {
+        let groups: Vec<Vec<Arc<Part>>> = members
+            .iter()
+            .map(|m| m.iter().map(|id| self.slots[id].part.clone()).collect())
+            .collect();
+        let ran = engine.merge(module, settings, &groups)?;
+        logs.extend(ran.logs);
+        for (members, merged) in members.into_iter().zip(ran.value) {
+            super::join::Joined::check(&merged.entries)
+                .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
+            let id = self.next_group.max(1);
+            self.next_group = id + 1;
+            for m in &members {
+                if let Some(slot) = self.slots.get_mut(m) {
+                    slot.group = id;
+                }
+            }
+            let paths = self.joined.add(id, merged.entries);
+            self.groups.insert(
+                id,
+                Group {
+                    members,
+                    paths,
+                    diagnostics: merged.diagnostics,
+                    routes: merged.routes,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration and reports of all held groups.
+    fn output(&mut self, logs: Vec<LogLine>, started: Instant) -> Generated {
+        let doc = self.joined.document(self.last_size + self.last_size / 16);
+        self.last_size = doc.config.len();
+        let mut diagnostics: Vec<Diagnostic> = Vec::new();
+        let mut routes: Vec<InstanceRoutes> = Vec::new();
+        for slot in self.slots.values() {
+            diagnostics.extend(slot.part.diagnostics.iter().cloned());
+        }
+        let mut groups: Vec<&Group> = self.groups.values().collect();
+        groups.sort_unstable_by(|a, b| a.members.first().cmp(&b.members.first()));
+        for g in groups {
+            diagnostics.extend(g.diagnostics.iter().cloned());
+            routes.extend(g.routes.iter().cloned());
+        }
+        diagnostics.extend(doc.diagnostics);
+        // Stable: each instance's messages stay in the order they arose.
+        diagnostics.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        if !doc.dropped_routers.is_empty() {
+            for r in &mut routes {
+                r.routers.retain(|name| {
+                    !["http", "tcp", "udp"].iter().any(|k| {
+                        doc.dropped_routers
+                            .contains(&((*k).to_owned(), name.clone()))
+                    })
+                });
+            }
+        }
+        routes.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        Generated {
+            config: doc.config,
+            diagnostics,
+            routes,
+            logs,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// Phase one for `instances`, in batches spread over the cores.
+fn route_all(
+    engine: &Engine,
+    module: &Module,
+    settings: &str,
+    instances: &[Arc<Instance>],
+    logs: &mut Vec<LogLine>,
+) -> Result<Vec<Part>, GenerateError> {
+    let batches: Vec<&[Arc<Instance>]> = instances.chunks(ROUTE_BATCH).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batches.len());
+    if workers <= 1 {
+        let mut parts = Vec::with_capacity(instances.len());
+        for b in batches {
+            let ran = engine.route(module, settings, b)?;
+            logs.extend(ran.logs);
+            parts.extend(ran.value);
+        }
+        return Ok(parts);
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<super::Ran<Vec<Part>>, GenerateError>>> =
+        (0..batches.len()).map(|_| None).collect();
+    let done: Vec<Vec<(usize, Result<super::Ran<Vec<Part>>, GenerateError>)>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let at = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(b) = batches.get(at) else { break };
+                            let r = engine.route(module, settings, b);
+                            let failed = r.is_err();
+                            mine.push((at, r));
+                            if failed {
+                                // Stop the others early: the run has failed.
+                                next.store(usize::MAX / 2, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a route worker panicked"))
+                .collect()
+        });
+    for (at, r) in done.into_iter().flatten() {
+        results[at] = Some(r);
+    }
+    let mut parts = Vec::with_capacity(instances.len());
+    for r in results {
+        let Some(r) = r else {
+            // Skipped after another batch failed; that failure is below.
+            continue;
+        };
+        let ran = r?;
+        logs.extend(ran.logs);
+        parts.extend(ran.value);
+    }
+    if parts.len() != instances.len() {
+        return Err(GenerateError::Trap("a route batch did not run".into()));
+    }
+    Ok(parts)
+}

@@ -1,0 +1,330 @@
+//! The groups' entries joined into one configuration, kept between runs so
+//! that a run replaces only the groups it merged again.
+//!
+//! The rule is the contract's: an entry several groups give identically is
+//! kept once; one they give differently is dropped, with an error on each
+//! instance that defined it (as Traefik treats a name two containers define
+//! differently). The document is written with its keys sorted, as the
+//! built-in policy's `generate` writes it, so both forms give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::wit::{Diagnostic, Entry, Level};
+
+/// A group's identity while it is held.
+pub(crate) type GroupId = u64;
+
+/// Instances named in one conflict message; the rest are counted.
+const MAX_NAMED: usize = 5;
+
+/// `kind`, `table` and `name` in one string, separated by NUL: one
+/// allocation per entry, and its byte order is the document's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Path(Box<str>);
+
+impl Path {
+    fn new(kind: &str, table: &str, name: &str) -> Self {
+        Path(format!("{kind}\0{table}\0{name}").into_boxed_str())
+    }
+
+    /// (kind, table, name).
+    pub(crate) fn parts(&self) -> (&str, &str, &str) {
+        let mut it = self.0.splitn(3, '\0');
+        let kind = it.next().unwrap_or_default();
+        let table = it.next().unwrap_or_default();
+        (kind, table, it.next().unwrap_or_default())
+    }
+}
+
+/// One group's definition of an entry.
+#[derive(Debug)]
+struct Given {
+    group: GroupId,
+    value: Arc<str>,
+    definers: Vec<Arc<str>>,
+}
+
+/// Why a group's entries were refused: the module broke the contract.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EntryError {
+    #[error("entry {kind:?}.{table:?}.{name:?}: {what}")]
+    Bad {
+        kind: String,
+        table: String,
+        name: String,
+        what: String,
+    },
+}
+
+/// Every held group's entries, by path.
+#[derive(Debug, Default)]
+pub(crate) struct Joined {
+    entries: BTreeMap<Path, Vec<Given>>,
+}
+
+/// The joined document and what the join itself decided.
+pub(crate) struct Document {
+    pub(crate) config: String,
+    /// Errors on the definers of entries dropped by the join.
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Routers dropped by the join, as (kind, name).
+    pub(crate) dropped_routers: BTreeSet<(String, String)>,
+}
+
+impl Joined {
+    /// Checks a group's entries before any is held: names and tables are
+    /// plain, values are JSON, no path twice.
+    pub(crate) fn check(entries: &[Entry]) -> Result<(), EntryError> {
+        let mut seen = BTreeSet::new();
+        for e in entries {
+            let bad = |what: &str| EntryError::Bad {
+                kind: e.kind.clone(),
+                table: e.table.clone(),
+                name: e.name.clone(),
+                what: what.into(),
+            };
+            if e.kind.is_empty() || e.table.is_empty() || e.name.is_empty() {
+                return Err(bad("kind, table and name must not be empty"));
+            }
+            if [&e.kind, &e.table, &e.name]
+                .iter()
+                .any(|s| s.contains('\0'))
+            {
+                return Err(bad("contains NUL"));
+            }
+            if e.definers.is_empty() {
+                return Err(bad("no definer"));
+            }
+            if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&e.value) {
+                return Err(bad(&format!("value is not JSON: {err}")));
+            }
+            if !seen.insert((&e.kind, &e.table, &e.name)) {
+                return Err(bad("given twice by one group"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a group's entries (checked by [`Joined::check`]).
+    pub(crate) fn add(&mut self, group: GroupId, entries: Vec<Entry>) -> Vec<Path> {
+        let mut paths = Vec::with_capacity(entries.len());
+        for e in entries {
+            let path = Path::new(&e.kind, &e.table, &e.name);
+            self.entries.entry(path.clone()).or_default().push(Given {
+                group,
+                value: e.value.into(),
+                definers: e.definers.into_iter().map(Arc::from).collect(),
+            });
+            paths.push(path);
+        }
+        paths
+    }
+
+    /// Forgets what `group` gave at `paths`.
+    pub(crate) fn remove(&mut self, group: GroupId, paths: &[Path]) {
+        for path in paths {
+            if let Some(given) = self.entries.get_mut(path) {
+                given.retain(|g| g.group != group);
+                if given.is_empty() {
+                    self.entries.remove(path);
+                }
+            }
+        }
+    }
+
+    /// The document Traefik reads: `{"kind":{"table":{"name":value}}}`,
+    /// keys in byte order, empty levels left out.
+    pub(crate) fn document(&self, size_hint: usize) -> Document {
+        let mut config = String::with_capacity(size_hint);
+        let mut diagnostics = Vec::new();
+        let mut dropped_routers = BTreeSet::new();
+        let mut open: Option<(&str, &str)> = None;
+        config.push('{');
+        for (path, given) in &self.entries {
+            let value = match resolve(given) {
+                Some(v) => v,
+                None => {
+                    let (kind, table, name) = path.parts();
+                    conflict(kind, table, name, given, &mut diagnostics);
+                    if table == "routers" {
+                        dropped_routers.insert((kind.to_owned(), name.to_owned()));
+                    }
+                    continue;
+                }
+            };
+            let (kind, table, name) = path.parts();
+            match open {
+                Some((k, t)) if k == kind && t == table => config.push(','),
+                Some((k, _)) if k == kind => {
+                    config.push_str("},");
+                    push_key(&mut config, table);
+                    config.push('{');
+                }
+                Some(_) => {
+                    config.push_str("}},");
+                    push_key(&mut config, kind);
+                    config.push('{');
+                    push_key(&mut config, table);
+                    config.push('{');
+                }
+                None => {
+                    push_key(&mut config, kind);
+                    config.push('{');
+                    push_key(&mut config, table);
+                    config.push('{');
+                }
+            }
+            open = Some((kind, table));
+            push_key(&mut config, name);
+            config.push_str(value);
+        }
+        if open.is_some() {
+            config.push_str("}}");
+        }
+        config.push('}');
+        Document {
+            config,
+            diagnostics,
+            dropped_routers,
+        }
+    }
+}
+
+/// The one value all groups agree on, if they do.
+fn resolve(given: &[Given]) -> Option<&str> {
+    let first = &given.first()?.value;
+    given[1..]
+        .iter()
+        .all(|g| g.value == *first)
+        .then_some(first)
+}
+
+/// An error on every definer of a path the groups define differently.
+fn conflict(kind: &str, table: &str, name: &str, given: &[Given], out: &mut Vec<Diagnostic>) {
+    let ids: BTreeSet<&str> = given
+        .iter()
+        .flat_map(|g| g.definers.iter().map(|d| &**d))
+        .collect();
+    let mut named = ids
+        .iter()
+        .take(MAX_NAMED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > MAX_NAMED {
+        named.push_str(&format!(" and {} more", ids.len() - MAX_NAMED));
+    }
+    let noun = noun(kind, table);
+    for id in ids {
+        out.push(Diagnostic {
+            instance_id: id.to_owned(),
+            level: Level::Error,
+            message: format!(
+                "{noun} {name} defined differently by several instances ({named}); dropped"
+            ),
+        });
+    }
+}
+
+/// "router" for `http.routers`, "tcp service" for `tcp.services`.
+fn noun(kind: &str, table: &str) -> String {
+    let one = table.strip_suffix('s').unwrap_or(table);
+    match kind {
+        "http" => one.to_owned(),
+        _ => format!("{kind} {one}"),
+    }
+}
+
+fn push_key(out: &mut String, key: &str) {
+    // Writing a str into a String cannot fail.
+    let quoted = serde_json::to_string(key).expect("a string serializes");
+    out.push_str(&quoted);
+    out.push(':');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str, table: &str, name: &str, value: &str, by: &str) -> Entry {
+        Entry {
+            kind: kind.into(),
+            table: table.into(),
+            name: name.into(),
+            value: value.into(),
+            definers: vec![by.into()],
+        }
+    }
+
+    #[test]
+    fn groups_join_in_key_order_and_identical_entries_are_kept_once() {
+        let mut j = Joined::default();
+        j.add(
+            1,
+            vec![
+                entry("http", "routers", "b", r#"{"rule":"x"}"#, "i1"),
+                entry("http", "middlewares", "to-https", r#"{"a":1}"#, "i1"),
+            ],
+        );
+        j.add(
+            2,
+            vec![
+                entry("udp", "services", "u\"q", "{}", "i2"),
+                entry("http", "routers", "a", r#"{"rule":"y"}"#, "i2"),
+                entry("http", "middlewares", "to-https", r#"{"a":1}"#, "i2"),
+            ],
+        );
+        let d = j.document(0);
+        assert_eq!(
+            d.config,
+            r#"{"http":{"middlewares":{"to-https":{"a":1}},"routers":{"a":{"rule":"y"},"b":{"rule":"x"}}},"udp":{"services":{"u\"q":{}}}}"#
+        );
+        assert!(d.diagnostics.is_empty());
+        serde_json::from_str::<serde_json::Value>(&d.config).unwrap();
+    }
+
+    #[test]
+    fn different_definitions_are_dropped_with_an_error_on_each_definer() {
+        let mut j = Joined::default();
+        j.add(1, vec![entry("tcp", "routers", "r", "1", "i1")]);
+        let p2 = j.add(2, vec![entry("tcp", "routers", "r", "2", "i2")]);
+        let d = j.document(0);
+        assert_eq!(d.config, "{}");
+        let msgs: Vec<_> = d
+            .diagnostics
+            .iter()
+            .map(|d| (d.instance_id.as_str(), d.message.as_str()))
+            .collect();
+        let m = "tcp router r defined differently by several instances (i1, i2); dropped";
+        assert_eq!(msgs, [("i1", m), ("i2", m)]);
+        assert!(d.dropped_routers.contains(&("tcp".into(), "r".into())));
+        // Once group 2 is gone, group 1's definition stands.
+        j.remove(2, &p2);
+        assert_eq!(j.document(0).config, r#"{"tcp":{"routers":{"r":1}}}"#);
+    }
+
+    #[test]
+    fn entries_that_break_the_contract_are_refused() {
+        let ok = entry("http", "routers", "r", "{}", "i");
+        assert!(Joined::check(std::slice::from_ref(&ok)).is_ok());
+        let cases = [
+            (entry("http", "routers", "r", "{", "i"), "not JSON"),
+            (entry("", "routers", "r", "{}", "i"), "empty"),
+            (entry("http", "rou\0ters", "r", "{}", "i"), "NUL"),
+            (
+                Entry {
+                    definers: vec![],
+                    ..ok.clone()
+                },
+                "definer",
+            ),
+        ];
+        for (e, what) in cases {
+            let err = Joined::check(&[e]).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        let err = Joined::check(&[ok.clone(), ok]).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+    }
+}
