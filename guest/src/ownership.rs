@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 impl Contribution {
     /// The names this contribution defines for one kind.
-    fn names(&self, r: Resource) -> Vec<&String> {
+    pub fn names(&self, r: Resource) -> Vec<&String> {
         use Resource::*;
         match r {
             HttpRouter => self.http.routers.keys().collect(),
@@ -31,7 +31,7 @@ impl Contribution {
     }
 
     /// (router, service) for the routers of one kind.
-    fn router_services(&self, r: Resource) -> Vec<(&String, &String)> {
+    pub fn router_services(&self, r: Resource) -> Vec<(&String, &String)> {
         match r {
             Resource::HttpRouter => self
                 .http
