@@ -39,6 +39,11 @@ pub struct Decoded {
     /// Definitions only the operator's labels wrote, under a fixed name:
     /// shared by every project (`http-to-https`).
     pub operator: BTreeSet<(Resource, String)>,
+    /// Definitions the operator's labels make under a fixed name and the
+    /// instance's own labels also write to: the operator owns the name, so
+    /// the instance's definition is dropped (by `instance`, after the
+    /// defaults, which must not replace it).
+    pub overridden: BTreeSet<(Resource, String)>,
     /// Labels ignored and definitions dropped, the instance still routed.
     pub notes: Vec<(Level, String)>,
     /// Kinds of which a definition was refused (a router to another
@@ -290,6 +295,8 @@ impl<'l> Tree<'l> {
                 if errors.len() == before {
                     if def.shared_operator && !def.tenant {
                         out.operator.insert((kind, name.clone()));
+                    } else if def.shared_operator {
+                        out.overridden.insert((kind, name.clone()));
                     }
                     out.defs[kind].insert(name, obj);
                 }

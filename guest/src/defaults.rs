@@ -16,11 +16,14 @@ use crate::resource::Resource;
 use crate::safety;
 use crate::settings::Settings;
 use crate::template::Data;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What one routed instance adds to the configuration.
-#[derive(Debug, Clone)]
+/// What one routed instance adds to the configuration. Serializable, as
+/// `phases` keeps it between its two calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Contribution {
     pub instance_id: String,
     /// Owning project: names are shared only within one project.

@@ -89,6 +89,19 @@ impl<S: Serialize> Serialize for LoadBalancer<S> {
     }
 }
 
+/// The inverse of `Serialize`: `servers` out of the options (for the
+/// parts of `phases`, which carry contributions between calls).
+impl<'de, S: serde::de::DeserializeOwned> Deserialize<'de> for LoadBalancer<S> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut options = Extra::deserialize(d)?;
+        let servers = match options.remove("servers") {
+            Some(v) => serde_json::from_value(v).map_err(serde::de::Error::custom)?,
+            None => Vec::new(),
+        };
+        Ok(LoadBalancer { servers, options })
+    }
+}
+
 impl<S> LoadBalancer<S> {
     /// Traefik merges two definitions of a service only when everything but
     /// the servers is equal.
@@ -106,12 +119,13 @@ impl<S> Default for LoadBalancer<S> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(bound(deserialize = "S: serde::de::DeserializeOwned"))]
 pub struct Service<S> {
     pub load_balancer: LoadBalancer<S>,
     /// Traefik v3.7's service middlewares (HTTP only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middlewares: Vec<String>,
 }
 
@@ -187,8 +201,8 @@ pub type HttpService = Service<HttpServer>;
 pub type TcpService = Service<TcpServer>;
 pub type UdpService = Service<UdpServer>;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(
         skip_serializing_if = "BTreeMap::is_empty",
@@ -201,8 +215,8 @@ pub struct HttpConfig {
     pub services: BTreeMap<String, HttpService>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct TcpConfig {
     #[serde(
         skip_serializing_if = "BTreeMap::is_empty",
@@ -215,8 +229,8 @@ pub struct TcpConfig {
     pub services: BTreeMap<String, TcpService>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct UdpConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routers: BTreeMap<String, UdpRouter>,

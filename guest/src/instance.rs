@@ -11,7 +11,10 @@ use crate::model::{Diagnostic, Instance, Level};
 use crate::settings::Settings;
 
 pub fn route(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Option<Contribution> {
-    let mut d = Diags { id: &inst.id, out };
+    let mut d = Diags {
+        id: &inst.id,
+        out: &mut *out,
+    };
     let own = collect::collect(inst, &s.label_prefix);
     if let Err(why) = filter::check(inst, s, &own) {
         d.push(Level::Info, why);
@@ -50,5 +53,8 @@ pub fn route(inst: &Instance, s: &Settings, out: &mut Vec<Diagnostic>) -> Option
             return None;
         }
     };
-    defaults::build(inst, s, &data, &chosen, decoded, d)
+    let overridden = std::mem::take(&mut decoded.overridden);
+    let mut c = defaults::build(inst, s, &data, &chosen, decoded, d)?;
+    crate::ownership::drop_overridden(&mut c, &overridden, out);
+    Some(c)
 }

@@ -16,10 +16,13 @@
 //! the address and `defaults` applies the provider's defaults. Across
 //! instances: `ownership` keeps names within their project, `merge`
 //! combines instances, and `dynamic` is the JSON Traefik reads. `resource`
-//! is the table of definition kinds every stage shares.
+//! is the table of definition kinds every stage shares. `phases` is the
+//! same run cut in two (per instance, then per group of instances that
+//! share names), for the host's incremental runs.
 
 pub mod input;
 pub mod model;
+pub mod phases;
 
 mod address;
 mod collect;
@@ -50,7 +53,9 @@ mod wasm_alloc;
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod wasm_mem;
 
-pub use model::{Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output};
+pub use model::{
+    Address, AddressKind, Diagnostic, Entry, Instance, InstanceRoutes, Level, Merged, Output, Part,
+};
 pub use names::normalize;
 
 /// Runs the policy: `settings` is the JSON of the host's `[routes]` table.
@@ -85,7 +90,7 @@ pub fn generate(settings: &str, instances: &[Instance]) -> Result<Output, String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::Value;
 
@@ -210,9 +215,11 @@ mod tests {
         i
     }
 
-    #[test]
-    fn hostile_input_never_panics_and_is_deterministic() {
-        let settings = [
+    /// The hostile property test's input: 400 rounds of (settings, a few
+    /// instances with colliding ids), the same every time. `phases` checks
+    /// its equivalence with `generate` on them.
+    pub(crate) fn hostile_rounds() -> Vec<(&'static str, Vec<Instance>)> {
+        const SETTINGS: [&str; 4] = [
             "{}",
             r#"{"default_rule": "Host(`{{ .Name }}.x`)", "address": "floating"}"#,
             r#"{"default_labels": {"traefik.http.routers.{{ .Name }}.rule": "Host(`{{ .Name }}`)",
@@ -220,11 +227,19 @@ mod tests {
             r#"{"constraints": "TagRegex(`.`) || !Label(`a`, `b`)", "include": ["*a*"]}"#,
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for round in 0..400 {
-            let instances: Vec<Instance> = (0..rng.next() % 6 + 1)
-                .map(|n| instance(&mut rng, n as usize))
-                .collect();
-            let s = settings[round % settings.len()];
+        (0..400)
+            .map(|round| {
+                let instances: Vec<Instance> = (0..rng.next() % 6 + 1)
+                    .map(|n| instance(&mut rng, n as usize))
+                    .collect();
+                (SETTINGS[round % SETTINGS.len()], instances)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_input_never_panics_and_is_deterministic() {
+        for (round, (s, instances)) in hostile_rounds().into_iter().enumerate() {
             let a = generate(s, &instances).unwrap();
             let mut rev = instances.clone();
             rev.reverse();

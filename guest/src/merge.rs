@@ -129,6 +129,14 @@ pub fn merge(
     diags: &mut Vec<Diagnostic>,
 ) -> (Configuration, Vec<InstanceRoutes>) {
     ownership::enforce(&mut contribs, diags);
+    combine(contribs, diags)
+}
+
+/// `merge` once `ownership` has had its say (`phases` looks in between).
+pub fn combine(
+    mut contribs: Vec<Contribution>,
+    diags: &mut Vec<Diagnostic>,
+) -> (Configuration, Vec<InstanceRoutes>) {
     use Resource::*;
     let mut routers = Merger::new(HttpRouter);
     let mut services = Merger::new(HttpService);

@@ -69,3 +69,36 @@ pub struct Output {
     pub diagnostics: Vec<Diagnostic>,
     pub routes: Vec<InstanceRoutes>,
 }
+
+/// Phase one's result for one instance (`phases::route`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub instance_id: String,
+    /// What ties this instance to others; parts sharing none never meet.
+    pub keys: Vec<String>,
+    /// The policy's own encoding; empty when the instance is not routed.
+    pub data: Vec<u8>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// One definition of the configuration, e.g. `http.routers.vm-1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `http`, `tcp` or `udp`.
+    pub kind: String,
+    /// `routers`, `services` or `middlewares`.
+    pub table: String,
+    pub name: String,
+    /// The JSON `generate` writes under that name.
+    pub value: String,
+    /// The instances it came from, sorted.
+    pub definers: Vec<String>,
+}
+
+/// Phase two's result for one group (`phases::merge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    pub entries: Vec<Entry>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub routes: Vec<InstanceRoutes>,
+}

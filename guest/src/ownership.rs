@@ -12,11 +12,11 @@
 use crate::defaults::Contribution;
 use crate::model::{Diagnostic, Level};
 use crate::resource::{PerResource, Resource};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Contribution {
     /// The names this contribution defines for one kind.
-    fn names(&self, r: Resource) -> Vec<&String> {
+    pub fn names(&self, r: Resource) -> Vec<&String> {
         use Resource::*;
         match r {
             HttpRouter => self.http.routers.keys().collect(),
@@ -31,7 +31,7 @@ impl Contribution {
     }
 
     /// (router, service) for the routers of one kind.
-    fn router_services(&self, r: Resource) -> Vec<(&String, &String)> {
+    pub fn router_services(&self, r: Resource) -> Vec<(&String, &String)> {
         match r {
             Resource::HttpRouter => self
                 .http
@@ -69,7 +69,7 @@ impl Contribution {
         }
     }
 
-    fn operator_defines(&self, r: Resource, name: &str) -> bool {
+    pub fn operator_defines(&self, r: Resource, name: &str) -> bool {
         self.operator.contains(&(r, name.to_string()))
     }
 }
@@ -106,12 +106,43 @@ fn owners(contribs: &[Contribution], r: Resource) -> BTreeMap<&str, Owner<'_>> {
     oldest.into_iter().map(|(n, (_, o))| (n, o)).collect()
 }
 
+fn operator_owned(r: Resource, name: &str) -> String {
+    format!(
+        "{} {name} is defined by the operator's default_labels; this instance's own definition is dropped",
+        r.noun()
+    )
+}
+
+/// The operator owns the names its `default_labels` give without a
+/// template, whichever instances there are: an instance whose own labels
+/// also write to one loses its definition, here, on its own. Deciding it
+/// per instance keeps the outcome independent of the other instances (the
+/// host merges groups of instances separately, see `phases`).
+pub fn drop_overridden(
+    c: &mut Contribution,
+    overridden: &BTreeSet<(Resource, String)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (r, name) in overridden {
+        if c.names(*r).contains(&name) {
+            diags.push(Diagnostic {
+                instance_id: c.instance_id.clone(),
+                level: Level::Error,
+                message: operator_owned(*r, name),
+            });
+            c.remove(*r, name);
+        }
+    }
+}
+
 /// Removes from each contribution the names other projects (or the
 /// operator) own, and the routers that point at another project's service.
 /// Decided on the untouched contributions first (ownership looks at all of
 /// them), then applied in place.
 pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
-    // One project: nobody else can own a name.
+    // One project: nobody else can own a name. (The operator's names were
+    // settled per instance by `drop_overridden`: every instance that
+    // defines one has it from the operator's labels.)
     if contribs
         .windows(2)
         .all(|w| w[0].project_id == w[1].project_id)
@@ -134,9 +165,9 @@ pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
             let what = r.noun();
             for name in c.names(r) {
                 match owners[r].get(name.as_str()) {
-                    Some(Owner::Operator) if !c.operator_defines(r, name) => err(format!(
-                        "{what} {name} is defined by the operator's default_labels; this instance's own definition is dropped"
-                    )),
+                    Some(Owner::Operator) if !c.operator_defines(r, name) => {
+                        err(operator_owned(r, name))
+                    }
                     Some(Owner::Project(p)) if *p != c.project_id => err(format!(
                         "{what} {name} is already used by an instance of another project; dropped"
                     )),
@@ -148,7 +179,10 @@ pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
         for r in Resource::ALL {
             let Some(s) = r.service_of() else { continue };
             for (name, service) in c.router_services(r) {
-                if mine.iter().any(|(k, n)| *k == r && n == name) {
+                // The operator's routers may point at any service; checking
+                // them would make every instance's copy depend on who else
+                // defines that service.
+                if c.operator_defines(r, name) || mine.iter().any(|(k, n)| *k == r && n == name) {
                     continue;
                 }
                 if matches!(owners[s].get(service.as_str()), Some(Owner::Project(p)) if *p != c.project_id)

@@ -2,9 +2,10 @@
 //! that name them, how diagnostics call them, and their schema.
 
 use crate::schema::{self, Field};
+use serde::{Deserialize, Serialize};
 
 /// One kind of named definition in Traefik's dynamic configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Resource {
     HttpRouter,
     HttpService,
@@ -49,6 +50,16 @@ impl Resource {
             .iter()
             .find(|(_, l, s, _)| layer.eq_ignore_ascii_case(l) && section.eq_ignore_ascii_case(s))
             .map(|(r, ..)| *r)
+    }
+
+    /// Its protocol in the configuration: `http`, `tcp` or `udp`.
+    pub fn layer(self) -> &'static str {
+        TABLE[self as usize].1
+    }
+
+    /// Its table within the protocol: `routers`, `services` or `middlewares`.
+    pub fn section(self) -> &'static str {
+        TABLE[self as usize].2
     }
 
     /// What diagnostics call it: "router", "tcp service", ...

@@ -150,6 +150,16 @@ impl Template {
         Ok(Template { nodes })
     }
 
+    /// Renders the same text for every instance: no action in it.
+    pub fn is_literal(&self) -> bool {
+        self.nodes.iter().all(|n| matches!(n, Node::Text(_)))
+    }
+
+    /// Renders nothing, for every instance.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     /// The top-level fields (`Name`, `Metadata`, ...) the template reads.
     pub fn fields(&self, out: &mut BTreeSet<&'static str>) {
         fn pipeline(p: &Pipeline, out: &mut BTreeSet<&'static str>) {

@@ -132,3 +132,42 @@ fn templated_names_stay_with_their_project() {
     assert_eq!(servers.len(), 1, "{config}");
     assert_eq!(servers[0]["url"], "http://203.0.113.1:80");
 }
+
+#[test]
+fn the_operators_names_are_the_operators_even_in_one_project() {
+    // Alone, or among instances of its own project, a tenant's override is
+    // dropped as it is among other projects: the outcome for one instance
+    // must not depend on which other instances exist.
+    let mut b = vm(
+        "b",
+        "bob",
+        "project-a",
+        "2024-01-01T00:00:00Z",
+        "203.0.113.2",
+    );
+    b.metadata = vec![(
+        "traefik.http.middlewares.http-to-https.redirectscheme.permanent".into(),
+        "true".into(),
+    )];
+    let a = vm(
+        "a",
+        "alice",
+        "project-a",
+        "2024-02-01T00:00:00Z",
+        "203.0.113.1",
+    );
+    for cloud in [vec![b.clone()], vec![a, b]] {
+        let out = generate(SEED, &cloud).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&out.config).unwrap();
+        let shared = &config["http"]["middlewares"]["http-to-https"]["redirectScheme"];
+        assert!(shared["permanent"].is_null(), "{config}");
+        assert!(
+            out.diagnostics.iter().any(|d| d.instance_id == "b"
+                && d.level == Level::Error
+                && d.message
+                    == "middleware http-to-https is defined by the operator's default_labels; this instance's own definition is dropped"),
+            "{:?}",
+            out.diagnostics
+        );
+    }
+}
