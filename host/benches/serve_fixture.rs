@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
         ..EngineConfig::default()
     })?;
     let module = engine.load_default()?;
-    let instances = common::wit_instances(args.instances);
+    let instances: Vec<_> = common::wit_instances(args.instances)
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
     let generated = engine.generate(&module, common::SETTINGS, &instances)?;
     let snapshot = Snapshot::new(std::sync::Arc::new(instances), generated);
     if let Some(dir) = &args.out {

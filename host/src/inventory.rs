@@ -24,6 +24,9 @@ use crate::wit;
 /// count as a change.
 const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
 
+/// A snapshot of the instances, sorted by id.
+pub type Instances = Arc<Vec<Arc<wit::Instance>>>;
+
 /// The cloud's instances as last refreshed, and what the next refresh needs to ask only for changes.
 pub struct Inventory {
     client: OpenStack,
@@ -32,9 +35,12 @@ pub struct Inventory {
     full_sync_interval: Duration,
     neutron_floating_ips: bool,
     /// Nova's picture by id, before Neutron's floating IPs are added.
-    servers: BTreeMap<String, wit::Instance>,
+    /// Instances are shared (`Arc`) with the snapshot and the engine: a
+    /// change copies pointers, and an unchanged instance keeps its `Arc`,
+    /// which is how the engine tells it has not changed.
+    servers: BTreeMap<String, Arc<wit::Instance>>,
     /// What [`Inventory::instances`] hands out.
-    snapshot: Arc<Vec<wit::Instance>>,
+    snapshot: Instances,
     /// Local time of the last successful full listing.
     last_full: Option<Instant>,
     /// Nova's time at the start of the last successful listing.
@@ -100,8 +106,8 @@ enum Next {
 }
 
 struct Picture {
-    servers: BTreeMap<String, wit::Instance>,
-    snapshot: Vec<wit::Instance>,
+    servers: BTreeMap<String, Arc<wit::Instance>>,
+    snapshot: Vec<Arc<wit::Instance>>,
     watermark: Option<SystemTime>,
     port_devices: HashMap<String, String>,
 }
@@ -130,7 +136,7 @@ impl Inventory {
     }
 
     /// The current snapshot, sorted by instance id.
-    pub fn instances(&self) -> Arc<Vec<wit::Instance>> {
+    pub fn instances(&self) -> Instances {
         self.snapshot.clone()
     }
 
@@ -236,7 +242,7 @@ impl Inventory {
 
     /// Nova's picture after `listed`: the listing itself when `full`,
     /// otherwise the current picture with the changes applied.
-    fn merge(&self, full: bool, listed: Vec<NovaServer>) -> BTreeMap<String, wit::Instance> {
+    fn merge(&self, full: bool, listed: Vec<NovaServer>) -> BTreeMap<String, Arc<wit::Instance>> {
         let cloud = self.client.cloud();
         let region = cloud.region.as_deref().unwrap_or_default();
         let mut servers = match full {
@@ -253,7 +259,13 @@ impl Inventory {
                 servers.insert(server.id.clone(), known.clone());
             } else {
                 let instance = crate::offline::to_wit(server.into_instance(&cloud.name, region));
-                servers.insert(instance.id.clone(), instance);
+                // An instance Nova reports unchanged keeps its `Arc`.
+                match servers.get(&instance.id) {
+                    Some(known) if **known == instance => {}
+                    _ => {
+                        servers.insert(instance.id.clone(), Arc::new(instance));
+                    }
+                }
             }
         }
         servers
@@ -264,7 +276,7 @@ impl Inventory {
     async fn attach_floating_ips(
         &self,
         full: bool,
-        published: &mut BTreeMap<String, wit::Instance>,
+        published: &mut BTreeMap<String, Arc<wit::Instance>>,
         tally: &mut Tally,
     ) -> Result<HashMap<String, String>, RefreshError> {
         let fail = |source| RefreshError::FloatingIps { source };

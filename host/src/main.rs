@@ -183,6 +183,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     };
     tracing::info!(module = %sync::describe(&module), "route module loaded");
     let sync = SyncLoop {
+        incremental: Default::default(),
         engine,
         module,
         module_path: config.engine.module.clone(),
@@ -237,13 +238,21 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
 
 async fn render(config: Config, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let instances = match file {
-        Some(file) => Arc::new(offline::read_instances(&file)?),
+        Some(file) => Arc::new(
+            offline::read_instances(&file)?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        ),
         None => fetch(&config).await?,
     };
     blocking(move || generate_and_print(&config, &instances)).await
 }
 
-fn generate_and_print(config: &Config, instances: &[wit::Instance]) -> anyhow::Result<ExitCode> {
+fn generate_and_print(
+    config: &Config,
+    instances: &[Arc<wit::Instance>],
+) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(&config.engine)?;
     let module = load_module(&engine, config)?;
     let generated = engine
@@ -257,7 +266,7 @@ fn generate_and_print(config: &Config, instances: &[wit::Instance]) -> anyhow::R
 }
 
 /// One full listing of the configured cloud.
-async fn fetch(config: &Config) -> anyhow::Result<Arc<Vec<wit::Instance>>> {
+async fn fetch(config: &Config) -> anyhow::Result<traefik_openstack::inventory::Instances> {
     let client = OpenStack::from_config(&config.openstack, Arc::new(Metrics::new()))?;
     let mut inventory = Inventory::new(client, &config.openstack);
     inventory.refresh().await?;
@@ -265,7 +274,10 @@ async fn fetch(config: &Config) -> anyhow::Result<Arc<Vec<wit::Instance>>> {
 }
 
 async fn inventory(config: Config, redact: bool) -> anyhow::Result<ExitCode> {
-    let mut instances = Arc::unwrap_or_clone(fetch(&config).await?);
+    let mut instances: Vec<wit::Instance> = Arc::unwrap_or_clone(fetch(&config).await?)
+        .into_iter()
+        .map(Arc::unwrap_or_clone)
+        .collect();
     if redact {
         let prefix = config
             .routes

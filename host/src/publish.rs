@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Generated;
 use crate::engine::sandbox::LogLine;
+use crate::inventory::Instances;
 use crate::wit::{self, Instance};
 
 /// One published configuration.
@@ -30,7 +31,7 @@ pub struct Snapshot {
     pub etag_gzip: String,
     /// Kept to answer `/api/instances` on demand: shared with the
     /// inventory, so holding it costs no copy.
-    instances: Arc<Vec<Instance>>,
+    instances: Instances,
     diagnostics: Vec<wit::Diagnostic>,
     routes: Vec<wit::InstanceRoutes>,
     /// What the module printed in the run that made this configuration.
@@ -40,7 +41,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Takes the generate output by value: the configuration string becomes
     /// the served body without a copy.
-    pub fn new(instances: Arc<Vec<Instance>>, generated: Generated) -> Self {
+    pub fn new(instances: Instances, generated: Generated) -> Self {
         let body = Bytes::from(generated.config.into_bytes());
         let digest = hex::encode(&Sha256::digest(&body)[..16]);
         let mut encoder = flate2::write::GzEncoder::new(
@@ -101,7 +102,7 @@ struct DiagnosticReport<'a> {
 
 /// Builds the `/api/instances` body, sorted like the snapshot (by id).
 fn instances_report(
-    instances: &[Instance],
+    instances: &[Arc<Instance>],
     diagnostics: &[wit::Diagnostic],
     routes: &[wit::InstanceRoutes],
 ) -> Vec<u8> {

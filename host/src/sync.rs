@@ -3,19 +3,18 @@
 //! changes. Every failure leaves the last good configuration in place.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::config::Config;
-use crate::engine::{Engine, GenerateError, Generated, Module};
+use crate::engine::{Engine, GenerateError, Generated, Incremental, Module};
 use crate::events::{self, Event};
-use crate::inventory::Inventory;
+use crate::inventory::{Instances, Inventory};
 use crate::metrics::Metrics;
 use crate::publish::{Publisher, Snapshot};
-use crate::wit::Instance;
 
 /// How often the module file is checked for changes.
 const MODULE_POLL: Duration = Duration::from_secs(1);
@@ -43,6 +42,9 @@ pub struct SyncLoop {
     pub refresh_interval: Duration,
     /// Signalled on SIGHUP: re-read the module file now.
     pub reload: Arc<Notify>,
+    /// What a phased module's last run left, so that the next one re-runs
+    /// only what changed (start with `Default::default()`).
+    pub incremental: Arc<Mutex<Incremental>>,
 }
 
 /// The module file as last seen, to notice replacement cheaply.
@@ -232,32 +234,41 @@ impl SyncLoop {
     async fn generate(
         &self,
         module: Arc<Module>,
-        instances: Arc<Vec<Instance>>,
+        instances: Instances,
     ) -> Result<Generated, GenerateError> {
         self.generate_with(module, self.settings.clone(), instances)
             .await
     }
 
+    /// A phased module re-runs only what changed since its last run (see
+    /// `engine::Incremental`); any other runs `generate` on everything.
     async fn generate_with(
         &self,
         module: Arc<Module>,
         settings: Arc<str>,
-        instances: Arc<Vec<Instance>>,
+        instances: Instances,
     ) -> Result<Generated, GenerateError> {
         let engine = self.engine.clone();
-        let generated =
-            tokio::task::spawn_blocking(move || engine.generate(&module, &settings, &instances))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(GenerateError::Trap(format!("generate task failed: {e}")))
-                })?;
+        let cache = self.incremental.clone();
+        let generated = tokio::task::spawn_blocking(move || {
+            if module.is_phased() {
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                let (generated, work) = cache.run(&engine, &module, &settings, &instances)?;
+                tracing::debug!(?work, "incremental run");
+                Ok(generated)
+            } else {
+                engine.generate(&module, &settings, &instances)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(GenerateError::Trap(format!("generate task failed: {e}"))))?;
         self.emit(events::ModuleRan {
             duration: generated.duration,
         });
         Ok(generated)
     }
 
-    fn publish(&self, instances: Arc<Vec<Instance>>, generated: Generated) {
+    fn publish(&self, instances: Instances, generated: Generated) {
         let routed = generated
             .routes
             .iter()
@@ -448,6 +459,7 @@ mod tests {
             token: None,
         };
         let sync = SyncLoop {
+            incremental: Default::default(),
             engine,
             module,
             module_path: Some(module_file.path().to_owned()),

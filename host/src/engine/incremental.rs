@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::join::{GroupId, Joined, Path};
-use super::{Engine, GenerateError, Generated, LogLine, Module};
+use super::{Engine, GenerateError, Generated, LogLine, Module, Ran};
 use crate::wit::{Diagnostic, Instance, InstanceRoutes, Part};
 
 /// Instances per `route` call: small enough that a call's memory stays
@@ -351,7 +351,11 @@ impl Incremental {
     }
 }
 
-/// Phase one for `instances`, in batches spread over the cores.
+/// One `route` call's outcome.
+type Routed = Result<Ran<Vec<Part>>, GenerateError>;
+
+/// Phase one for `instances`, in batches spread over the cores; the parts
+/// come back in the order of `instances`.
 fn route_all(
     engine: &Engine,
     module: &Module,
@@ -363,54 +367,39 @@ fn route_all(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(batches.len());
-    if workers <= 1 {
-        let mut parts = Vec::with_capacity(instances.len());
-        for b in batches {
-            let ran = engine.route(module, settings, b)?;
-            logs.extend(ran.logs);
-            parts.extend(ran.value);
-        }
-        return Ok(parts);
-    }
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<super::Ran<Vec<Part>>, GenerateError>>> =
-        (0..batches.len()).map(|_| None).collect();
-    let done: Vec<Vec<(usize, Result<super::Ran<Vec<Part>>, GenerateError>)>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let at = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(b) = batches.get(at) else { break };
-                            let r = engine.route(module, settings, b);
-                            let failed = r.is_err();
-                            mine.push((at, r));
-                            if failed {
-                                // Stop the others early: the run has failed.
-                                next.store(usize::MAX / 2, Ordering::Relaxed);
-                                break;
-                            }
+    // Each worker takes the next batch until none is left or one failed.
+    let mut results: Vec<Option<Routed>> = (0..batches.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine: Vec<(usize, Routed)> = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(at) else { break };
+                        let r = engine.route(module, settings, batch);
+                        let failed = r.is_err();
+                        mine.push((at, r));
+                        if failed {
+                            // The run has failed: the others stop early.
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
+                            break;
                         }
-                        mine
-                    })
+                    }
+                    mine
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a route worker panicked"))
-                .collect()
-        });
-    for (at, r) in done.into_iter().flatten() {
-        results[at] = Some(r);
-    }
+            })
+            .collect();
+        for h in handles {
+            for (at, r) in h.join().expect("a route worker panicked") {
+                results[at] = Some(r);
+            }
+        }
+    });
     let mut parts = Vec::with_capacity(instances.len());
-    for r in results {
-        let Some(r) = r else {
-            // Skipped after another batch failed; that failure is below.
-            continue;
-        };
+    // In batch order; a batch skipped after a failure is followed by it.
+    for r in results.into_iter().flatten() {
         let ran = r?;
         logs.extend(ran.logs);
         parts.extend(ran.value);

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -164,7 +165,7 @@ impl OpenStack {
 /// already shows are not repeated; floating IPs whose fixed address the
 /// server does not show (yet) are left out rather than guessed.
 pub(crate) fn attach_floating_ips(
-    instances: &mut BTreeMap<String, wit::Instance>,
+    instances: &mut BTreeMap<String, Arc<wit::Instance>>,
     floating_ips: &[FloatingIp],
     port_devices: &HashMap<String, String>,
 ) {
@@ -207,7 +208,8 @@ pub(crate) fn attach_floating_ips(
             kind: wit::AddressKind::Floating,
             mac: on.mac.clone(),
         };
-        instance.addresses.push(floating);
+        // Copied only here: the other instances keep their `Arc`.
+        Arc::make_mut(instance).addresses.push(floating);
     }
 }
 
@@ -286,7 +288,7 @@ mod tests {
         let server = "8e3941b4-a6e9-499f-a1ac-2a4662025cba";
         let mut instances = BTreeMap::from([(
             server.to_owned(),
-            instance(server, vec![addr("10.0.0.3", Fixed)]),
+            Arc::new(instance(server, vec![addr("10.0.0.3", Fixed)])),
         )]);
         assert!(!needs_ports(&fips, &HashMap::new()));
         attach_floating_ips(&mut instances, &fips, &HashMap::new());
@@ -310,7 +312,7 @@ mod tests {
         assert!(!needs_ports(&bare, &ports));
         let mut instances = BTreeMap::from([(
             server.to_owned(),
-            instance(server, vec![addr("10.0.0.3", Fixed)]),
+            Arc::new(instance(server, vec![addr("10.0.0.3", Fixed)])),
         )]);
         attach_floating_ips(&mut instances, &bare, &ports);
         assert_eq!(instances[server].addresses[1].ip, "172.24.4.228");

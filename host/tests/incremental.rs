@@ -1,0 +1,192 @@
+//! Incremental generation with the built-in (phased) policy: after every
+//! kind of change, the configuration, routes and diagnostics are those a
+//! whole `generate` gives, and only the touched instances and groups are
+//! run again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use traefik_openstack::config::EngineConfig;
+use traefik_openstack::engine::{Engine, Generated, Incremental, Module, Work};
+use traefik_openstack::testing::synthetic as common;
+use traefik_openstack::wit;
+
+fn engine() -> Engine {
+    Engine::new(&EngineConfig {
+        timeout: Duration::from_secs(5),
+        cache_dir: Some("".into()),
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+struct Rig {
+    engine: Engine,
+    module: Module,
+    settings: Arc<str>,
+    cache: Incremental,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let engine = engine();
+        let module = engine.load_default().unwrap();
+        assert!(module.is_phased(), "the built-in policy exports phases");
+        Rig {
+            engine,
+            module,
+            settings: common::SETTINGS.into(),
+            cache: Incremental::default(),
+        }
+    }
+
+    /// Runs incrementally, checks the result against a whole `generate`,
+    /// and returns what was re-run.
+    fn step(&mut self, instances: &[Arc<wit::Instance>]) -> Work {
+        let (inc, work) = self
+            .cache
+            .run(&self.engine, &self.module, &self.settings, instances)
+            .unwrap();
+        let whole = self
+            .engine
+            .generate(&self.module, &self.settings, instances)
+            .unwrap();
+        same(&inc, &whole);
+        work
+    }
+}
+
+fn same(inc: &Generated, whole: &Generated) {
+    assert_eq!(inc.config, whole.config, "config bytes differ");
+    assert_eq!(inc.routes, whole.routes, "routes differ");
+    // Per instance, the same messages (groups may order them differently).
+    let sorted = |g: &Generated| {
+        let mut d: Vec<_> = g
+            .diagnostics
+            .iter()
+            .map(|d| (d.instance_id.clone(), d.message.clone()))
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(sorted(inc), sorted(whole), "diagnostics differ");
+}
+
+fn cloud(n: usize) -> Vec<Arc<wit::Instance>> {
+    common::wit_instances(n).into_iter().map(Arc::new).collect()
+}
+
+fn edit(list: &mut [Arc<wit::Instance>], at: usize, f: impl FnOnce(&mut wit::Instance)) {
+    let mut i = (*list[at]).clone();
+    f(&mut i);
+    list[at] = Arc::new(i);
+}
+
+fn label(i: &mut wit::Instance, key: &str, value: &str) {
+    i.metadata.push((key.into(), value.into()));
+}
+
+#[test]
+fn each_change_reruns_only_what_it_touches_and_gives_what_generate_gives() {
+    let mut rig = Rig::new();
+    let mut list = cloud(120);
+
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups, w.merged_parts), (120, 120, 120));
+
+    // Nothing changed, even behind new Arcs: nothing runs.
+    let copies: Vec<_> = list.iter().map(|i| Arc::new((**i).clone())).collect();
+    assert_eq!(rig.step(&copies), Work::default());
+
+    // One VM's port: one route, one merge of one.
+    edit(&mut list, 7, |i| i.metadata[0].1 = "9090".into());
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups, w.merged_parts), (1, 1, 1));
+
+    // A VM leaves and another arrives.
+    list.remove(3);
+    list.push(Arc::new(common::to_wit(&common::instance(5000))));
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups, w.merged_parts), (1, 1, 1));
+
+    // A router pointing at a neighbour's service ties the two together.
+    let neighbour = list[11].name.clone();
+    edit(&mut list, 10, |i| {
+        let name = i.name.clone();
+        label(
+            i,
+            &format!("traefik.http.routers.{name}-https.service"),
+            &neighbour,
+        );
+    });
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups, w.merged_parts), (1, 1, 2));
+
+    // Two VMs defining one router differently: both dropped, in one group;
+    // then one of them gives up the name and the other keeps it.
+    for at in [20, 21] {
+        edit(&mut list, at, |i| {
+            let rule = format!("Host(`{}.x`)", i.name);
+            label(i, "traefik.http.routers.shared.rule", &rule);
+        });
+    }
+    rig.step(&list);
+    edit(&mut list, 21, |i| i.metadata.pop().map(drop).unwrap_or(()));
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups, w.merged_parts), (1, 2, 2));
+
+    // A bad label fails that VM closed; nothing else moves.
+    edit(&mut list, 30, |i| {
+        label(i, "traefik.http.routers.x.priority", "abc")
+    });
+    let w = rig.step(&list);
+    assert_eq!((w.routed, w.groups), (1, 1));
+}
+
+#[test]
+fn instances_of_several_projects_keep_their_names() {
+    let mut rig = Rig::new();
+    let mut list = cloud(40);
+    // Project b's VM claims a router name of project a's older VM.
+    let taken = format!("{}-https", list[5].name);
+    edit(&mut list, 6, |i| {
+        i.project_id = "other-project".into();
+        i.created = "2027-01-01T00:00:00Z".into();
+        label(
+            i,
+            &format!("traefik.http.routers.{taken}.rule"),
+            "Host(`evil.example.com`)",
+        );
+    });
+    rig.step(&list);
+    // And lets go of it.
+    edit(&mut list, 6, |i| {
+        i.metadata.retain(|(k, _)| !k.contains(&taken))
+    });
+    rig.step(&list);
+}
+
+#[test]
+fn new_settings_or_a_failed_run_start_over() {
+    let mut rig = Rig::new();
+    let list = cloud(30);
+    rig.step(&list);
+    rig.settings = common::SETTINGS
+        .replace("apps.example.com", "labs.example.com")
+        .into();
+    let w = rig.step(&list);
+    assert_eq!(w.routed, 30);
+
+    // Settings the module refuses: an error, and the next good run redoes
+    // everything rather than trust a half-applied cache.
+    let good = rig.settings.clone();
+    rig.settings = r#"{"nope": 1}"#.into();
+    let err = rig
+        .cache
+        .run(&rig.engine, &rig.module, &rig.settings, &list)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    rig.settings = good;
+    assert_eq!(rig.step(&list).routed, 30);
+}
