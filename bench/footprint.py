@@ -10,7 +10,11 @@ templated `[routes]` as the generate bench. We measure:
   OpenStack's answer (the last page of /servers/detail written by the fake),
   with an empty compile cache and with a warm one;
 - memory: VmRSS and VmHWM from /proc/<pid>/status once the first
-  configuration is served and after a few steady refreshes.
+  configuration is served and after a few steady refreshes;
+- with --change, one-change latency: the fake's changes-since answer then
+  carries one modified server (a router priority of 77), and we time from
+  that answer to the served configuration carrying it (polled with
+  If-None-Match, so each poll is a 304 until the configuration changes).
 
 Prints one JSON object on stdout. Usage:
   footprint.py --bin target/release/traefik-openstack [--instances 10000]
@@ -102,6 +106,8 @@ class Fake:
         self.events = []  # (wall time, what)
         self.lock = threading.Lock()
         self.port = None
+        # A server that changes-since reports, once set (see --change).
+        self.changed = None
 
     def note(self, what):
         with self.lock:
@@ -157,8 +163,10 @@ def handler_for(fake):
                 return self.reply(404, {"itemNotFound": {"message": path}})
             q = parse_qs(u.query)
             if "changes-since" in q:
-                fake.note("changes")
-                return self.reply(200, {"servers": []})
+                changed = fake.changed
+                self.reply(200, {"servers": [changed] if changed else []})
+                fake.note("change_sent" if changed else "changes")
+                return
             limit = int(q.get("limit", ["1000"])[0])
             start = 0
             if "marker" in q:
@@ -203,6 +211,48 @@ def get_status(url):
         return e.code
     except OSError:
         return None
+
+
+def changed_server(fake):
+    """The middle server with its https router's priority set to 77."""
+    i = len(fake.servers) // 2
+    s = json.loads(json.dumps(fake.servers[i]))
+    name = s["name"]
+    s["metadata"]["traefik.http.routers.%s-https.priority" % name] = "77"
+    s["updated"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return s
+
+
+def one_change(fake, url, timeout=60):
+    """Milliseconds from the changes-since answer with one changed server
+    to the served configuration carrying it."""
+    with urllib.request.urlopen(url, timeout=30) as r:
+        etag = r.headers["ETag"]
+        r.read()
+    with fake.lock:
+        fake.events.clear()
+    fake.changed = changed_server(fake)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            req = urllib.request.Request(url, headers={"If-None-Match": etag})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    seen = time.time()
+                    body = r.read()
+            except urllib.error.HTTPError as e:
+                if e.code != 304:
+                    raise
+                time.sleep(0.002)
+                continue
+            if b'"priority":77' not in body:
+                raise SystemExit("the configuration changed without the change")
+            with fake.lock:
+                sent = [t for t, w in fake.events if w == "change_sent"]
+            return round((seen - sent[0]) * 1000, 1)
+        raise SystemExit("the change was not served within %d s" % timeout)
+    finally:
+        fake.changed = None
 
 
 def run_once(args, fake, cache_dir, workdir, label):
@@ -258,6 +308,11 @@ def run_once(args, fake, cache_dir, workdir, label):
             "vm_hwm_kib_steady": steady["VmHWM"],
             "steady_refreshes": sum(1 for _, w in events if w == "changes"),
         }
+        if args.change:
+            result["one_change_ms"] = one_change(fake, url)
+            after = status_kib(proc.pid)
+            result["vm_rss_kib_after_change"] = after["VmRSS"]
+            result["vm_hwm_kib_after_change"] = after["VmHWM"]
         return result
     finally:
         proc.terminate()
@@ -278,6 +333,8 @@ def main():
     ap.add_argument("--steady", type=float, default=7.0, help="seconds of steady refreshes before the second reading")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--engine-timeout", default="10s")
+    ap.add_argument("--change", action="store_true", help="also time one changed server (warm cache runs)")
+    ap.add_argument("--only-warm", action="store_true", help="skip the no-cache and cold-cache runs")
     ap.add_argument("--workdir")
     args = ap.parse_args()
 
@@ -291,10 +348,16 @@ def main():
     cache = os.path.join(workdir, "module-cache")
     shutil.rmtree(cache, ignore_errors=True)
     runs = {"no_cache": [], "cold_cache": [], "warm_cache": []}
+    if args.only_warm:
+        del runs["no_cache"], runs["cold_cache"]
     for r in range(args.rounds):
-        runs["no_cache"].append(run_once(args, fake, "", workdir, "nocache%d" % r))
-        shutil.rmtree(cache, ignore_errors=True)
-        runs["cold_cache"].append(run_once(args, fake, cache, workdir, "cold%d" % r))
+        if not args.only_warm:
+            runs["no_cache"].append(run_once(args, fake, "", workdir, "nocache%d" % r))
+            shutil.rmtree(cache, ignore_errors=True)
+            runs["cold_cache"].append(run_once(args, fake, cache, workdir, "cold%d" % r))
+        elif r == 0:
+            shutil.rmtree(cache, ignore_errors=True)
+            run_once(args, fake, cache, workdir, "fill")
         runs["warm_cache"].append(run_once(args, fake, cache, workdir, "warm%d" % r))
     httpd.shutdown()
 

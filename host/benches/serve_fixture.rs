@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         .map(std::sync::Arc::new)
         .collect();
     let generated = engine.generate(&module, common::SETTINGS, &instances)?;
-    let snapshot = Snapshot::new(std::sync::Arc::new(instances), generated);
+    let snapshot = Snapshot::new(std::sync::Arc::new(instances), generated, None);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("traefik.json"), &snapshot.body)?;

@@ -359,7 +359,9 @@ mod tests {
                 routes: vec![],
                 logs: vec![],
                 duration: Duration::ZERO,
+                cuts: vec![],
             },
+            None,
         ));
     }
 

@@ -253,8 +253,7 @@ impl SyncLoop {
         let generated = tokio::task::spawn_blocking(move || {
             if module.is_phased() {
                 let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-                let (generated, work) = cache.run(&engine, &module, &settings, &instances)?;
-                tracing::debug!(?work, "incremental run");
+                let (generated, _work) = cache.run(&engine, &module, &settings, &instances)?;
                 Ok(generated)
             } else {
                 engine.generate(&module, &settings, &instances)
@@ -277,7 +276,11 @@ impl SyncLoop {
         let seen = instances.len();
         let diagnostics = generated.diagnostics.len();
         let config_bytes = generated.config.len();
-        let snapshot = Snapshot::new(instances, generated);
+        let started = Instant::now();
+        let previous = self.publisher.current();
+        let snapshot = Snapshot::new(instances, generated, previous.as_deref());
+        drop(previous);
+        tracing::debug!(took = ?started.elapsed(), "snapshot made");
         let unchanged = self
             .publisher
             .current()

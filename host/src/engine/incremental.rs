@@ -110,7 +110,9 @@ impl Incremental {
         let mut logs = Vec::new();
         let (changed, removed) = self.diff(instances);
         let routed = changed.len();
+        let diffed = started.elapsed();
         let parts = route_all(engine, module, settings, &changed, &mut logs)?;
+        let routed_at = started.elapsed();
 
         // Every group a changed or removed instance was in is merged again.
         let mut seeds: Vec<Arc<str>> = Vec::new();
@@ -163,31 +165,45 @@ impl Incremental {
             merged_parts: components.iter().map(Vec::len).sum(),
         };
         self.merge_all(engine, module, settings, components, &mut logs)?;
-        Ok((self.output(logs, started), work))
+        let merged_at = started.elapsed();
+        let out = self.output(logs, started);
+        tracing::debug!(
+            ?work,
+            ?diffed,
+            ?routed_at,
+            ?merged_at,
+            done = ?started.elapsed(),
+            "incremental run"
+        );
+        Ok((out, work))
     }
 
     /// The instances that are new or differ from their slot, and the ids
     /// that are gone. An unchanged instance behind a new `Arc` takes over
     /// its slot's, so that only one copy is held.
     fn diff(&mut self, instances: &[Arc<Instance>]) -> (Vec<Arc<Instance>>, Vec<Arc<str>>) {
+        // The inventory hands them sorted by id; then one walk beside the
+        // slots (also by id) finds everything, with no lookups.
+        let mut list: Vec<&Arc<Instance>> = instances.iter().collect();
+        if !list.windows(2).all(|w| w[0].id < w[1].id) {
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            // A repeated id is ignored: the inventory is keyed by id.
+            list.dedup_by(|a, b| a.id == b.id);
+        }
         let mut changed = Vec::new();
-        let mut present: HashSet<&str> = HashSet::with_capacity(instances.len());
-        for i in instances {
-            if !present.insert(&i.id) {
-                continue; // The inventory is keyed by id; a repeat is ignored.
+        let mut removed = Vec::new();
+        let mut slots = self.slots.iter_mut().peekable();
+        for i in list {
+            while let Some((id, _)) = slots.next_if(|(id, _)| ***id < *i.id) {
+                removed.push(id.clone());
             }
-            match self.slots.get_mut(i.id.as_str()) {
-                Some(slot) if Arc::ptr_eq(&slot.instance, i) => {}
-                Some(slot) if *slot.instance == **i => slot.instance = i.clone(),
+            match slots.next_if(|(id, _)| ***id == *i.id) {
+                Some((_, slot)) if Arc::ptr_eq(&slot.instance, i) => {}
+                Some((_, slot)) if *slot.instance == **i => slot.instance = i.clone(),
                 _ => changed.push(i.clone()),
             }
         }
-        let removed = self
-            .slots
-            .keys()
-            .filter(|id| !present.contains(&***id))
-            .cloned()
-            .collect();
+        removed.extend(slots.map(|(id, _)| id.clone()));
         (changed, removed)
     }
 
@@ -321,9 +337,9 @@ impl Incremental {
         for slot in self.slots.values() {
             diagnostics.extend(slot.part.diagnostics.iter().cloned());
         }
-        let mut groups: Vec<&Group> = self.groups.values().collect();
-        groups.sort_unstable_by(|a, b| a.members.first().cmp(&b.members.first()));
-        for g in groups {
+        // Any order: an instance's messages all come from its one group,
+        // and both lists are sorted by instance below.
+        for g in self.groups.values() {
             diagnostics.extend(g.diagnostics.iter().cloned());
             routes.extend(g.routes.iter().cloned());
         }
@@ -347,6 +363,7 @@ impl Incremental {
             routes,
             logs,
             duration: started.elapsed(),
+            cuts: doc.cuts,
         }
     }
 }

@@ -15,6 +15,9 @@ use crate::wit::{Diagnostic, Entry, Level};
 /// A group's identity while it is held.
 pub(crate) type GroupId = u64;
 
+/// About one entry in this many ends a chunk of the served body (~40 KB).
+const CUT_EVERY: u64 = 256;
+
 /// Instances named in one conflict message; the rest are counted.
 const MAX_NAMED: usize = 5;
 
@@ -26,6 +29,16 @@ pub(crate) struct Path(Box<str>);
 impl Path {
     fn new(kind: &str, table: &str, name: &str) -> Self {
         Path(format!("{kind}\0{table}\0{name}").into_boxed_str())
+    }
+
+    /// Whether a chunk of the body ends after this entry: a fixed hash, so
+    /// the same entries cut the same way in every run and process.
+    fn cuts_after(&self) -> bool {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: stable, and good enough to spread cuts.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        h.finish().is_multiple_of(CUT_EVERY)
     }
 
     /// (kind, table, name).
@@ -60,12 +73,25 @@ pub(crate) enum EntryError {
 /// Every held group's entries, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Joined {
-    entries: BTreeMap<Path, Vec<Given>>,
+    entries: BTreeMap<Path, Slot>,
+}
+
+/// The groups' definitions of one path.
+#[derive(Debug)]
+struct Slot {
+    /// Whether a chunk of the body ends after it (see `Path::cuts_after`),
+    /// decided once.
+    cut: bool,
+    given: Vec<Given>,
 }
 
 /// The joined document and what the join itself decided.
 pub(crate) struct Document {
     pub(crate) config: String,
+    /// Chunk ends for the served body (see `publish`): after entries whose
+    /// path hashes to a multiple of `CUT_EVERY`, so that the cuts depend on
+    /// the entries alone and a change moves none but its own.
+    pub(crate) cuts: Vec<usize>,
     /// Errors on the definers of entries dropped by the join.
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Routers dropped by the join, as (kind, name).
@@ -111,7 +137,14 @@ impl Joined {
         let mut paths = Vec::with_capacity(entries.len());
         for e in entries {
             let path = Path::new(&e.kind, &e.table, &e.name);
-            self.entries.entry(path.clone()).or_default().push(Given {
+            let slot = self
+                .entries
+                .entry(path.clone())
+                .or_insert_with_key(|p| Slot {
+                    cut: p.cuts_after(),
+                    given: Vec::new(),
+                });
+            slot.given.push(Given {
                 group,
                 value: e.value.into(),
                 definers: e.definers.into_iter().map(Arc::from).collect(),
@@ -124,9 +157,9 @@ impl Joined {
     /// Forgets what `group` gave at `paths`.
     pub(crate) fn remove(&mut self, group: GroupId, paths: &[Path]) {
         for path in paths {
-            if let Some(given) = self.entries.get_mut(path) {
-                given.retain(|g| g.group != group);
-                if given.is_empty() {
+            if let Some(slot) = self.entries.get_mut(path) {
+                slot.given.retain(|g| g.group != group);
+                if slot.given.is_empty() {
                     self.entries.remove(path);
                 }
             }
@@ -139,9 +172,11 @@ impl Joined {
         let mut config = String::with_capacity(size_hint);
         let mut diagnostics = Vec::new();
         let mut dropped_routers = BTreeSet::new();
+        let mut cuts = Vec::new();
         let mut open: Option<(&str, &str)> = None;
         config.push('{');
-        for (path, given) in &self.entries {
+        for (path, slot) in &self.entries {
+            let given = &slot.given;
             let value = match resolve(given) {
                 Some(v) => v,
                 None => {
@@ -178,6 +213,9 @@ impl Joined {
             open = Some((kind, table));
             push_key(&mut config, name);
             config.push_str(value);
+            if slot.cut {
+                cuts.push(config.len());
+            }
         }
         if open.is_some() {
             config.push_str("}}");
@@ -185,6 +223,7 @@ impl Joined {
         config.push('}');
         Document {
             config,
+            cuts,
             diagnostics,
             dropped_routers,
         }
@@ -237,6 +276,13 @@ fn noun(kind: &str, table: &str) -> String {
 }
 
 fn push_key(out: &mut String, key: &str) {
+    // Most names need no escaping: copy them as they are.
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        return;
+    }
     // Writing a str into a String cannot fail.
     let quoted = serde_json::to_string(key).expect("a string serializes");
     out.push_str(&quoted);

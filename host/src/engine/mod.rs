@@ -174,6 +174,10 @@ pub struct Generated {
     pub logs: Vec<LogLine>,
     /// How long the run took, instantiation included.
     pub duration: Duration,
+    /// Where the served body may be cut into chunks that are compressed
+    /// once and reused while unchanged (byte offsets into `config`; empty:
+    /// fixed windows).
+    pub cuts: Vec<usize>,
 }
 
 /// Per-store limits that also remember whether they refused something, so
@@ -388,6 +392,7 @@ impl Engine {
             routes: output.routes,
             logs: ran.logs,
             duration: ran.duration,
+            cuts: Vec::new(),
         })
     }
 

@@ -4,14 +4,15 @@
 //! update the status. Everything the hot path needs (body, gzip body, ETags)
 //! is computed once per change, so a poll costs a pointer load.
 
-use std::io::Write;
+mod body;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use body::Body;
 use bytes::Bytes;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::engine::Generated;
 use crate::engine::sandbox::LogLine;
@@ -36,32 +37,26 @@ pub struct Snapshot {
     routes: Vec<wit::InstanceRoutes>,
     /// What the module printed in the run that made this configuration.
     module_logs: Vec<LogLine>,
+    /// The body in chunks, for the next snapshot to reuse.
+    encoded: Body,
 }
 
 impl Snapshot {
     /// Takes the generate output by value: the configuration string becomes
-    /// the served body without a copy.
-    pub fn new(instances: Instances, generated: Generated) -> Self {
-        let body = Bytes::from(generated.config.into_bytes());
-        let digest = hex::encode(&Sha256::digest(&body)[..16]);
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 8),
-            flate2::Compression::default(),
-        );
-        encoder
-            .write_all(&body)
-            .expect("compressing into memory cannot fail");
-        let gzip = Bytes::from(
-            encoder
-                .finish()
-                .expect("compressing into memory cannot fail"),
-        );
+    /// the served body without a copy. The chunks of the body that
+    /// `previous` already had are not hashed or compressed again.
+    pub fn new(instances: Instances, generated: Generated, previous: Option<&Snapshot>) -> Self {
+        let plain = Bytes::from(generated.config.into_bytes());
+        let (encoded, reuse) = Body::new(plain, &generated.cuts, previous.map(|p| &p.encoded));
+        tracing::debug!(?reuse, "body chunks");
+        let digest = hex::encode(&encoded.digest[..16]);
         Self {
             etag: format!("\"{digest}\""),
             // A content-coded representation needs its own validator.
             etag_gzip: format!("\"{digest}-gzip\""),
-            body,
-            gzip,
+            body: encoded.plain.clone(),
+            gzip: encoded.gzip.clone(),
+            encoded,
             instances,
             diagnostics: generated.diagnostics,
             routes: generated.routes,
@@ -259,14 +254,15 @@ mod tests {
             routes: vec![],
             logs: vec![],
             duration: Duration::ZERO,
+            cuts: vec![],
         }
     }
 
     #[test]
     fn etag_follows_content_and_gzip_roundtrips() {
-        let a = Snapshot::new(Arc::default(), generated("{\"http\":{}}"));
-        let b = Snapshot::new(Arc::default(), generated("{\"http\":{}}"));
-        let c = Snapshot::new(Arc::default(), generated("{}"));
+        let a = Snapshot::new(Arc::default(), generated("{\"http\":{}}"), None);
+        let b = Snapshot::new(Arc::default(), generated("{\"http\":{}}"), None);
+        let c = Snapshot::new(Arc::default(), generated("{}"), None);
         assert_eq!(a.etag, b.etag);
         assert_ne!(a.etag, c.etag);
         assert_ne!(a.etag, a.etag_gzip);
@@ -280,7 +276,7 @@ mod tests {
     fn readiness_needs_a_config_and_freshness_and_a_good_module() {
         let p = Publisher::new(Duration::from_secs(30));
         assert!(!p.readiness().ready);
-        p.publish(Snapshot::new(Arc::default(), generated("{}")));
+        p.publish(Snapshot::new(Arc::default(), generated("{}"), None));
         p.update_status(|s| s.last_success = Some(Instant::now()));
         assert!(p.readiness().ready);
         p.update_status(|s| s.module_error = Some("trap".into()));
