@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn only_changed_chunks_are_compressed_again() {
-        let one = text(20_000, 1);
+        let one = text(40_000, 1);
         let (a, r) = Body::new(one.clone(), &[], None);
         assert_eq!(r.compressed, r.chunks);
         assert!(r.chunks > 4);
