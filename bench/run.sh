@@ -19,7 +19,7 @@ for a in "$@"; do
     *) echo "unknown argument $a" >&2; exit 2 ;;
   esac
 done
-ONLY="${BENCH_ONLY:-generate serving footprint policies lab}"
+ONLY="${BENCH_ONLY:-generate serving footprint footprint100k policies lab}"
 [ "$LAB" = 1 ] || ONLY="${ONLY//lab/}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -62,6 +62,13 @@ if want footprint; then
   echo "== 5. footprint and start-up" >&2
   python3 bench/footprint.py --bin "$ROOT/target/release/traefik-openstack" --instances 10000 \
     --rounds 3 --workdir "$OUT/footprint" > "$OUT/footprint.json"
+fi
+
+if want footprint100k; then
+  echo "== 5b. 100k instances on the default engine settings: first config, memory, one change" >&2
+  python3 bench/footprint.py --bin "$ROOT/target/release/traefik-openstack" --instances 100000 \
+    --engine-timeout 1s --only-warm --change --steady 4 --rounds "${BENCH_100K_ROUNDS:-2}" \
+    --workdir "$OUT/footprint100k" > "$OUT/footprint100k.json"
 fi
 
 if want policies; then
