@@ -270,7 +270,7 @@ def run_once(args, fake, cache_dir, workdir, label):
         "OS_AUTH_URL": "http://127.0.0.1:%d/v3" % fake.port,
         "OS_USERNAME": "bench", "OS_PASSWORD": "bench", "OS_PROJECT_NAME": "bench",
         "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
-        "OS_REGION_NAME": "RegionOne", "RUST_LOG": "warn",
+        "OS_REGION_NAME": "RegionOne", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "warn"),
     })
     with fake.lock:
         fake.events.clear()
