@@ -258,7 +258,7 @@ fn generate_and_print(
     let generated = engine
         .generate(&module, &config.routes_json(), instances)
         .with_context(|| module.source.clone())?;
-    for d in &generated.diagnostics {
+    for d in generated.findings.diagnostics() {
         eprintln!("{}: {}: {}", level(d.level), d.instance_id, d.message);
     }
     println!("{}", generated.config);
@@ -338,7 +338,7 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
         "routes settings: ok ({} bytes of configuration for a sample instance)",
         generated.config.len()
     );
-    for d in &generated.diagnostics {
+    for d in generated.findings.diagnostics() {
         println!("  sample: {}: {}", level(d.level), d.message);
     }
     match OpenStack::from_config(&config.openstack, Arc::new(Metrics::new())) {

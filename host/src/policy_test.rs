@@ -157,11 +157,11 @@ fn actual_doc(g: &Generated) -> Result<Value, String> {
     traefik_openstack_guest::input::output_json(&traefik_openstack_guest::Output {
         config: g.config.clone(),
         diagnostics: g
-            .diagnostics
-            .iter()
+            .findings
+            .diagnostics()
             .map(offline::diagnostic_model)
             .collect(),
-        routes: g.routes.iter().map(offline::routes_model).collect(),
+        routes: g.findings.routes().map(offline::routes_model).collect(),
     })
 }
 

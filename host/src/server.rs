@@ -355,8 +355,7 @@ mod tests {
             Arc::default(),
             Generated {
                 config: config.into(),
-                diagnostics: vec![],
-                routes: vec![],
+                findings: Default::default(),
                 logs: vec![],
                 duration: Duration::ZERO,
                 cuts: vec![],

@@ -269,12 +269,12 @@ impl SyncLoop {
 
     fn publish(&self, instances: Instances, generated: Generated) {
         let routed = generated
-            .routes
-            .iter()
+            .findings
+            .routes()
             .filter(|r| !r.routers.is_empty())
             .count();
         let seen = instances.len();
-        let diagnostics = generated.diagnostics.len();
+        let diagnostics = generated.findings.diagnostics().count();
         let config_bytes = generated.config.len();
         let started = Instant::now();
         let previous = self.publisher.current();

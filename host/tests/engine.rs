@@ -55,8 +55,8 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
             "{case}: config bytes differ"
         );
         let wasm_diags: Vec<native::Diagnostic> = in_wasm
-            .diagnostics
-            .iter()
+            .findings
+            .diagnostics()
             .map(|d| native::Diagnostic {
                 instance_id: d.instance_id.clone(),
                 level: level(d.level),
@@ -68,8 +68,8 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
             "{case}: diagnostics differ"
         );
         let wasm_routes: Vec<(String, Option<String>, Vec<String>)> = in_wasm
-            .routes
-            .iter()
+            .findings
+            .routes()
             .map(|r| (r.instance_id.clone(), r.address.clone(), r.routers.clone()))
             .collect();
         let native_routes: Vec<(String, Option<String>, Vec<String>)> = natively

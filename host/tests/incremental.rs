@@ -3,6 +3,7 @@
 //! whole `generate` gives, and only the touched instances and groups are
 //! run again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,18 +59,23 @@ impl Rig {
 
 fn same(inc: &Generated, whole: &Generated) {
     assert_eq!(inc.config, whole.config, "config bytes differ");
-    assert_eq!(inc.routes, whole.routes, "routes differ");
-    // Per instance, the same messages (groups may order them differently).
-    let sorted = |g: &Generated| {
-        let mut d: Vec<_> = g
-            .diagnostics
-            .iter()
-            .map(|d| (d.instance_id.clone(), d.message.clone()))
-            .collect();
-        d.sort();
-        d
+    let routes = |g: &Generated| {
+        let mut r: Vec<_> = g.findings.routes().cloned().collect();
+        r.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        r
     };
-    assert_eq!(sorted(inc), sorted(whole), "diagnostics differ");
+    assert_eq!(routes(inc), routes(whole), "routes differ");
+    // Per instance, the same messages in the same order.
+    let by_instance = |g: &Generated| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in g.findings.diagnostics() {
+            m.entry(d.instance_id.clone())
+                .or_default()
+                .push(d.message.clone());
+        }
+        m
+    };
+    assert_eq!(by_instance(inc), by_instance(whole), "diagnostics differ");
 }
 
 fn cloud(n: usize) -> Vec<Arc<wit::Instance>> {

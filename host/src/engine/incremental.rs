@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::join::{GroupId, Joined, Path};
-use super::{Engine, GenerateError, Generated, LogLine, Module, Ran};
-use crate::wit::{Diagnostic, Instance, InstanceRoutes, Part};
+use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece, Ran};
+use crate::wit::{Diagnostic, Instance, Part};
 
 /// Instances per `route` call: small enough that a call's memory stays
 /// small, large enough that instantiation is a small share of it.
@@ -56,8 +56,9 @@ struct Slot {
 struct Group {
     members: Vec<Arc<str>>,
     paths: Vec<Path>,
-    diagnostics: Vec<Diagnostic>,
-    routes: Vec<InstanceRoutes>,
+    /// Its members' diagnostics (both phases) and routes, shared with
+    /// every run's output until the group is merged again.
+    findings: Arc<Piece>,
 }
 
 /// What one run did, for logs and benches.
@@ -315,13 +316,23 @@ impl Incremental {
                 }
             }
             let paths = self.joined.add(id, merged.entries);
+            // Phase one's messages first: each instance's stay in the order
+            // they arose.
+            let mut diagnostics: Vec<Diagnostic> = members
+                .iter()
+                .flat_map(|m| self.slots[m].part.diagnostics.iter().cloned())
+                .collect();
+            diagnostics.extend(merged.diagnostics);
+            let findings = Arc::new(Piece {
+                diagnostics,
+                routes: merged.routes,
+            });
             self.groups.insert(
                 id,
                 Group {
                     members,
                     paths,
-                    diagnostics: merged.diagnostics,
-                    routes: merged.routes,
+                    findings,
                 },
             );
         }
@@ -332,35 +343,36 @@ impl Incremental {
     fn output(&mut self, logs: Vec<LogLine>, started: Instant) -> Generated {
         let doc = self.joined.document(self.last_size + self.last_size / 16);
         self.last_size = doc.config.len();
-        let mut diagnostics: Vec<Diagnostic> = Vec::new();
-        let mut routes: Vec<InstanceRoutes> = Vec::new();
-        for slot in self.slots.values() {
-            diagnostics.extend(slot.part.diagnostics.iter().cloned());
-        }
-        // Any order: an instance's messages all come from its one group,
-        // and both lists are sorted by instance below.
+        tracing::debug!(chunks = ?doc.rewritten, "document chunks written again, of all");
+        let mut pieces: Vec<Arc<Piece>> = Vec::with_capacity(self.groups.len() + 1);
         for g in self.groups.values() {
-            diagnostics.extend(g.diagnostics.iter().cloned());
-            routes.extend(g.routes.iter().cloned());
-        }
-        diagnostics.extend(doc.diagnostics);
-        // Stable: each instance's messages stay in the order they arose.
-        diagnostics.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-        if !doc.dropped_routers.is_empty() {
-            for r in &mut routes {
-                r.routers.retain(|name| {
-                    !["http", "tcp", "udp"].iter().any(|k| {
-                        doc.dropped_routers
-                            .contains(&((*k).to_owned(), name.clone()))
-                    })
-                });
+            let mentions_dropped = !doc.dropped_routers.is_empty()
+                && g.findings
+                    .routes
+                    .iter()
+                    .any(|r| r.routers.iter().any(|n| doc.dropped(n)));
+            if !mentions_dropped {
+                pieces.push(g.findings.clone());
+                continue;
             }
+            // Rare: the join dropped a router this group made.
+            let mut routes = g.findings.routes.clone();
+            for r in &mut routes {
+                r.routers.retain(|n| !doc.dropped(n));
+            }
+            pieces.push(Arc::new(Piece {
+                diagnostics: g.findings.diagnostics.clone(),
+                routes,
+            }));
         }
-        routes.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        // The join's errors come after each instance's own.
+        pieces.push(Arc::new(Piece {
+            diagnostics: doc.diagnostics,
+            routes: Vec::new(),
+        }));
         Generated {
             config: doc.config,
-            diagnostics,
-            routes,
+            findings: Findings::from_pieces(pieces),
             logs,
             duration: started.elapsed(),
             cuts: doc.cuts,

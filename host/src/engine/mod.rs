@@ -7,6 +7,7 @@
 //! other import a module declares is stubbed with a trap, so a module can
 //! compute and print, and nothing else.
 
+mod findings;
 mod incremental;
 mod join;
 pub(crate) mod sandbox;
@@ -25,6 +26,7 @@ use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Merged, Output, Part};
+pub use findings::{Findings, Piece};
 pub use incremental::{Incremental, Work};
 use sandbox::{Grants, RunState};
 pub use sandbox::{LogLine, Stream};
@@ -166,10 +168,9 @@ pub struct Generated {
     /// The Traefik dynamic configuration, a JSON object, exactly as the
     /// module wrote it (its bytes are what Traefik hashes).
     pub config: String,
-    /// What the module reported about the instances and settings.
-    pub diagnostics: Vec<wit::Diagnostic>,
-    /// Which routers each instance got (for `/api/instances`).
-    pub routes: Vec<wit::InstanceRoutes>,
+    /// What the module reported about the instances (diagnostics), and
+    /// which routers each got (for `/api/instances`).
+    pub findings: Findings,
     /// What the module printed during the run.
     pub logs: Vec<LogLine>,
     /// How long the run took, instantiation included.
@@ -388,8 +389,7 @@ impl Engine {
         validate_config(&output.config)?;
         Ok(Generated {
             config: output.config,
-            diagnostics: output.diagnostics,
-            routes: output.routes,
+            findings: Findings::whole(output.diagnostics, output.routes),
             logs: ran.logs,
             duration: ran.duration,
             cuts: Vec::new(),

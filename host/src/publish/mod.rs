@@ -14,8 +14,8 @@ use body::Body;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::engine::Generated;
 use crate::engine::sandbox::LogLine;
+use crate::engine::{Findings, Generated};
 use crate::inventory::Instances;
 use crate::wit::{self, Instance};
 
@@ -33,8 +33,7 @@ pub struct Snapshot {
     /// Kept to answer `/api/instances` on demand: shared with the
     /// inventory, so holding it costs no copy.
     instances: Instances,
-    diagnostics: Vec<wit::Diagnostic>,
-    routes: Vec<wit::InstanceRoutes>,
+    findings: Findings,
     /// What the module printed in the run that made this configuration.
     module_logs: Vec<LogLine>,
     /// The body in chunks, for the next snapshot to reuse.
@@ -58,8 +57,7 @@ impl Snapshot {
             gzip: encoded.gzip.clone(),
             encoded,
             instances,
-            diagnostics: generated.diagnostics,
-            routes: generated.routes,
+            findings: generated.findings,
             module_logs: generated.logs,
         }
     }
@@ -67,7 +65,7 @@ impl Snapshot {
     /// The `/api/instances` body: what was decided for each instance and why.
     /// Built when asked, since only operators ask.
     pub(crate) fn instances_report(&self) -> Vec<u8> {
-        instances_report(&self.instances, &self.diagnostics, &self.routes)
+        instances_report(&self.instances, &self.findings)
     }
 
     /// The `/api/module` body's `logs`: the module's print debugging.
@@ -96,16 +94,14 @@ struct DiagnosticReport<'a> {
 }
 
 /// Builds the `/api/instances` body, sorted like the snapshot (by id).
-fn instances_report(
-    instances: &[Arc<Instance>],
-    diagnostics: &[wit::Diagnostic],
-    routes: &[wit::InstanceRoutes],
-) -> Vec<u8> {
+fn instances_report(instances: &[Arc<Instance>], findings: &Findings) -> Vec<u8> {
     use std::collections::BTreeMap;
-    let routes: BTreeMap<&str, &wit::InstanceRoutes> =
-        routes.iter().map(|r| (r.instance_id.as_str(), r)).collect();
+    let routes: BTreeMap<&str, &wit::InstanceRoutes> = findings
+        .routes()
+        .map(|r| (r.instance_id.as_str(), r))
+        .collect();
     let mut by_instance: BTreeMap<&str, Vec<DiagnosticReport>> = BTreeMap::new();
-    for d in diagnostics {
+    for d in findings.diagnostics() {
         by_instance
             .entry(d.instance_id.as_str())
             .or_default()
@@ -250,8 +246,7 @@ mod tests {
     fn generated(config: &str) -> Generated {
         Generated {
             config: config.into(),
-            diagnostics: vec![],
-            routes: vec![],
+            findings: Default::default(),
             logs: vec![],
             duration: Duration::ZERO,
             cuts: vec![],
