@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress};
@@ -39,7 +38,7 @@ pub(crate) struct Body {
     pub(crate) gzip: Bytes,
     /// SHA-256 over the chunks' SHA-256s: changes whenever the body does.
     pub(crate) digest: [u8; 32],
-    chunks: Vec<Arc<Chunk>>,
+    chunks: Vec<Chunk>,
 }
 
 /// What making a body cost, for the logs.
@@ -55,20 +54,28 @@ impl Body {
     /// taken from it as they are.
     pub(crate) fn new(plain: Bytes, cuts: &[usize], previous: Option<&Body>) -> (Self, Reuse) {
         let ranges = ranges(plain.len(), cuts);
-        let known: HashMap<(usize, &[u8]), &Arc<Chunk>> = previous
+        let known: HashMap<(usize, &[u8]), &Chunk> = previous
             .map(|p| p.chunks.iter().map(|c| (key(&c.plain), c)).collect())
             .unwrap_or_default();
         let mut reuse = Reuse::default();
-        let chunks: Vec<Arc<Chunk>> = ranges
+        let chunks: Vec<Chunk> = ranges
             .into_iter()
             .map(|r| {
                 let bytes = plain.slice(r);
                 reuse.chunks += 1;
-                match known.get(&key(&bytes)) {
-                    Some(c) if c.plain == bytes => Arc::clone(c),
+                let found = known.get(&key(&bytes)).copied();
+                match found {
+                    // The same chunk, but holding the new body's bytes: a
+                    // chunk must not keep its old body (60 MB) alive.
+                    Some(c) if c.plain == bytes => Chunk {
+                        plain: bytes,
+                        sha256: c.sha256,
+                        deflate: c.deflate.clone(),
+                        crc: c.crc,
+                    },
                     _ => {
                         reuse.compressed += 1;
-                        Arc::new(Chunk::new(bytes))
+                        Chunk::new(bytes)
                     }
                 }
             })
@@ -138,7 +145,7 @@ impl Chunk {
 }
 
 /// One gzip member of the chunks, in order.
-fn gzip(chunks: &[Arc<Chunk>], len: usize) -> Bytes {
+fn gzip(chunks: &[Chunk], len: usize) -> Bytes {
     let size: usize = chunks.iter().map(|c| c.deflate.len()).sum();
     let mut out = BytesMut::with_capacity(GZIP_HEADER.len() + size + 16);
     out.extend_from_slice(&GZIP_HEADER);
@@ -242,5 +249,17 @@ mod tests {
         let (b, r) = Body::new(two.clone(), &cuts(&two), Some(&a));
         assert_eq!(r.compressed, 1, "{r:?}");
         assert_eq!(gunzip(&b.gzip), two);
+    }
+
+    #[test]
+    fn a_reused_chunk_does_not_keep_the_old_body_alive() {
+        let one = text(40_000, 1);
+        let (a, _) = Body::new(one.clone(), &[], None);
+        let (b, r) = Body::new(Bytes::from(one.to_vec()), &[], Some(&a));
+        assert_eq!(r.compressed, 0);
+        drop(a);
+        // Only `one` itself and nothing of `b` point at the first body.
+        assert!(one.is_unique(), "a chunk of the new body holds the old one");
+        drop(b);
     }
 }
