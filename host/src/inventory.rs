@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::OpenStackConfig;
-use crate::openstack::nova::{Listing, NovaServer, ServerQuery};
+use crate::openstack::nova::{NovaServer, ServerQuery};
 use crate::openstack::{self, OpenStack, Tally, keystone, neutron};
 use crate::wit;
 
@@ -112,6 +112,74 @@ struct Picture {
     port_devices: HashMap<String, String>,
 }
 
+/// Nova's picture after a listing, built page by page as they arrive: the
+/// listing itself when full, otherwise the current picture with the
+/// changes applied (copied at the first change, not before).
+struct Fold<'a> {
+    full: bool,
+    known: &'a BTreeMap<String, Arc<wit::Instance>>,
+    cloud: &'a crate::openstack::clouds::CloudConfig,
+    servers: Option<BTreeMap<String, Arc<wit::Instance>>>,
+    /// Servers listed.
+    listed: usize,
+    /// The newest `updated` seen.
+    max_updated: Option<SystemTime>,
+}
+
+impl<'a> Fold<'a> {
+    fn new(
+        full: bool,
+        known: &'a BTreeMap<String, Arc<wit::Instance>>,
+        cloud: &'a crate::openstack::clouds::CloudConfig,
+    ) -> Self {
+        Fold {
+            full,
+            known,
+            cloud,
+            servers: None,
+            listed: 0,
+            max_updated: None,
+        }
+    }
+
+    fn page(&mut self, page: Vec<NovaServer>) {
+        let region = self.cloud.region.as_deref().unwrap_or_default();
+        let (full, known) = (self.full, self.known);
+        let servers = self.servers.get_or_insert_with(|| match full {
+            true => BTreeMap::new(),
+            false => known.clone(),
+        });
+        self.listed += page.len();
+        for server in page {
+            self.max_updated = self.max_updated.max(keystone::parse_time(&server.updated));
+            if server.is_deleted() {
+                servers.remove(&server.id);
+            } else if server.is_partial()
+                && let Some(known) = known.get(&server.id)
+            {
+                // Its cell is down: what we knew beats an empty record.
+                servers.insert(server.id.clone(), known.clone());
+            } else {
+                let instance =
+                    crate::offline::to_wit(server.into_instance(&self.cloud.name, region));
+                // An instance Nova reports unchanged keeps its `Arc`: the
+                // engine then knows without comparing that it is the same.
+                let same = known.get(&instance.id).filter(|k| ***k == instance);
+                let arc = same.cloned().unwrap_or_else(|| Arc::new(instance));
+                servers.insert(arc.id.clone(), arc);
+            }
+        }
+    }
+
+    fn finish(self) -> BTreeMap<String, Arc<wit::Instance>> {
+        match (self.servers, self.full) {
+            (Some(s), _) => s,
+            (None, true) => BTreeMap::new(),
+            (None, false) => self.known.clone(),
+        }
+    }
+}
+
 impl Inventory {
     /// Makes the next refresh a full listing, as after `full_sync_interval`.
     #[cfg(test)]
@@ -183,35 +251,48 @@ impl Inventory {
 
     /// The next picture, built aside from the current one.
     async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
-        let listing = self.list_servers(full, tally).await?;
+        let mut fold = Fold::new(full, &self.servers, self.client.cloud());
+        let started = self.list_servers(full, tally, &mut fold).await?;
         // The steady state: Nova reports no change and no Neutron lookup can
         // bring one. Copying the whole picture to find that out would cost
         // more than the request itself.
-        if !full && listing.servers.is_empty() && !self.neutron_floating_ips {
+        if !full && fold.listed == 0 && !self.neutron_floating_ips {
             return Ok(Next::Unchanged {
-                watermark: listing.started.or(self.watermark),
+                watermark: started.or(self.watermark),
             });
         }
-        let watermark = self.next_watermark(&listing);
-        let servers = self.merge(full, listing.servers);
-        let mut published = servers.clone();
-        let port_devices = match self.neutron_floating_ips {
+        // Nova's clock when the listing began; failing that the newest
+        // change seen (never moving backwards); failing that ours.
+        let watermark = started
+            .or_else(|| fold.max_updated.max(self.watermark))
+            .or_else(|| Some(SystemTime::now()));
+        let servers = fold.finish();
+        let (snapshot, port_devices) = match self.neutron_floating_ips {
             true => {
-                self.attach_floating_ips(full, &mut published, tally)
-                    .await?
+                let mut published = servers.clone();
+                let ports = self
+                    .attach_floating_ips(full, &mut published, tally)
+                    .await?;
+                (published.into_values().collect(), ports)
             }
-            false => HashMap::new(),
+            false => (servers.values().cloned().collect(), HashMap::new()),
         };
         Ok(Next::Picture(Picture {
             servers,
-            snapshot: published.into_values().collect(),
+            snapshot,
             watermark,
             port_devices,
         }))
     }
 
-    /// Every server (`full`), or those changed since the watermark.
-    async fn list_servers(&self, full: bool, tally: &mut Tally) -> Result<Listing, RefreshError> {
+    /// Every server (`full`), or those changed since the watermark, folded
+    /// into `fold` page by page.
+    async fn list_servers(
+        &self,
+        full: bool,
+        tally: &mut Tally,
+        fold: &mut Fold<'_>,
+    ) -> Result<Option<SystemTime>, RefreshError> {
         let query = ServerQuery {
             all_projects: self.all_projects,
             changes_since: match full {
@@ -221,54 +302,9 @@ impl Inventory {
             page_size: self.page_size,
         };
         self.client
-            .list_servers(&query, tally)
+            .list_servers_paged(&query, tally, |page| fold.page(page))
             .await
             .map_err(|source| RefreshError::Servers { full, source })
-    }
-
-    /// Nova's clock when the listing began; failing that the newest change
-    /// seen (never moving backwards); failing that ours.
-    fn next_watermark(&self, listing: &Listing) -> Option<SystemTime> {
-        let max_updated = listing
-            .servers
-            .iter()
-            .filter_map(|s| keystone::parse_time(&s.updated))
-            .max();
-        listing
-            .started
-            .or_else(|| max_updated.max(self.watermark))
-            .or_else(|| Some(SystemTime::now()))
-    }
-
-    /// Nova's picture after `listed`: the listing itself when `full`,
-    /// otherwise the current picture with the changes applied.
-    fn merge(&self, full: bool, listed: Vec<NovaServer>) -> BTreeMap<String, Arc<wit::Instance>> {
-        let cloud = self.client.cloud();
-        let region = cloud.region.as_deref().unwrap_or_default();
-        let mut servers = match full {
-            true => BTreeMap::new(),
-            false => self.servers.clone(),
-        };
-        for server in listed {
-            if server.is_deleted() {
-                servers.remove(&server.id);
-            } else if server.is_partial()
-                && let Some(known) = self.servers.get(&server.id)
-            {
-                // Its cell is down: what we knew beats an empty record.
-                servers.insert(server.id.clone(), known.clone());
-            } else {
-                let instance = crate::offline::to_wit(server.into_instance(&cloud.name, region));
-                // An instance Nova reports unchanged keeps its `Arc`.
-                match servers.get(&instance.id) {
-                    Some(known) if **known == instance => {}
-                    _ => {
-                        servers.insert(instance.id.clone(), Arc::new(instance));
-                    }
-                }
-            }
-        }
-        servers
     }
 
     /// Adds Neutron's floating IPs to `published`; returns the port ->
@@ -412,6 +448,7 @@ mod tests {
         fake.with(|s| s.date = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200))); // 2024-01-01
         let (mut inv, _) = inventory(&fake, &config(2)).await;
         inv.refresh().await.unwrap();
+        let before = inv.instances();
         fake.with(|s| {
             let later = "2024-01-01T00:01:00Z";
             s.servers[0]["name"] = "vm-4-renamed".into(); // id-4
@@ -425,6 +462,13 @@ mod tests {
         assert_eq!((stats.full, stats.changed, stats.total), (false, true, 5));
         assert_eq!(ids(&inv), ["id-0", "id-1", "id-3", "id-4", "id-5"]);
         assert_eq!(inv.instances()[3].name, "vm-4-renamed");
+        // Unchanged instances are shared, not copied: that is how the
+        // engine knows, without comparing, that they did not change.
+        let after = inv.instances();
+        for (old, new) in [(0, 0), (1, 1), (3, 2)] {
+            assert!(Arc::ptr_eq(&before[old], &after[new]), "{}", after[new].id);
+        }
+        assert!(!Arc::ptr_eq(&before[4], &after[3]));
     }
 
     #[tokio::test]
@@ -435,11 +479,15 @@ mod tests {
         cfg.full_sync_interval = Duration::ZERO;
         let (mut inv, _) = inventory(&fake, &cfg).await;
         inv.refresh().await.unwrap();
+        let before = inv.instances();
         // A server gone without a trace in changes-since (e.g. moved away).
         fake.with(|s| s.servers.remove(0));
         let stats = inv.refresh().await.unwrap();
         assert!(stats.full && stats.changed);
         assert_eq!(stats.total, 4);
+        // A full listing too keeps the Arcs of what did not change.
+        let after = inv.instances();
+        assert!(after.iter().all(|a| before.iter().any(|b| Arc::ptr_eq(a, b))));
     }
 
     #[tokio::test]

@@ -531,7 +531,13 @@ mod tests {
         // 3000 groups of two entries; about 23 cuts among 6000 paths.
         let group = |i: u64, v: u64| {
             vec![
-                entry("http", "routers", &format!("vm-{i:05}"), &format!("{{\"v\":{v}}}"), "x"),
+                entry(
+                    "http",
+                    "routers",
+                    &format!("vm-{i:05}"),
+                    &format!("{{\"v\":{v}}}"),
+                    "x",
+                ),
                 entry("http", "services", &format!("vm-{i:05}"), "{}", "x"),
             ]
         };
