@@ -487,7 +487,11 @@ mod tests {
         assert_eq!(stats.total, 4);
         // A full listing too keeps the Arcs of what did not change.
         let after = inv.instances();
-        assert!(after.iter().all(|a| before.iter().any(|b| Arc::ptr_eq(a, b))));
+        assert!(
+            after
+                .iter()
+                .all(|a| before.iter().any(|b| Arc::ptr_eq(a, b)))
+        );
     }
 
     #[tokio::test]

@@ -253,10 +253,13 @@ impl SyncLoop {
         let generated = tokio::task::spawn_blocking(move || {
             if module.is_phased() {
                 let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-                let (generated, _work) = cache.run(&engine, &module, &settings, &instances)?;
+                let (generated, work) = cache.run(&engine, &module, &settings, &instances)?;
+                crate::memory::after_run(work.routed);
                 Ok(generated)
             } else {
-                engine.generate(&module, &settings, &instances)
+                let generated = engine.generate(&module, &settings, &instances);
+                crate::memory::after_run(instances.len());
+                generated
             }
         })
         .await

@@ -10,7 +10,11 @@
 //! `route` of one instance and a `merge` of its group.
 //!
 //! What is kept is only a cache: a failed run forgets it (the next run
-//! starts over) and never touches what is published.
+//! starts over) and never touches what is published. Parts themselves are
+//! not kept (about a kilobyte each, most of the cache at 100k instances):
+//! a slot keeps the hashes of its part's keys, and the rare unchanged
+//! member of a group that must be merged again is routed again (`route`
+//! is a pure function; a module whose keys then differ is refused).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -48,7 +52,8 @@ pub struct Incremental {
 
 struct Slot {
     instance: Arc<Instance>,
-    part: Arc<Part>,
+    /// Hashes of its part's keys.
+    keys: Box<[u64]>,
     group: GroupId,
 }
 
@@ -64,7 +69,8 @@ struct Group {
 /// What one run did, for logs and benches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Work {
-    /// Instances routed again (phase one).
+    /// Instances routed (phase one): changed ones, and unchanged members
+    /// of the groups merged again.
     pub routed: usize,
     /// Groups merged again (phase two), and the parts they held.
     pub groups: usize,
@@ -110,10 +116,9 @@ impl Incremental {
         let started = Instant::now();
         let mut logs = Vec::new();
         let (changed, removed) = self.diff(instances);
-        let routed = changed.len();
         let diffed = started.elapsed();
         let parts = route_all(engine, module, settings, &changed, &mut logs)?;
-        let routed_at = started.elapsed();
+        let mut routed = changed.len();
 
         // Every group a changed or removed instance was in is merged again.
         let mut seeds: Vec<Arc<str>> = Vec::new();
@@ -134,21 +139,25 @@ impl Incremental {
         }
         for id in &removed {
             if let Some(slot) = self.slots.remove(id) {
-                self.unindex(id, &slot.part);
+                self.unindex(id, &slot.keys);
             }
         }
+        // This run's parts, by instance.
+        let mut fresh: HashMap<Arc<str>, Arc<Part>> = HashMap::with_capacity(parts.len());
         for (instance, part) in changed.into_iter().zip(parts) {
             let id: Arc<str> = Arc::from(instance.id.as_str());
             if let Some(old) = self.slots.remove(&id) {
-                self.unindex(&id, &old.part);
+                self.unindex(&id, &old.keys);
             }
-            self.index_part(&id, &part);
+            let keys = self.hash_keys(&part);
+            self.index(&id, &keys);
             seeds.push(id.clone());
+            fresh.insert(id.clone(), Arc::new(part));
             self.slots.insert(
                 id,
                 Slot {
                     instance,
-                    part: Arc::new(part),
+                    keys,
                     group: 0,
                 },
             );
@@ -160,12 +169,16 @@ impl Incremental {
                 self.joined.remove(g, &group.paths);
             }
         }
+        routed +=
+            self.route_members(engine, module, settings, &components, &mut fresh, &mut logs)?;
+        let routed_at = started.elapsed();
         let work = Work {
             routed,
             groups: components.len(),
             merged_parts: components.iter().map(Vec::len).sum(),
         };
-        self.merge_all(engine, module, settings, components, &mut logs)?;
+        self.merge_all(engine, module, settings, components, &fresh, &mut logs)?;
+        drop(fresh);
         let merged_at = started.elapsed();
         let out = self.output(logs, started);
         tracing::debug!(
@@ -208,30 +221,63 @@ impl Incremental {
         (changed, removed)
     }
 
-    fn key_hash(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key)
+    fn hash_keys(&self, part: &Part) -> Box<[u64]> {
+        let mut keys: Vec<u64> = part.keys.iter().map(|k| self.hasher.hash_one(k)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into()
     }
 
-    fn index_part(&mut self, id: &Arc<str>, part: &Part) {
-        for key in &part.keys {
-            let h = self.key_hash(key);
-            let ids = self.index.entry(h).or_default();
-            if !ids.iter().any(|x| x == id) {
-                ids.push(id.clone());
-            }
+    fn index(&mut self, id: &Arc<str>, keys: &[u64]) {
+        for h in keys {
+            self.index.entry(*h).or_default().push(id.clone());
         }
     }
 
-    fn unindex(&mut self, id: &str, part: &Part) {
-        for key in &part.keys {
-            let h = self.key_hash(key);
-            if let Some(ids) = self.index.get_mut(&h) {
+    fn unindex(&mut self, id: &str, keys: &[u64]) {
+        for h in keys {
+            if let Some(ids) = self.index.get_mut(h) {
                 ids.retain(|x| &**x != id);
                 if ids.is_empty() {
-                    self.index.remove(&h);
+                    self.index.remove(h);
                 }
             }
         }
+    }
+
+    /// Routes the members of `components` that have no part from this run
+    /// (unchanged members of groups merged again); returns how many.
+    fn route_members(
+        &self,
+        engine: &Engine,
+        module: &Module,
+        settings: &str,
+        components: &[Vec<Arc<str>>],
+        fresh: &mut HashMap<Arc<str>, Arc<Part>>,
+        logs: &mut Vec<LogLine>,
+    ) -> Result<usize, GenerateError> {
+        let missing: Vec<Arc<Instance>> = components
+            .iter()
+            .flatten()
+            .filter(|id| !fresh.contains_key(*id))
+            .map(|id| self.slots[id].instance.clone())
+            .collect();
+        let parts = route_all(engine, module, settings, &missing, logs)?;
+        for (instance, part) in missing.iter().zip(parts) {
+            let id = &self
+                .slots
+                .get_key_value(instance.id.as_str())
+                .expect("a member")
+                .0;
+            if self.hash_keys(&part) != self.slots[*id].keys {
+                return Err(GenerateError::InvalidOutput(format!(
+                    "route gave instance {} other keys than before for the same input; a policy must be a pure function",
+                    instance.id
+                )));
+            }
+            fresh.insert((*id).clone(), Arc::new(part));
+        }
+        Ok(missing.len())
     }
 
     /// The groups the seeds are in now: connected by shared keys. Every
@@ -252,8 +298,8 @@ impl Incremental {
                 if slot.group != 0 {
                     stale.insert(slot.group);
                 }
-                for key in &slot.part.keys {
-                    for other in self.index.get(&self.key_hash(key)).into_iter().flatten() {
+                for key in &slot.keys {
+                    for other in self.index.get(key).into_iter().flatten() {
                         if done.insert(other.clone()) {
                             component.push(other.clone());
                         }
@@ -274,6 +320,7 @@ impl Incremental {
         module: &Module,
         settings: &str,
         components: Vec<Vec<Arc<str>>>,
+        fresh: &HashMap<Arc<str>, Arc<Part>>,
         logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
         let mut batch: Vec<Vec<Arc<str>>> = Vec::new();
@@ -284,7 +331,8 @@ impl Incremental {
             batch.push(c);
             let full = rest.peek().is_none_or(|n| size + n.len() > MERGE_BATCH);
             if full {
-                self.merge_batch(engine, module, settings, std::mem::take(&mut batch), logs)?;
+                let batch = std::mem::take(&mut batch);
+                self.merge_batch(engine, module, settings, batch, fresh, logs)?;
                 size = 0;
             }
         }
@@ -297,11 +345,12 @@ impl Incremental {
         module: &Module,
         settings: &str,
         members: Vec<Vec<Arc<str>>>,
+        fresh: &HashMap<Arc<str>, Arc<Part>>,
         logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
         let groups: Vec<Vec<Arc<Part>>> = members
             .iter()
-            .map(|m| m.iter().map(|id| self.slots[id].part.clone()).collect())
+            .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
             .collect();
         let ran = engine.merge(module, settings, &groups)?;
         logs.extend(ran.logs);
@@ -320,7 +369,7 @@ impl Incremental {
             // they arose.
             let mut diagnostics: Vec<Diagnostic> = members
                 .iter()
-                .flat_map(|m| self.slots[m].part.diagnostics.iter().cloned())
+                .flat_map(|m| fresh[m].diagnostics.iter().cloned())
                 .collect();
             diagnostics.extend(merged.diagnostics);
             let findings = Arc::new(Piece {
