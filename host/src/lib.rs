@@ -26,7 +26,7 @@ pub mod config;
 pub mod engine;
 mod events;
 pub mod inventory;
-mod memory;
+pub mod memory;
 pub mod metrics;
 pub mod offline;
 pub mod openstack;

@@ -74,6 +74,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    traefik_openstack::memory::configure();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,9 +1,25 @@
-//! Hands memory freed by a large run back to the system.
+//! Keeps the host's heap close to what it holds: one arena, and memory
+//! freed by a large run handed back to the system.
 //!
 //! A first run at 100,000 instances briefly holds every instance's part
 //! (about a kilobyte each) and the module's output; glibc's malloc keeps
 //! what was freed for reuse, so without this the process would go on
 //! showing its peak as its steady size.
+
+/// Once, at start: one malloc arena for every thread. The engine's worker
+/// threads lift the module's output (kept for as long as the groups it
+/// describes), and with an arena per thread those long-lived pieces
+/// scatter over several heaps: at 100,000 instances the steady RSS was
+/// about 1 GiB with the default arenas and 865 MiB with one, at the same
+/// speed (the host's threads allocate little and rarely at once).
+pub fn configure() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tuning; called before the
+    // runtime's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
 
 /// Runs below this size are left alone: their garbage is small, and
 /// trimming after every small change would cost more than it returns.

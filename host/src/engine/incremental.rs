@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::join::{GroupId, Joined, Path};
-use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece, Ran};
-use crate::wit::{Diagnostic, Instance, Part};
+use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece};
+use crate::wit::{Diagnostic, Instance, Merged, Part};
 
 /// Instances per `route` call: small enough that a call's memory stays
 /// small, large enough that instantiation is a small share of it.
@@ -312,8 +312,8 @@ impl Incremental {
         out
     }
 
-    /// Merges the components, a batch of groups per call, and holds the
-    /// results.
+    /// Merges the components, a batch of groups per call spread over the
+    /// cores, and holds the results.
     fn merge_all(
         &mut self,
         engine: &Engine,
@@ -323,38 +323,38 @@ impl Incremental {
         fresh: &HashMap<Arc<str>, Arc<Part>>,
         logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
-        let mut batch: Vec<Vec<Arc<str>>> = Vec::new();
+        let mut batches: Vec<Vec<Vec<Arc<str>>>> = Vec::new();
         let mut size = 0;
-        let mut rest = components.into_iter().peekable();
-        while let Some(c) = rest.next() {
-            size += c.len();
-            batch.push(c);
-            let full = rest.peek().is_none_or(|n| size + n.len() > MERGE_BATCH);
-            if full {
-                let batch = std::mem::take(&mut batch);
-                self.merge_batch(engine, module, settings, batch, fresh, logs)?;
+        for c in components {
+            if batches.is_empty() || size + c.len() > MERGE_BATCH {
+                batches.push(Vec::new());
                 size = 0;
             }
+            size += c.len();
+            batches.last_mut().expect("pushed above").push(c);
+        }
+        let merged = in_parallel(&batches, |members| {
+            let groups: Vec<Vec<Arc<Part>>> = members
+                .iter()
+                .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
+                .collect();
+            engine.merge(module, settings, &groups)
+        })?;
+        for (members, ran) in batches.into_iter().zip(merged) {
+            logs.extend(ran.logs);
+            self.hold(members, ran.value, fresh)?;
         }
         Ok(())
     }
 
-    fn merge_batch(
+    /// Holds one batch's merged groups.
+    fn hold(
         &mut self,
-        engine: &Engine,
-        module: &Module,
-        settings: &str,
         members: Vec<Vec<Arc<str>>>,
+        merged: Vec<Merged>,
         fresh: &HashMap<Arc<str>, Arc<Part>>,
-        logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
-        let groups: Vec<Vec<Arc<Part>>> = members
-            .iter()
-            .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
-            .collect();
-        let ran = engine.merge(module, settings, &groups)?;
-        logs.extend(ran.logs);
-        for (members, merged) in members.into_iter().zip(ran.value) {
+        for (members, merged) in members.into_iter().zip(merged) {
             super::join::Joined::check(&merged.entries)
                 .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
             let id = self.next_group.max(1);
@@ -364,7 +364,9 @@ impl Incremental {
                     slot.group = id;
                 }
             }
-            let paths = self.joined.add(id, merged.entries);
+            let slots = &self.slots;
+            let intern = |d: &str| slots.get_key_value(d).map(|(k, _)| k.clone());
+            let paths = self.joined.add(id, merged.entries, intern);
             // Phase one's messages first: each instance's stay in the order
             // they arose.
             let mut diagnostics: Vec<Diagnostic> = members
@@ -429,9 +431,6 @@ impl Incremental {
     }
 }
 
-/// One `route` call's outcome.
-type Routed = Result<Ran<Vec<Part>>, GenerateError>;
-
 /// Phase one for `instances`, in batches spread over the cores; the parts
 /// come back in the order of `instances`.
 fn route_all(
@@ -442,25 +441,43 @@ fn route_all(
     logs: &mut Vec<LogLine>,
 ) -> Result<Vec<Part>, GenerateError> {
     let batches: Vec<&[Arc<Instance>]> = instances.chunks(ROUTE_BATCH).collect();
+    let ran = in_parallel(&batches, |batch| engine.route(module, settings, batch))?;
+    let mut parts = Vec::with_capacity(instances.len());
+    for r in ran {
+        logs.extend(r.logs);
+        parts.extend(r.value);
+    }
+    Ok(parts)
+}
+
+/// `call` on every batch, spread over the cores (each call has its own
+/// store); the results in the order of `batches`. The first failure ends
+/// the run: the other workers take no new batch.
+fn in_parallel<B: Sync, T: Send>(
+    batches: &[B],
+    call: impl Fn(&B) -> Result<T, GenerateError> + Sync,
+) -> Result<Vec<T>, GenerateError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(batches.len());
+    if workers <= 1 {
+        return batches.iter().map(&call).collect();
+    }
     let next = AtomicUsize::new(0);
-    // Each worker takes the next batch until none is left or one failed.
-    let mut results: Vec<Option<Routed>> = (0..batches.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<T, GenerateError>>> =
+        (0..batches.len()).map(|_| None).collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers.max(1))
+        let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let mut mine: Vec<(usize, Routed)> = Vec::new();
+                    let mut mine = Vec::new();
                     loop {
                         let at = next.fetch_add(1, Ordering::Relaxed);
                         let Some(batch) = batches.get(at) else { break };
-                        let r = engine.route(module, settings, batch);
+                        let r = call(batch);
                         let failed = r.is_err();
                         mine.push((at, r));
                         if failed {
-                            // The run has failed: the others stop early.
                             next.store(usize::MAX / 2, Ordering::Relaxed);
                             break;
                         }
@@ -470,20 +487,18 @@ fn route_all(
             })
             .collect();
         for h in handles {
-            for (at, r) in h.join().expect("a route worker panicked") {
+            for (at, r) in h.join().expect("an engine worker panicked") {
                 results[at] = Some(r);
             }
         }
     });
-    let mut parts = Vec::with_capacity(instances.len());
     // In batch order; a batch skipped after a failure is followed by it.
+    let mut out = Vec::with_capacity(batches.len());
     for r in results.into_iter().flatten() {
-        let ran = r?;
-        logs.extend(ran.logs);
-        parts.extend(ran.value);
+        out.push(r?);
     }
-    if parts.len() != instances.len() {
-        return Err(GenerateError::Trap("a route batch did not run".into()));
+    if out.len() != batches.len() {
+        return Err(GenerateError::Trap("a batch did not run".into()));
     }
-    Ok(parts)
+    Ok(out)
 }

@@ -22,13 +22,14 @@ const CUT_EVERY: u64 = 256;
 const MAX_NAMED: usize = 5;
 
 /// `kind`, `table` and `name` in one string, separated by NUL: one
-/// allocation per entry, and its byte order is the document's order.
+/// allocation per entry, shared by the join and the group that gave it,
+/// and its byte order is the document's order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Path(Box<str>);
+pub(crate) struct Path(Arc<str>);
 
 impl Path {
     fn new(kind: &str, table: &str, name: &str) -> Self {
-        Path(format!("{kind}\0{table}\0{name}").into_boxed_str())
+        Path(format!("{kind}\0{table}\0{name}").into())
     }
 
     /// Whether a chunk of the body ends after this entry: a fixed hash, so
@@ -194,11 +195,22 @@ impl Joined {
         Ok(())
     }
 
-    /// Holds a group's entries (checked by [`Joined::check`]).
-    pub(crate) fn add(&mut self, group: GroupId, entries: Vec<Entry>) -> Vec<Path> {
+    /// Holds a group's entries (checked by [`Joined::check`]). `intern`
+    /// gives the shared copy of an instance id, when there is one.
+    pub(crate) fn add(
+        &mut self,
+        group: GroupId,
+        entries: Vec<Entry>,
+        intern: impl Fn(&str) -> Option<Arc<str>>,
+    ) -> Vec<Path> {
         let mut paths = Vec::with_capacity(entries.len());
         for e in entries {
-            let path = Path::new(&e.kind, &e.table, &e.name);
+            let new = Path::new(&e.kind, &e.table, &e.name);
+            // The join's own copy, when it has one.
+            let path = match self.entries.get_key_value(&new) {
+                Some((p, _)) => p.clone(),
+                None => new,
+            };
             let (slot, created) = match self.entries.get_mut(&path) {
                 Some(slot) => (slot, false),
                 None => {
@@ -212,7 +224,11 @@ impl Joined {
             slot.given.push(Given {
                 group,
                 value: e.value.into(),
-                definers: e.definers.into_iter().map(Arc::from).collect(),
+                definers: e
+                    .definers
+                    .into_iter()
+                    .map(|d| intern(&d).unwrap_or_else(|| d.into()))
+                    .collect(),
             });
             let new_cut = created && slot.cut;
             self.touch(&path, new_cut.then_some(true));
@@ -436,6 +452,11 @@ fn push_key(out: &mut String, key: &str) {
 mod tests {
     use super::*;
 
+    /// No shared ids to intern.
+    fn none(_: &str) -> Option<Arc<str>> {
+        None
+    }
+
     fn entry(kind: &str, table: &str, name: &str, value: &str, by: &str) -> Entry {
         Entry {
             kind: kind.into(),
@@ -455,6 +476,7 @@ mod tests {
                 entry("http", "routers", "b", r#"{"rule":"x"}"#, "i1"),
                 entry("http", "middlewares", "to-https", r#"{"a":1}"#, "i1"),
             ],
+            none,
         );
         j.add(
             2,
@@ -463,6 +485,7 @@ mod tests {
                 entry("http", "routers", "a", r#"{"rule":"y"}"#, "i2"),
                 entry("http", "middlewares", "to-https", r#"{"a":1}"#, "i2"),
             ],
+            none,
         );
         let d = j.document(0);
         assert_eq!(
@@ -476,8 +499,8 @@ mod tests {
     #[test]
     fn different_definitions_are_dropped_with_an_error_on_each_definer() {
         let mut j = Joined::default();
-        j.add(1, vec![entry("tcp", "routers", "r", "1", "i1")]);
-        let p2 = j.add(2, vec![entry("tcp", "routers", "r", "2", "i2")]);
+        j.add(1, vec![entry("tcp", "routers", "r", "1", "i1")], none);
+        let p2 = j.add(2, vec![entry("tcp", "routers", "r", "2", "i2")], none);
         let d = j.document(0);
         assert_eq!(d.config, "{}");
         let msgs: Vec<_> = d
@@ -521,7 +544,7 @@ mod tests {
     fn fresh(groups: &BTreeMap<GroupId, Vec<Entry>>) -> Joined {
         let mut j = Joined::default();
         for (g, e) in groups {
-            j.add(*g, e.clone());
+            j.add(*g, e.clone(), none);
         }
         j
     }
@@ -565,7 +588,7 @@ mod tests {
             }
             if step % 3 != 0 {
                 let e = group(g, step);
-                j.add(g, e.clone());
+                j.add(g, e.clone(), none);
                 groups.insert(g, e);
             }
             let d = j.document(0);
