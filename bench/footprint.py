@@ -3,7 +3,7 @@
 
 A minimal Keystone + Nova (stdlib HTTP server, in this process) answers with
 N servers (default 10,000), each with 8 Traefik labels in its metadata, the
-same synthetic cloud as host/src/testing/synthetic.rs. The host runs with the same
+same synthetic cloud as guest/src/synthetic.rs. The host runs with the same
 templated `[routes]` as the generate bench. We measure:
 
 - start-up: process spawn -> first 200 on /traefik, and the part of it after

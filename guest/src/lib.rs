@@ -23,6 +23,8 @@
 pub mod input;
 pub mod model;
 pub mod phases;
+#[cfg(any(test, feature = "synthetic"))]
+pub mod synthetic;
 
 mod address;
 mod collect;

@@ -256,7 +256,7 @@ fn table<'a, T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Address, AddressKind, Diagnostic, InstanceRoutes, Level};
+    use crate::model::{Diagnostic, InstanceRoutes, Level};
     use std::collections::btree_map;
     use std::path::Path;
 
@@ -446,80 +446,7 @@ mod tests {
         }
     }
 
-    /// The host's synthetic bench cloud (host/src/testing/synthetic.rs):
-    /// templated default labels plus the fixed-name middleware `to-https`,
-    /// and 8 labels per instance.
-    const SYNTHETIC: &str = r#"{
-      "default_rule": "Host(`{{ normalize .Name }}.apps.example.com`)",
-      "address": "floating",
-      "entry_points": ["web", "websecure"],
-      "default_labels": {
-        "traefik.http.routers.{{ normalize .Name }}-http.rule": "Host(`{{ normalize .Name }}.apps.example.com`)",
-        "traefik.http.routers.{{ normalize .Name }}-http.entrypoints": "web",
-        "traefik.http.routers.{{ normalize .Name }}-http.middlewares": "to-https",
-        "traefik.http.middlewares.to-https.redirectscheme.scheme": "https",
-        "traefik.http.routers.{{ normalize .Name }}-https.rule": "Host(`{{ normalize .Name }}.apps.example.com`) || Host(`{{ .ID }}.id.example.com`)",
-        "traefik.http.routers.{{ normalize .Name }}-https.entrypoints": "websecure",
-        "traefik.http.routers.{{ normalize .Name }}-https.tls": "true",
-        "traefik.http.services.{{ normalize .Name }}.loadbalancer.server.port": "{{ default \"80\" .Metadata.port }}"
-      }
-    }"#;
-
-    fn synthetic(i: usize) -> Instance {
-        let name = format!("vm-{i:05}");
-        let ip = |base: u8| format!("{base}.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        let label = |k: String, v: &str| (format!("traefik.{k}"), v.to_string());
-        let addr = |ip: String, kind| Address {
-            network: "private".into(),
-            ip,
-            version: 4,
-            kind,
-            mac: None,
-        };
-        Instance {
-            id: format!("{:08x}-0000-4000-8000-{:012x}", i as u32, i as u64),
-            name: name.clone(),
-            status: "ACTIVE".into(),
-            project_id: "bench-project".into(),
-            created: "2026-01-01T00:00:00Z".into(),
-            metadata: vec![
-                ("port".into(), "8080".into()),
-                label("enable".into(), "true"),
-                label(
-                    format!("http.routers.{name}-https.tls.certresolver"),
-                    "letsencrypt",
-                ),
-                label(
-                    format!("http.routers.{name}-https.middlewares"),
-                    &format!("{name}-headers"),
-                ),
-                label(
-                    format!(
-                        "http.middlewares.{name}-headers.headers.customrequestheaders.X-Instance"
-                    ),
-                    &name,
-                ),
-                label(
-                    format!("http.services.{name}.loadbalancer.passhostheader"),
-                    "true",
-                ),
-                label(
-                    format!("http.services.{name}.loadbalancer.healthcheck.path"),
-                    "/healthz",
-                ),
-                label(
-                    format!("http.services.{name}.loadbalancer.healthcheck.interval"),
-                    "10s",
-                ),
-                label(format!("http.routers.{name}-https.priority"), "10"),
-            ],
-            addresses: vec![
-                addr(ip(10), AddressKind::Fixed),
-                addr(ip(100), AddressKind::Floating),
-            ],
-            ..Instance::default()
-        }
-    }
+    use crate::synthetic::{SETTINGS as SYNTHETIC, instance as synthetic};
 
     #[test]
     fn the_synthetic_cloud_is_one_group_per_instance() {
