@@ -353,13 +353,7 @@ mod tests {
     fn publish(state: &AppState, config: &str) {
         state.publisher.publish(Snapshot::new(
             Arc::default(),
-            Generated {
-                config: config.into(),
-                findings: Default::default(),
-                logs: vec![],
-                duration: Duration::ZERO,
-                cuts: vec![],
-            },
+            Generated::of_config(config),
             None,
         ));
     }

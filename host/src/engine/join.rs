@@ -121,8 +121,8 @@ struct Chunk {
     text: String,
     /// The join's errors on its entries.
     diagnostics: Vec<Diagnostic>,
-    /// Its routers the join dropped, as (kind, name).
-    dropped: Vec<(String, String)>,
+    /// Its routers the join dropped.
+    dropped: Vec<String>,
 }
 
 impl Chunk {
@@ -147,17 +147,17 @@ pub(crate) struct Document {
     pub(crate) cuts: Vec<usize>,
     /// Errors on the definers of entries dropped by the join.
     pub(crate) diagnostics: Vec<Diagnostic>,
-    /// Routers dropped by the join, as (kind, name).
-    pub(crate) dropped_routers: BTreeSet<(String, String)>,
+    /// Names of the routers dropped by the join (of any kind: an
+    /// instance's routes list names only).
+    pub(crate) dropped_routers: BTreeSet<String>,
     /// Chunks written again, of all chunks (for logs and tests).
     pub(crate) rewritten: (usize, usize),
 }
 
 impl Document {
-    /// Whether the join dropped a router of this name (of any kind: an
-    /// instance's routes list names only).
+    /// Whether the join dropped a router of this name.
     pub(crate) fn dropped(&self, router: &str) -> bool {
-        self.dropped_routers.iter().any(|(_, n)| n == router)
+        self.dropped_routers.contains(router)
     }
 }
 
@@ -354,7 +354,7 @@ fn write_chunk<'a>(
         let Some(value) = resolve(&slot.given) else {
             conflict(kind, table, name, &slot.given, &mut chunk.diagnostics);
             if table == "routers" {
-                chunk.dropped.push((kind.to_owned(), name.to_owned()));
+                chunk.dropped.push(name.to_owned());
             }
             continue;
         };
@@ -510,7 +510,7 @@ mod tests {
             .collect();
         let m = "tcp router r defined differently by several instances (i1, i2); dropped";
         assert_eq!(msgs, [("i1", m), ("i2", m)]);
-        assert!(d.dropped_routers.contains(&("tcp".into(), "r".into())));
+        assert!(d.dropped("r"));
         // Once group 2 is gone, group 1's definition stands.
         j.remove(2, &p2);
         assert_eq!(j.document(0).config, r#"{"tcp":{"routers":{"r":1}}}"#);

@@ -181,6 +181,21 @@ pub struct Generated {
     pub cuts: Vec<usize>,
 }
 
+#[cfg(test)]
+impl Generated {
+    /// A result that is only a configuration, for the tests of what
+    /// serves it.
+    pub(crate) fn of_config(config: &str) -> Self {
+        Generated {
+            config: config.into(),
+            findings: Findings::default(),
+            logs: Vec::new(),
+            duration: Duration::ZERO,
+            cuts: Vec::new(),
+        }
+    }
+}
+
 /// Per-store limits that also remember whether they refused something, so
 /// an out-of-memory trap is told apart from any other.
 struct Limits {

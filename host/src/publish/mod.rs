@@ -243,21 +243,11 @@ impl Publisher {
 mod tests {
     use super::*;
 
-    fn generated(config: &str) -> Generated {
-        Generated {
-            config: config.into(),
-            findings: Default::default(),
-            logs: vec![],
-            duration: Duration::ZERO,
-            cuts: vec![],
-        }
-    }
-
     #[test]
     fn etag_follows_content_and_gzip_roundtrips() {
-        let a = Snapshot::new(Arc::default(), generated("{\"http\":{}}"), None);
-        let b = Snapshot::new(Arc::default(), generated("{\"http\":{}}"), None);
-        let c = Snapshot::new(Arc::default(), generated("{}"), None);
+        let a = Snapshot::new(Arc::default(), Generated::of_config("{\"http\":{}}"), None);
+        let b = Snapshot::new(Arc::default(), Generated::of_config("{\"http\":{}}"), None);
+        let c = Snapshot::new(Arc::default(), Generated::of_config("{}"), None);
         assert_eq!(a.etag, b.etag);
         assert_ne!(a.etag, c.etag);
         assert_ne!(a.etag, a.etag_gzip);
@@ -271,7 +261,11 @@ mod tests {
     fn readiness_needs_a_config_and_freshness_and_a_good_module() {
         let p = Publisher::new(Duration::from_secs(30));
         assert!(!p.readiness().ready);
-        p.publish(Snapshot::new(Arc::default(), generated("{}"), None));
+        p.publish(Snapshot::new(
+            Arc::default(),
+            Generated::of_config("{}"),
+            None,
+        ));
         p.update_status(|s| s.last_success = Some(Instant::now()));
         assert!(p.readiness().ready);
         p.update_status(|s| s.module_error = Some("trap".into()));
