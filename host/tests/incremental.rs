@@ -197,37 +197,3 @@ fn new_settings_or_a_failed_run_start_over() {
     rig.settings = good;
     assert_eq!(rig.step(&list).routed, 30);
 }
-
-/// Where the memory of a large cloud goes (run by hand:
-/// `cargo test --release -p traefik-openstack --test incremental -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn memory_by_stage_at_scale() {
-    fn rss_mib() -> f64 {
-        // What malloc keeps of freed memory is not what the stage holds.
-        // SAFETY: malloc_trim only returns free memory to the system.
-        unsafe { libc::malloc_trim(0) };
-        let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: f64 = s.split(' ').nth(1).unwrap().parse().unwrap();
-        pages * 4096.0 / (1024.0 * 1024.0)
-    }
-    let n: usize = std::env::var("N").map_or(20_000, |v| v.parse().unwrap());
-    let mut rig = Rig::new();
-    let base = rss_mib();
-    let list = cloud(n);
-    let with_instances = rss_mib();
-    let (generated, _) = rig
-        .cache
-        .run(&rig.engine, &rig.module, &rig.settings, &list)
-        .unwrap();
-    let with_cache = rss_mib();
-    let config = generated.config.len() as f64 / (1024.0 * 1024.0);
-    drop(generated);
-    let without_output = rss_mib();
-    println!(
-        "{n} instances: instances {:.0} MiB, cache {:.0} MiB (+ output {:.0} MiB, config {config:.0} MiB)",
-        with_instances - base,
-        without_output - with_instances,
-        with_cache - without_output,
-    );
-}
