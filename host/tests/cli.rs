@@ -106,6 +106,41 @@ fn render_fails_cleanly_without_leaking_the_password() {
 }
 
 #[test]
+fn errors_print_each_cause_once() {
+    let out = run(&["render", "--config", "/nonexistent/t.toml"], &[]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains("/nonexistent/t.toml"),
+        "names the file: {shown}"
+    );
+    assert_eq!(
+        shown.matches("No such file or directory").count(),
+        1,
+        "{shown}"
+    );
+
+    // A refused connection: reqwest's chain under our own message.
+    let out = run(&["render"], &os_env());
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert_eq!(shown.matches("Connection refused").count(), 1, "{shown}");
+    assert_eq!(shown.matches("identity").count(), 1, "{shown}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_not_at_a_terminal() {
+    // stderr is a pipe here, as it is for a file or journald.
+    let out = run(
+        &["render"],
+        &[os_env(), vec![("RUST_LOG", "debug")]].concat(),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.lines().count() > 1, "debug logs expected: {log}");
+    assert!(!log.contains('\x1b'), "ANSI escape codes in: {log}");
+}
+
+#[test]
 fn without_credentials_the_error_says_what_is_missing() {
     let out = run(&["render"], &[]);
     let shown = text(&out);
