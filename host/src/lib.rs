@@ -33,6 +33,7 @@ pub mod openstack;
 pub mod policy_test;
 pub mod publish;
 pub mod server;
+mod status_page;
 pub mod sync;
 pub mod wit;
 

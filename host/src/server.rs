@@ -166,6 +166,9 @@ pub(crate) fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
         authorized(state, req.headers()).unwrap_or_else(|| config(state, req.headers()))
     } else {
         match path {
+            "/" => {
+                authorized(state, req.headers()).unwrap_or_else(|| crate::status_page::page(state))
+            }
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => readyz(state),
             "/metrics" => {
@@ -445,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn token_guards_config_and_instances_only() {
+    fn token_guards_config_instances_and_the_status_page() {
         let s = state(Some("s3cr3t-token"));
         publish(&s, "{}");
         assert_eq!(get(&s, "/traefik", &[]).status(), StatusCode::UNAUTHORIZED);
@@ -457,6 +460,16 @@ mod tests {
             get(&s, "/api/instances", &[]).status(),
             StatusCode::UNAUTHORIZED
         );
+        assert_eq!(get(&s, "/", &[]).status(), StatusCode::UNAUTHORIZED);
+        let page = get(&s, "/", &[("authorization", "Bearer s3cr3t-token")]);
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(
+            page.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert!(!String::from_utf8_lossy(&body(page)).contains("s3cr3t"));
         assert_eq!(
             get(&s, "/traefik", &[("authorization", "Bearer s3cr3t-token")]).status(),
             StatusCode::OK

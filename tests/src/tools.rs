@@ -11,14 +11,66 @@ use crate::util::{target_dir, workspace_root};
 /// on first use, then cached). Once per binary.
 pub fn wasmtime_cli() -> PathBuf {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PATH.get_or_init(install_wasmtime) {
+    match PATH.get_or_init(|| install("install-wasmtime.sh")) {
         Ok(p) => p.clone(),
         Err(e) => panic!("{e}"),
     }
 }
 
-fn install_wasmtime() -> Result<PathBuf, String> {
-    let script = workspace_root().join("tests/tools/install-wasmtime.sh");
+/// Debian's chromium, pinned by `tests/tools/install-chromium.sh` (apt-get
+/// on first use). Once per binary.
+pub fn chromium() -> PathBuf {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PATH.get_or_init(|| install("install-chromium.sh")) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// What headless chromium makes of `url` once its scripts ran: the DOM as
+/// HTML, and a screenshot saved at `screenshot`.
+pub async fn browse(url: &str, screenshot: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let profile = screenshot.with_extension("chromium-profile");
+    let run = |extra: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(chromium());
+        cmd.args([
+            "--headless",
+            // Root in a container: chromium's own sandbox needs namespaces
+            // this machine does not grant.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,900",
+            // Lets the page's script finish before the DOM is taken.
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(std::time::Duration::from_secs(90), cmd.output())
+                .await
+                .context("chromium did not finish within 90 s")?
+                .context("running chromium")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "chromium failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let dom = run(vec!["--dump-dom".into()]).await?;
+    run(vec![format!("--screenshot={}", screenshot.display())]).await?;
+    Ok(dom)
+}
+
+fn install(name: &str) -> Result<PathBuf, String> {
+    let script = workspace_root().join("tests/tools").join(name);
     let out = Command::new("sh")
         .arg(&script)
         .arg(target_dir())

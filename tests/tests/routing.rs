@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use traefik_openstack_e2e::host::HostOptions;
 use traefik_openstack_e2e::lab::ServerSpec;
 use traefik_openstack_e2e::scenario::{DOMAIN, Scenario};
+use traefik_openstack_e2e::tools::browse;
 use traefik_openstack_e2e::{eventually, freshness, shared_lab};
 
 type R = anyhow::Result<()>;
@@ -176,6 +177,66 @@ async fn enable_false_removes_a_vm() -> R {
     assert!(
         !names.iter().any(|n| n.contains("off-")),
         "routers for disabled VMs: {names:?}"
+    );
+    Ok(())
+}
+
+/// The operator's page at `GET /`, rendered by a real headless browser:
+/// each VM with its state, the host names it answers as links, and why a
+/// disabled VM is not routed; the filter narrows the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_shows_each_vm_and_why_one_is_not_routed() -> R {
+    let lab = shared_lab();
+    let mut s = Scenario::new(lab, "status-page").await?;
+    let vms = [
+        s.vm("page-on", 1)?,
+        s.vm("page-off", 2)?.meta("traefik.enable", "false"),
+    ];
+    s.seed(&vms)?;
+    s.start(&s.options(s.plain_routes()))?;
+    s.wait_reaches(&fqdn("page-on"), "page-on").await;
+
+    let url = s.host().url("/");
+    let shot = s.dir.join("status-page.png");
+    let dom = browse(&url, &shot).await?;
+    let context = || format!("DOM:\n{dom}\n{}", s.logs());
+    assert!(dom.contains(r#"data-rendered="yes""#), "{}", context());
+    assert!(dom.contains("<td>page-on</td>"), "{}", context());
+    assert!(dom.contains("<td>page-off</td>"), "{}", context());
+    let on = fqdn("page-on");
+    assert!(
+        dom.contains(&format!(
+            r#"<a href="http://{on}/" rel="noopener noreferrer">{on}</a>"#
+        )),
+        "a link to the routed VM's host name: {}",
+        context()
+    );
+    assert!(
+        dom.contains("skipped: traefik.enable=false"),
+        "the reason the disabled VM is not routed: {}",
+        context()
+    );
+    assert!(
+        dom.contains(">ready</dt><dd class=\"ok\">yes</dd>"),
+        "{}",
+        context()
+    );
+    let png = std::fs::read(&shot)?;
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot {}",
+        shot.display()
+    );
+
+    let dom = browse(
+        &format!("{url}?show=unrouted"),
+        &s.dir.join("status-page-unrouted.png"),
+    )
+    .await?;
+    assert!(dom.contains("<td>page-off</td>"), "{}", context());
+    assert!(
+        !dom.contains("<td>page-on</td>"),
+        "the filter keeps only unrouted VMs: {dom}"
     );
     Ok(())
 }

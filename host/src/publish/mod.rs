@@ -5,6 +5,7 @@
 //! is computed once per change, so a poll costs a pointer load.
 
 mod body;
+mod hosts;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ impl Snapshot {
     /// The `/api/instances` body: what was decided for each instance and why.
     /// Built when asked, since only operators ask.
     pub(crate) fn instances_report(&self) -> Vec<u8> {
-        instances_report(&self.instances, &self.findings)
+        instances_report(&self.instances, &self.findings, &self.body)
     }
 
     /// The `/api/module` body's `logs`: the module's print debugging.
@@ -84,6 +85,8 @@ struct InstanceReport<'a> {
     routed: bool,
     address: Option<&'a str>,
     routers: &'a [String],
+    /// The host names its routers answer.
+    hosts: Vec<hosts::Link>,
     diagnostics: Vec<DiagnosticReport<'a>>,
 }
 
@@ -94,8 +97,9 @@ struct DiagnosticReport<'a> {
 }
 
 /// Builds the `/api/instances` body, sorted like the snapshot (by id).
-fn instances_report(instances: &[Arc<Instance>], findings: &Findings) -> Vec<u8> {
+fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &[u8]) -> Vec<u8> {
     use std::collections::BTreeMap;
+    let links = hosts::by_router(config);
     let routes: BTreeMap<&str, &wit::InstanceRoutes> = findings
         .routes()
         .map(|r| (r.instance_id.as_str(), r))
@@ -137,6 +141,17 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings) -> Vec<u8>
                 routed: route.is_some_and(|r| !r.routers.is_empty()),
                 address: route.and_then(|r| r.address.as_deref()),
                 routers: route.map_or(&[], |r| r.routers.as_slice()),
+                hosts: {
+                    let mut hosts: Vec<hosts::Link> = route
+                        .map_or(&[][..], |r| r.routers.as_slice())
+                        .iter()
+                        .flat_map(|name| links.get(name).into_iter().flatten())
+                        .cloned()
+                        .collect();
+                    hosts.sort_by(|a, b| a.host.cmp(&b.host).then(b.url.cmp(&a.url)));
+                    hosts.dedup_by(|a, b| a.host == b.host);
+                    hosts
+                },
                 diagnostics: by_instance.remove(i.id.as_str()).unwrap_or_default(),
             }
         })
