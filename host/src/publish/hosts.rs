@@ -83,10 +83,7 @@ fn hosts_in(rule: &str) -> Vec<String> {
             continue;
         };
         let mut args = args.trim_start();
-        loop {
-            let Some(quote) = args.chars().next().filter(|c| *c == '`' || *c == '"') else {
-                break;
-            };
+        while let Some(quote) = args.chars().next().filter(|c| *c == '`' || *c == '"') {
             let Some(end) = args[1..].find(quote) else {
                 break;
             };
