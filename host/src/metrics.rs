@@ -108,6 +108,14 @@ impl Metrics {
             "1 when the last module swap (or start) succeeded, 0 after a rejected module",
             module_healthy.clone(),
         );
+        // Known label values start at zero: a series that exists from the
+        // start lets `rate()` and alerts see the first event, and lets the
+        // dashboards tell "never happened" from "not exported".
+        refreshes.get_or_create(&OutcomeLabels { outcome: "ok" });
+        module_swaps.get_or_create(&OutcomeLabels { outcome: "ok" });
+        for state in ["seen", "routed", "skipped"] {
+            instances.get_or_create(&StateLabels { state });
+        }
         Self {
             registry,
             refresh_duration,

@@ -11,17 +11,27 @@ use crate::util::{target_dir, workspace_root};
 /// on first use, then cached). Once per binary.
 pub fn wasmtime_cli() -> PathBuf {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PATH.get_or_init(|| install("install-wasmtime.sh")) {
+    match PATH.get_or_init(|| install("install-wasmtime.sh", &[])) {
         Ok(p) => p.clone(),
         Err(e) => panic!("{e}"),
     }
 }
 
-/// Debian's chromium, pinned by `tests/tools/install-chromium.sh` (apt-get
-/// on first use). Once per binary.
+/// Debian's chromium, pinned to one upstream version (apt-get on first
+/// use, `tests/tools/install-deb.sh`). Once per binary.
 pub fn chromium() -> PathBuf {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PATH.get_or_init(|| install("install-chromium.sh")) {
+    match PATH.get_or_init(|| install("install-deb.sh", &["chromium", "156.*", "chromium"])) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Prometheus's `promtool`, from Debian's `prometheus` package, pinned
+/// (apt-get on first use). Once per binary.
+pub fn promtool() -> PathBuf {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PATH.get_or_init(|| install("install-deb.sh", &["prometheus", "2.42.*", "promtool"])) {
         Ok(p) => p.clone(),
         Err(e) => panic!("{e}"),
     }
@@ -69,10 +79,13 @@ pub async fn browse(url: &str, screenshot: &std::path::Path) -> anyhow::Result<S
     Ok(dom)
 }
 
-fn install(name: &str) -> Result<PathBuf, String> {
+/// Runs an installer script of `tests/tools/` (`args`, then the target
+/// directory) and takes the path it prints last.
+fn install(name: &str, args: &[&str]) -> Result<PathBuf, String> {
     let script = workspace_root().join("tests/tools").join(name);
     let out = Command::new("sh")
         .arg(&script)
+        .args(args)
         .arg(target_dir())
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;
