@@ -111,10 +111,10 @@ impl Metrics {
         // Known label values start at zero: a series that exists from the
         // start lets `rate()` and alerts see the first event, and lets the
         // dashboards tell "never happened" from "not exported".
-        refreshes.get_or_create(&OutcomeLabels { outcome: "ok" });
-        module_swaps.get_or_create(&OutcomeLabels { outcome: "ok" });
+        let _ = refreshes.get_or_create(&OutcomeLabels { outcome: "ok" });
+        let _ = module_swaps.get_or_create(&OutcomeLabels { outcome: "ok" });
         for state in ["seen", "routed", "skipped"] {
-            instances.get_or_create(&StateLabels { state });
+            let _ = instances.get_or_create(&StateLabels { state });
         }
         Self {
             registry,

@@ -194,15 +194,10 @@ fn dashboard_queries_are_valid_promql() {
             .replace("$__rate_interval", "5m")
             .replace("$__range", "1h")
             .replace("$instance", ".*");
-        let q = if q.starts_with("label_values(") {
-            // Grafana's own function: its first argument is the metric.
-            q["label_values(".len()..]
-                .split(',')
-                .next()
-                .unwrap()
-                .to_string()
-        } else {
-            q
+        // Grafana's own function: its first argument is the metric.
+        let q = match q.strip_prefix("label_values(") {
+            Some(args) => args.split(',').next().unwrap().to_string(),
+            None => q,
         };
         rules += &format!(
             "      - record: dashboard:q{i}\n        expr: {}\n",
