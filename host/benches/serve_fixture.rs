@@ -123,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             listener,
             state,
             Duration::from_secs(10),
+            None,
             shutdown,
             Duration::from_secs(1),
         )

@@ -38,6 +38,23 @@ pub struct ServerConfig {
     /// Upper bound on handling one request, headers included.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM): mTLS.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.client_ca_file.clone(),
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -47,6 +64,9 @@ impl Default for ServerConfig {
             path: "/traefik".into(),
             token_file: None,
             request_timeout: Duration::from_secs(10),
+            tls_cert_file: None,
+            tls_key_file: None,
+            client_ca_file: None,
         }
     }
 }
@@ -201,6 +221,17 @@ impl Config {
         if s.request_timeout.is_zero() {
             return Err("server.request_timeout: must be more than 0s".into());
         }
+        match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(_), None) => return Err("server.tls_cert_file: needs tls_key_file".into()),
+            (None, Some(_)) => return Err("server.tls_key_file: needs tls_cert_file".into()),
+            _ => {}
+        }
+        if s.client_ca_file.is_some() && s.tls_cert_file.is_none() {
+            return Err(
+                "server.client_ca_file: client certificates need TLS: set tls_cert_file and tls_key_file"
+                    .into(),
+            );
+        }
         let o = &self.openstack;
         if o.refresh_interval < Duration::from_millis(100) {
             return Err(format!(
@@ -319,6 +350,16 @@ mod tests {
         assert!(err.contains("server.path"), "{err}");
         let err = Config::parse("[openstack]\ninterface = \"private\"\n").unwrap_err();
         assert!(err.contains("openstack.interface"), "{err}");
+        let err = Config::parse("[server]\ntls_cert_file = \"c.pem\"\n").unwrap_err();
+        assert!(err.contains("needs tls_key_file"), "{err}");
+        let err = Config::parse("[server]\nclient_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(err.contains("server.client_ca_file"), "{err}");
+        let tls = Config::parse("[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n")
+            .unwrap()
+            .server
+            .tls()
+            .unwrap();
+        assert_eq!((tls.cert.to_str(), tls.client_ca), (Some("c.pem"), None));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod publish;
 pub mod server;
 mod status_page;
 pub mod sync;
+pub mod tls;
 pub mod wit;
 
 #[cfg(feature = "test-support")]

@@ -66,6 +66,10 @@ enum Command {
     },
     /// Validate the configuration file and the route module without contacting OpenStack.
     Check,
+    /// Exit 0 when the running sidecar (this configuration's `[server]
+    /// listen`) answers `/healthz`, 1 otherwise: a container health check
+    /// for images without a shell or an HTTP client.
+    Healthcheck,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,7 +144,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // blocking threads, never on the async workers.
         Command::Test { update, dirs } => blocking(move || test(config, &dirs, update)).await,
         Command::Check => blocking(move || check(config)).await,
+        Command::Healthcheck => healthcheck(&config).await,
     }
+}
+
+async fn healthcheck(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut addr = config.server.listen;
+    // A sidecar listening on every address is reached on loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    if config.server.tls().is_some() {
+        // A TLS endpoint may require a client certificate this command does
+        // not have: that it accepts connections is what can be checked.
+        let connected = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        return Ok(match connected {
+            Ok(Ok(_)) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("{addr}: {e}");
+                ExitCode::FAILURE
+            }
+            Err(_) => {
+                eprintln!("{addr}: no connection within 3s");
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let url = format!("http://{addr}/healthz");
+    let answer = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await;
+    Ok(match answer {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("{url}: HTTP {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {}", report(&e.into()));
+            ExitCode::FAILURE
+        }
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -169,9 +223,20 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
+    let tls = match config.server.tls() {
+        Some(files) => {
+            let tls = traefik_openstack::tls::Tls::load(files).context("server TLS")?;
+            tls.clone().watch();
+            Some(tls)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         listen = %listener.local_addr()?,
         path = %config.server.path,
+        scheme,
+        client_certificates = config.server.client_ca_file.is_some(),
         "serving Traefik configuration"
     );
 
@@ -189,6 +254,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         listener,
         state,
         config.server.request_timeout,
+        tls,
         shutdown.clone().cancelled_owned(),
         std::time::Duration::from_secs(5),
     ));

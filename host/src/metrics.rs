@@ -41,6 +41,7 @@ pub struct Metrics {
     pub(crate) last_success: Gauge<f64, AtomicU64>,
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
     pub(crate) module_healthy: Gauge,
+    pub(crate) tls_handshake_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +63,7 @@ impl Metrics {
         let last_success = Gauge::<f64, AtomicU64>::default();
         let module_swaps = Family::<OutcomeLabels, Counter>::default();
         let module_healthy = Gauge::default();
+        let tls_handshake_failures = Counter::default();
 
         registry.register(
             "refresh_duration_seconds",
@@ -108,6 +110,11 @@ impl Metrics {
             "1 when the last module swap (or start) succeeded, 0 after a rejected module",
             module_healthy.clone(),
         );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or timed out (no or a wrong client certificate, not TLS)",
+            tls_handshake_failures.clone(),
+        );
         // Known label values start at zero: a series that exists from the
         // start lets `rate()` and alerts see the first event, and lets the
         // dashboards tell "never happened" from "not exported".
@@ -127,6 +134,7 @@ impl Metrics {
             last_success,
             module_swaps,
             module_healthy,
+            tls_handshake_failures,
         }
     }
 
@@ -139,6 +147,11 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a TLS handshake that did not complete.
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     /// The registry in Prometheus text format.

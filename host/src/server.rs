@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::tls::Tls;
 
 /// What the handlers share.
 pub struct AppState {
@@ -100,11 +101,14 @@ impl hyper::body::Body for Body {
 }
 
 /// Serves until `shutdown` resolves, then lets open requests finish (for at
-/// most `grace`).
+/// most `grace`). With `tls`, every connection starts with a TLS handshake
+/// (and a client certificate when the settings ask for one), which must
+/// finish within `request_timeout` like the request headers.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     request_timeout: Duration,
+    tls: Option<Arc<Tls>>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -125,18 +129,30 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req)) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            // Slow or stuck clients must not hold a connection forever.
-            .header_read_timeout(request_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match acceptor {
+                None => serve_connection(stream, state, request_timeout, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(request_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, state, request_timeout, watcher).await
+                        }
+                        Ok(Err(e)) => {
+                            state.metrics.tls_handshake_failed();
+                            tracing::debug!(error = %e, "TLS handshake refused");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            state.metrics.tls_handshake_failed();
+                            tracing::debug!("TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -149,6 +165,28 @@ pub async fn serve(
         tracing::warn!("connections still open after {grace:?}; closing them");
     }
     Ok(())
+}
+
+/// HTTP/1.1 on one connection, plain or TLS.
+async fn serve_connection<S>(
+    stream: S,
+    state: Arc<AppState>,
+    request_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> hyper::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Slow or stuck clients must not hold a connection forever.
+        .header_read_timeout(request_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    watcher.watch(conn).await
 }
 
 /// Routes one request. Pure apart from reading shared state, so it is
@@ -504,6 +542,7 @@ mod tests {
             listener,
             state,
             Duration::from_secs(5),
+            None,
             stop.clone().cancelled_owned(),
             Duration::from_secs(1),
         ));
