@@ -61,6 +61,28 @@ pub struct HostOptions {
     pub routes: toml::Table,
     /// Use `OS_*` variables instead of clouds.yaml.
     pub env_credentials: bool,
+    /// Run the host from this container image under podman instead of the
+    /// binary (`tests/image.rs`).
+    pub container: Option<Container>,
+    /// Serve over TLS with these files (`[server] tls_*`, `client_ca_file`).
+    pub tls: Option<HostTls>,
+}
+
+/// The host's TLS files; its certificate must name `localhost`.
+#[derive(Clone)]
+pub struct HostTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A host run as a container: the image and podman's settings.
+#[derive(Clone)]
+pub struct Container {
+    /// The image, e.g. `traefik-openstack:dev`.
+    pub image: String,
+    /// `CONTAINERS_CONF` for podman (runc, no default ulimits here).
+    pub containers_conf: PathBuf,
 }
 
 impl HostOptions {
@@ -75,6 +97,8 @@ impl HostOptions {
             module: None,
             routes,
             env_credentials: false,
+            container: None,
+            tls: None,
         }
     }
 }
@@ -84,6 +108,8 @@ pub struct Host {
     pub port: u16,
     pub config_file: PathBuf,
     pub token: Option<String>,
+    /// Whether it serves HTTPS (as `localhost`).
+    pub tls: bool,
     proc: Proc,
 }
 
@@ -107,6 +133,16 @@ impl Host {
             let f = dir.join("token");
             std::fs::write(&f, t)?;
             server.insert("token_file".into(), f.display().to_string().into());
+        }
+        if let Some(tls) = &opts.tls {
+            server.insert(
+                "tls_cert_file".into(),
+                tls.cert.display().to_string().into(),
+            );
+            server.insert("tls_key_file".into(), tls.key.display().to_string().into());
+            if let Some(ca) = &tls.client_ca {
+                server.insert("client_ca_file".into(), ca.display().to_string().into());
+            }
         }
         let mut os = toml::Table::new();
         if !opts.env_credentials {
@@ -133,14 +169,12 @@ impl Host {
         if let Some(m) = &opts.module {
             engine.insert("module".into(), m.display().to_string().into());
         }
-        engine.insert(
-            "cache_dir".into(),
-            target_dir()
-                .join("e2e/module-cache")
-                .display()
-                .to_string()
-                .into(),
-        );
+        let cache_dir = match &opts.container {
+            // The image's root is read-only; /tmp is its tmpfs.
+            Some(_) => "/tmp/cache".into(),
+            None => target_dir().join("e2e/module-cache").display().to_string(),
+        };
+        engine.insert("cache_dir".into(), cache_dir.into());
         let mut config = toml::Table::new();
         config.insert("server".into(), server.into());
         config.insert("openstack".into(), os.into());
@@ -151,7 +185,24 @@ impl Host {
         let clouds = dir.join("clouds.yaml");
         lab.write_clouds_yaml(&clouds, "lab", &opts.project)?;
 
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match &opts.container {
+            None => Command::new(&bin),
+            Some(c) => {
+                // The image's user (uid 65532) reads the case's files,
+                // mounted read-only at the same path.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&clouds, std::fs::Permissions::from_mode(0o644))?;
+                let mut cmd = Command::new("podman");
+                cmd.env("CONTAINERS_CONF", &c.containers_conf)
+                    .args(["run", "--rm", "--network", "host", "--read-only"])
+                    .arg(format!("--name=traefik-openstack-e2e-{port}"))
+                    .arg(format!("--volume={0}:{0}:ro", dir.display()))
+                    .arg("--env=OS_CLIENT_CONFIG_FILE")
+                    .arg("--env=RUST_LOG")
+                    .arg(&c.image);
+                cmd
+            }
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_file)
@@ -186,6 +237,13 @@ impl Host {
                 if let Some(st) = proc.exited() {
                     return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
                 }
+                if opts.tls.is_some() {
+                    // A TLS endpoint (maybe asking for a client certificate):
+                    // accepting connections is what tells it is up.
+                    return std::net::TcpStream::connect(&addr)
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                }
                 match http_status_blocking(&addr, "/healthz") {
                     Ok(200) => Ok(()),
                     other => Err(format!("{other:?}")),
@@ -217,6 +275,7 @@ impl Host {
             port,
             config_file,
             token: opts.token.clone(),
+            tls: opts.tls.is_some(),
             proc,
         })
     }
@@ -240,7 +299,11 @@ impl Host {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        if self.tls {
+            format!("https://localhost:{}{path}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
     }
 
     /// GET `path` on the host (with the bearer token when one is set).

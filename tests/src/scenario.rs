@@ -160,13 +160,24 @@ impl<'l> Scenario<'l> {
 
     /// Starts the host with `opts`, then Traefik polling it.
     pub fn start(&mut self, opts: &HostOptions) -> anyhow::Result<()> {
+        self.start_with(opts, serde_json::json!({}))
+    }
+
+    /// As [`Scenario::start`], with `traefik` merged into Traefik's static
+    /// configuration (see [`Traefik::start_with`]).
+    pub fn start_with(
+        &mut self,
+        opts: &HostOptions,
+        traefik: serde_json::Value,
+    ) -> anyhow::Result<()> {
         let host = Host::start(self.lab, &self.dir.join("host"), opts)?;
-        let traefik = Traefik::start(
+        let traefik = Traefik::start_with(
             &self.lab.prepared.traefik,
             &self.dir.join("traefik"),
             self.ports,
             &host.url("/traefik"),
             host.token.as_deref(),
+            traefik,
         )?;
         self.host = Some(host);
         self.traefik = Some(traefik);

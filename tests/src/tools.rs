@@ -37,6 +37,32 @@ pub fn promtool() -> PathBuf {
     }
 }
 
+/// `cargo-cyclonedx`, pinned (`cargo install --locked` on first use,
+/// `tests/tools/install-crate.sh`), for the image's SBOM. Once per binary.
+pub fn cargo_cyclonedx() -> PathBuf {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PATH.get_or_init(|| {
+        install(
+            "install-crate.sh",
+            &["cargo-cyclonedx", "0.5.9", "cargo-cyclonedx"],
+        )
+    }) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Debian packages, pinned, for a case that needs them (podman, runc,
+/// musl-tools, ...): `(package, version pattern, binary)`.
+pub fn debian(packages: &[(&str, &str, &str)]) -> Vec<PathBuf> {
+    packages
+        .iter()
+        .map(|(package, version, binary)| {
+            install("install-deb.sh", &[package, version, binary]).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
 /// What headless chromium makes of `url` once its scripts ran: the DOM as
 /// HTML, and a screenshot saved at `screenshot`.
 pub async fn browse(url: &str, screenshot: &std::path::Path) -> anyhow::Result<String> {

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use traefik_openstack_e2e::host::HostOptions;
+use std::path::PathBuf;
+
+use traefik_openstack_e2e::host::{HostOptions, HostTls};
 use traefik_openstack_e2e::lab::ServerSpec;
 use traefik_openstack_e2e::scenario::{DOMAIN, Scenario};
 use traefik_openstack_e2e::tools::browse;
@@ -238,6 +240,112 @@ async fn status_page_shows_each_vm_and_why_one_is_not_routed() -> R {
         !dom.contains("<td>page-on</td>"),
         "the filter keeps only unrouted VMs: {dom}"
     );
+    Ok(())
+}
+
+/// A CA of the TLS case, and the certificates it signs, as PEM files.
+struct Ca(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        Ca(
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap(),
+        )
+    }
+
+    /// Writes `<stem>.crt` and `<stem>.key` for `name` into `dir`.
+    fn issue(&self, dir: &std::path::Path, stem: &str, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, &self.0)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn write(&self, dir: &std::path::Path, stem: &str) -> PathBuf {
+        let path = dir.join(format!("{stem}.crt"));
+        std::fs::write(&path, self.0.pem()).unwrap();
+        path
+    }
+}
+
+/// The endpoint over mTLS: real Traefik's `providers.http.tls` (its CA, a
+/// client certificate and key) gets every route; a client without a
+/// certificate, or with one of another CA, is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_polls_over_mutual_tls_and_other_clients_are_refused() -> R {
+    let lab = shared_lab();
+    let mut s = Scenario::new(lab, "mtls").await?;
+    let certs = s.dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    let (server_ca, client_ca, other_ca) =
+        (Ca::new("server"), Ca::new("clients"), Ca::new("other"));
+    let (cert, key) = server_ca.issue(&certs, "server", "localhost");
+    let (client_cert, client_key) = client_ca.issue(&certs, "traefik", "traefik");
+    let (other_cert, other_key) = other_ca.issue(&certs, "stranger", "traefik");
+    let server_ca_file = server_ca.write(&certs, "server-ca");
+
+    let vms = [s.vm("tls-1", 1)?];
+    s.seed(&vms)?;
+    let mut opts = s.options(s.plain_routes());
+    opts.tls = Some(HostTls {
+        cert,
+        key,
+        client_ca: Some(client_ca.write(&certs, "client-ca")),
+    });
+    s.start_with(
+        &opts,
+        serde_json::json!({"providers": {"http": {"tls": {
+            "ca": server_ca_file.display().to_string(),
+            "cert": client_cert.display().to_string(),
+            "key": client_key.display().to_string(),
+        }}}}),
+    )?;
+    s.wait_reaches(&fqdn("tls-1"), "tls-1").await;
+
+    let url = s.host().url("/traefik");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&server_ca_file)?)?;
+    let client = |identity: Option<(&PathBuf, &PathBuf)>| -> anyhow::Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([ca.clone()])
+            .timeout(Duration::from_secs(5));
+        if let Some((c, k)) = identity {
+            let pem = [std::fs::read(c)?, std::fs::read(k)?].concat();
+            b = b.identity(reqwest::Identity::from_pem(&pem)?);
+        }
+        Ok(b.build()?)
+    };
+    let good = client(Some((&client_cert, &client_key)))?
+        .get(&url)
+        .send()
+        .await?;
+    assert_eq!(good.status(), StatusCode::OK);
+    assert!(good.text().await?.contains("tls-1"));
+    let none = client(None)?.get(&url).send().await;
+    assert!(none.is_err(), "no client certificate: {none:?}");
+    let other = client(Some((&other_cert, &other_key)))?
+        .get(&url)
+        .send()
+        .await;
+    assert!(
+        other.is_err(),
+        "a client certificate of another CA: {other:?}"
+    );
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/traefik", s.host().port)).await;
+    assert!(plain.is_err(), "plain HTTP on the TLS port: {plain:?}");
     Ok(())
 }
 
