@@ -29,6 +29,12 @@ pub(crate) struct StateLabels {
     pub(crate) state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CloudLabels {
+    /// The operator's name for the cloud (or "<clouds.yaml entry>/<region>").
+    pub(crate) cloud: String,
+}
+
 /// Every metric the host exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +47,12 @@ pub struct Metrics {
     pub(crate) last_success: Gauge<f64, AtomicU64>,
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
     pub(crate) module_healthy: Gauge,
+    pub(crate) cloud_up: Family<CloudLabels, Gauge>,
+    pub(crate) cloud_instances: Family<CloudLabels, Gauge>,
+    pub(crate) cloud_last_success: Family<CloudLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) stale_since: Gauge<f64, AtomicU64>,
+    pub(crate) state_file_writes: Family<OutcomeLabels, Counter>,
+    pub(crate) state_file_ok: Gauge,
 }
 
 impl Default for Metrics {
@@ -108,7 +120,50 @@ impl Metrics {
             "1 when the last module swap (or start) succeeded, 0 after a rejected module",
             module_healthy.clone(),
         );
+        let cloud_up = Family::<CloudLabels, Gauge>::default();
+        let cloud_instances = Family::<CloudLabels, Gauge>::default();
+        let cloud_last_success = Family::<CloudLabels, Gauge<f64, AtomicU64>>::default();
+        let stale_since = Gauge::<f64, AtomicU64>::default();
+        let state_file_writes = Family::<OutcomeLabels, Counter>::default();
+        let state_file_ok = Gauge::default();
+        state_file_ok.set(1);
+        registry.register(
+            "cloud_up",
+            "Per cloud: 1 when its last refresh succeeded, 0 when it failed",
+            cloud_up.clone(),
+        );
+        registry.register(
+            "cloud_instances",
+            "Per cloud: instances it contributes to the configuration",
+            cloud_instances.clone(),
+        );
+        registry.register(
+            "cloud_last_success_timestamp_seconds",
+            "Per cloud: Unix time of its last successful refresh",
+            cloud_last_success.clone(),
+        );
+        registry.register(
+            "stale_since_timestamp_seconds",
+            "Unix time OpenStack last confirmed the served configuration, while it is one recovered from the state file; 0 otherwise",
+            stale_since.clone(),
+        );
+        registry.register(
+            "state_file_writes",
+            "Writes of the state file by outcome: ok or error",
+            state_file_writes.clone(),
+        );
+        registry.register(
+            "state_file_ok",
+            "0 when the last write of the state file failed, 1 otherwise",
+            state_file_ok.clone(),
+        );
         Self {
+            cloud_up,
+            cloud_instances,
+            cloud_last_success,
+            stale_since,
+            state_file_writes,
+            state_file_ok,
             registry,
             refresh_duration,
             refreshes,
