@@ -1,8 +1,9 @@
 //! Prometheus metrics, in one registry owned by the process.
 //!
 //! Label values are fixed words chosen by the code (service names, outcome
-//! reasons, status codes), never text from OpenStack or tenants, so a metric
-//! can neither leak a secret nor explode in cardinality.
+//! reasons, status codes) or names the operator gave (clouds), never text
+//! from OpenStack or tenants, so a metric can neither leak a secret nor
+//! explode in cardinality.
 
 use std::sync::atomic::AtomicU64;
 

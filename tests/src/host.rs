@@ -61,6 +61,12 @@ pub struct HostOptions {
     pub routes: toml::Table,
     /// Use `OS_*` variables instead of clouds.yaml.
     pub env_credentials: bool,
+    /// More clouds: with any, the configuration has `[[openstack]]`
+    /// entries, `project`'s first (clouds.yaml entry `lab`), then one per
+    /// project here (`lab-1`, `lab-2`, ...), with the same settings.
+    pub more_clouds: Vec<Project>,
+    /// The `[publish]` table (`state_file`, `max_stale`); left out when empty.
+    pub publish: toml::Table,
 }
 
 impl HostOptions {
@@ -75,6 +81,8 @@ impl HostOptions {
             module: None,
             routes,
             env_credentials: false,
+            more_clouds: Vec::new(),
+            publish: toml::Table::new(),
         }
     }
 }
@@ -143,13 +151,30 @@ impl Host {
         );
         let mut config = toml::Table::new();
         config.insert("server".into(), server.into());
-        config.insert("openstack".into(), os.into());
+        let mut clouds = vec![("lab".to_owned(), &opts.project)];
+        if opts.more_clouds.is_empty() {
+            config.insert("openstack".into(), os.into());
+        } else {
+            let mut entries = vec![toml::Value::Table(os.clone())];
+            for (n, p) in opts.more_clouds.iter().enumerate() {
+                let cloud = format!("lab-{}", n + 1);
+                let mut entry = os.clone();
+                entry.insert("cloud".into(), cloud.clone().into());
+                entries.push(entry.into());
+                clouds.push((cloud, p));
+            }
+            config.insert("openstack".into(), toml::Value::Array(entries));
+        }
+        if !opts.publish.is_empty() {
+            config.insert("publish".into(), opts.publish.clone().into());
+        }
         config.insert("engine".into(), engine.into());
         config.insert("routes".into(), opts.routes.clone().into());
         let config_file = dir.join("traefik-openstack.toml");
         std::fs::write(&config_file, toml::to_string_pretty(&config)?)?;
-        let clouds = dir.join("clouds.yaml");
-        lab.write_clouds_yaml(&clouds, "lab", &opts.project)?;
+        let clouds_yaml = dir.join("clouds.yaml");
+        lab.write_clouds_yaml_entries(&clouds_yaml, &clouds)?;
+        let clouds = clouds_yaml;
 
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
@@ -276,6 +301,17 @@ impl Host {
 
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.proc.log_path()).unwrap_or_default()
+    }
+
+    /// Stops the host at once (SIGTERM, SIGKILL without grace): nothing
+    /// it would do on the way out is waited for.
+    pub fn kill(&mut self) {
+        self.proc.stop(Duration::ZERO);
     }
 
     pub fn is_running(&mut self) -> bool {
