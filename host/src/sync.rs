@@ -1438,6 +1438,33 @@ mod tests {
     }
 
     #[test]
+    fn merge_keeps_the_arcs_sorts_by_id_and_takes_a_repeated_id_from_the_first_cloud() {
+        let inst = |id: &str, cloud: &str| {
+            Arc::new(crate::wit::Instance {
+                id: id.into(),
+                cloud: cloud.into(),
+                ..crate::testing::synthetic::wit_instances(1)[0].clone()
+            })
+        };
+        let a: Instances = Arc::new(vec![inst("1", "a"), inst("3", "a")]);
+        let b: Instances = Arc::new(vec![inst("2", "b"), inst("3", "b"), inst("4", "b")]);
+        let (one, none) = merge(std::slice::from_ref(&a));
+        assert!(Arc::ptr_eq(&one, &a) && none.is_empty());
+        let (merged, dups) = merge(&[a.clone(), b.clone()]);
+        let got: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|i| (i.id.as_str(), i.cloud.as_str()))
+            .collect();
+        assert_eq!(got, [("1", "a"), ("2", "b"), ("3", "a"), ("4", "b")]);
+        assert!(Arc::ptr_eq(&merged[2], &a[1]) && Arc::ptr_eq(&merged[3], &b[2]));
+        assert_eq!(dups.len(), 1);
+        assert_eq!(
+            (dups[0].0, dups[0].1, dups[0].2.cloud.as_str()),
+            (1, 0, "b")
+        );
+    }
+
+    #[test]
     fn time_outs_back_off_other_failures_wait_for_new_inputs() {
         let now = Instant::now();
         let interval = Duration::from_secs(10);
