@@ -97,7 +97,15 @@ impl<'de> Deserialize<'de> for Clouds {
             Form::Many(ts) if ts.is_empty() => Err(serde::de::Error::custom(
                 "[[openstack]]: at least one entry is needed",
             )),
-            Form::Many(ts) => Ok(Self(ts.into_iter().map(parse).collect::<Result<_, _>>()?)),
+            Form::Many(ts) => ts
+                .into_iter()
+                .enumerate()
+                .map(|(n, t)| {
+                    OpenStackConfig::deserialize(t)
+                        .map_err(|e| serde::de::Error::custom(format!("openstack[{n}]: {e}")))
+                })
+                .collect::<Result<_, _>>()
+                .map(Self),
         }
     }
 }
@@ -302,7 +310,15 @@ impl Config {
 
     /// Parses TOML text; the error names the key and the reason.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim().to_owned();
+            let header = |h: &str| text.lines().any(|l| l.trim_start().starts_with(h));
+            if message.contains("duplicate key") && header("[openstack]") && header("[[openstack]]")
+            {
+                message += "\n[openstack] and [[openstack]] cannot be used together: one table for one cloud, or one [[openstack]] entry per cloud";
+            }
+            message
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -481,7 +497,10 @@ mod tests {
             "[[openstack]]\ncloud = \"a\"\n[[openstack]]\nrefresh_intervall = \"5s\"\n",
         )
         .unwrap_err();
-        assert!(err.contains("refresh_intervall"), "{err}");
+        assert!(
+            err.contains("openstack[1]: unknown field `refresh_intervall`"),
+            "{err}"
+        );
         let err = Config::parse("[[openstack]]\n[[openstack]]\npage_size = 0\n").unwrap_err();
         assert!(err.contains("openstack[1].page_size"), "{err}");
         let err = Config::parse("[[openstack]]\nname = \"a\"\n[[openstack]]\nname = \"a\"\n")
@@ -504,6 +523,6 @@ mod tests {
         .unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
-        assert!(err.contains("openstack"), "{err}");
+        assert!(err.contains("cannot be used together"), "{err}");
     }
 }
