@@ -78,7 +78,7 @@ impl Metrics {
 
         registry.register(
             "refresh_duration_seconds",
-            "Time to refresh the inventory and regenerate the configuration",
+            "Time to refresh the inventory of one cloud",
             refresh_duration.clone(),
         );
         registry.register(

@@ -1260,6 +1260,47 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_recovered_configuration_waits_for_every_cloud() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let now = SystemTime::now();
+        let recovered = "{\"http\":{\"routers\":{\"from-file\":{}}}}";
+        state::write(
+            &path,
+            &Saved {
+                body: recovered.into(),
+                made_at: now,
+                confirmed_at: now,
+                module: "m".into(),
+                instances: 3,
+                routed: 3,
+            },
+        )
+        .unwrap();
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        b.set_servers(vec![server("id-9", "vm-b9", "2024-01-01T00:00:00Z")]);
+        add_cloud(&mut rig, "b", &b);
+        recover_state(
+            &path,
+            Duration::from_secs(60),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        // a answers, b does not: a's instances alone would drop b's routes.
+        b.fault("/v3/auth/tokens", 0, Canned::status(503, "{}"));
+        rig.sync.refresh_once(Owed::Run).await;
+        assert_eq!(rig.get("/traefik").1, recovered);
+        let (_, ready) = readyz(&rig);
+        assert!(!ready["stale_since"].is_null(), "{ready}");
+        // Both have answered: the configuration is made from them.
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let (_, body, _) = rig.get("/traefik");
+        assert!(body.contains("vm-1") && body.contains("vm-b9"), "{body}");
+        assert!(!body.contains("from-file"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_state_file_that_cannot_be_written_is_reported_and_serving_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("state");
