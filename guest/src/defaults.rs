@@ -530,6 +530,24 @@ mod tests {
     }
 
     #[test]
+    fn templates_see_the_cloud_and_region() {
+        let mut i = inst("web", &[]);
+        i.cloud = "east".into();
+        i.region = "RegionTwo".into();
+        let settings =
+            r#"{"default_rule": "Host(`{{ .Name }}.{{ .Region }}.{{ .Cloud }}.example`)"}"#;
+        let (c, d) = run(settings, &i);
+        assert!(d.is_empty(), "{d:?}");
+        let routers = c.unwrap().http.routers;
+        assert_eq!(routers["web"].rule, "Host(`web.RegionTwo.east.example`)");
+        let settings = r#"{"default_labels": {"traefik.http.routers.{{ .Name }}-{{ .Cloud }}.rule": "Host(`{{ .Region }}`)"}}"#;
+        let (c, d) = run(settings, &i);
+        assert!(d.is_empty(), "{d:?}");
+        let routers = c.unwrap().http.routers;
+        assert_eq!(routers["web-east"].rule, "Host(`RegionTwo`)", "{routers:?}");
+    }
+
+    #[test]
     fn defaults_without_labels() {
         let (c, d) = run(r#"{"entry_points": ["web"]}"#, &inst("web.1", &[]));
         let c = c.unwrap();

@@ -16,8 +16,11 @@ use serde::Deserialize;
 pub struct Config {
     /// `[server]`: the HTTP side.
     pub server: ServerConfig,
-    /// `[openstack]`: the cloud and how often to ask it.
-    pub openstack: OpenStackConfig,
+    /// `[openstack]` or `[[openstack]]`: the clouds and how often to ask
+    /// them; one default entry when absent.
+    pub openstack: Clouds,
+    /// `[publish]`: what is kept beside the served configuration.
+    pub publish: PublishConfig,
     /// `[engine]`: the route module and its limits.
     pub engine: EngineConfig,
     /// Handed to the route module as JSON; the module owns its schema.
@@ -71,10 +74,70 @@ impl Default for ServerConfig {
     }
 }
 
-/// `[openstack]`: which cloud, and how the inventory is refreshed.
+/// The `[openstack]` table or the `[[openstack]]` entries: never empty.
+#[derive(Debug, Clone)]
+pub struct Clouds(Vec<OpenStackConfig>);
+
+impl Default for Clouds {
+    fn default() -> Self {
+        Self(vec![OpenStackConfig::default()])
+    }
+}
+
+impl std::ops::Deref for Clouds {
+    type Target = [OpenStackConfig];
+    fn deref(&self) -> &[OpenStackConfig] {
+        &self.0
+    }
+}
+
+impl From<Vec<OpenStackConfig>> for Clouds {
+    /// The entries given; one default entry for an empty list.
+    fn from(entries: Vec<OpenStackConfig>) -> Self {
+        match entries.is_empty() {
+            true => Self::default(),
+            false => Self(entries),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Clouds {
+    /// A table is the single-cloud form, an array of tables the several.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Many(Vec<toml::Table>),
+            One(toml::Table),
+        }
+        let parse =
+            |t: toml::Table| OpenStackConfig::deserialize(t).map_err(serde::de::Error::custom);
+        match Form::deserialize(d)? {
+            Form::One(t) => Ok(Self(vec![parse(t)?])),
+            Form::Many(ts) if ts.is_empty() => Err(serde::de::Error::custom(
+                "[[openstack]]: at least one entry is needed",
+            )),
+            Form::Many(ts) => ts
+                .into_iter()
+                .enumerate()
+                .map(|(n, t)| {
+                    OpenStackConfig::deserialize(t)
+                        .map_err(|e| serde::de::Error::custom(format!("openstack[{n}]: {e}")))
+                })
+                .collect::<Result<_, _>>()
+                .map(Self),
+        }
+    }
+}
+
+/// `[openstack]` (or one `[[openstack]]` entry): which cloud, and how the
+/// inventory is refreshed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenStackConfig {
+    /// What `/readyz`, `/metrics` and the logs call this cloud; defaults to
+    /// "<clouds.yaml entry>/<region>".
+    pub name: Option<String>,
     /// Entry of clouds.yaml; without it `OS_CLOUD`, then the `OS_*` variables.
     pub cloud: Option<String>,
     /// How often Nova is asked for changes.
@@ -105,6 +168,7 @@ pub struct OpenStackConfig {
 impl Default for OpenStackConfig {
     fn default() -> Self {
         Self {
+            name: None,
             cloud: None,
             refresh_interval: Duration::from_secs(10),
             full_sync_interval: Duration::from_secs(60),
@@ -114,6 +178,67 @@ impl Default for OpenStackConfig {
             neutron_floating_ips: false,
             request_timeout: Duration::from_secs(30),
             page_size: 1000,
+        }
+    }
+}
+
+impl OpenStackConfig {
+    /// `at`: "openstack", or "openstack[1]" among several.
+    fn validate(&self, at: &str) -> Result<(), String> {
+        let o = self;
+        if o.refresh_interval < Duration::from_millis(100) {
+            return Err(format!(
+                "{at}.refresh_interval: must be at least 100ms, got {}",
+                humantime::format_duration(o.refresh_interval)
+            ));
+        }
+        if o.full_sync_interval < o.refresh_interval {
+            return Err(format!(
+                "{at}.full_sync_interval: must not be shorter than refresh_interval"
+            ));
+        }
+        if o.request_timeout.is_zero() {
+            return Err(format!("{at}.request_timeout: must be more than 0s"));
+        }
+        if !(1..=10_000).contains(&o.page_size) {
+            return Err(format!(
+                "{at}.page_size: must be 1..=10000, got {}",
+                o.page_size
+            ));
+        }
+        if let Some(i) = &o.interface
+            && !matches!(i.as_str(), "public" | "internal" | "admin")
+        {
+            return Err(format!(
+                "{at}.interface: must be public, internal or admin, got {i:?}"
+            ));
+        }
+        if o.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(format!("{at}.name: must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// `[publish]`: what is kept beside the served configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// The served configuration is written here (atomically) after each
+    /// change, and served again at start until OpenStack answers.
+    pub state_file: Option<PathBuf>,
+    /// How long instances are routed after OpenStack last confirmed them:
+    /// a recovered configuration, or a cloud that stopped answering, is
+    /// withdrawn after this, since its addresses may belong to others by then.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            state_file: None,
+            max_stale: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -205,7 +330,15 @@ impl Config {
 
     /// Parses TOML text; the error names the key and the reason.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim().to_owned();
+            let header = |h: &str| text.lines().any(|l| l.trim_start().starts_with(h));
+            if message.contains("duplicate key") && header("[openstack]") && header("[[openstack]]")
+            {
+                message += "\n[openstack] and [[openstack]] cannot be used together: one table for one cloud, or one [[openstack]] entry per cloud";
+            }
+            message
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -232,33 +365,23 @@ impl Config {
                     .into(),
             );
         }
-        let o = &self.openstack;
-        if o.refresh_interval < Duration::from_millis(100) {
-            return Err(format!(
-                "openstack.refresh_interval: must be at least 100ms, got {}",
-                humantime::format_duration(o.refresh_interval)
-            ));
+        for (n, o) in self.openstack.iter().enumerate() {
+            let at = match self.openstack.len() {
+                1 => "openstack".to_owned(),
+                _ => format!("openstack[{n}]"),
+            };
+            o.validate(&at)?;
         }
-        if o.full_sync_interval < o.refresh_interval {
-            return Err(
-                "openstack.full_sync_interval: must not be shorter than refresh_interval".into(),
-            );
+        let mut names = std::collections::HashSet::new();
+        for o in self.openstack.iter() {
+            if let Some(name) = &o.name
+                && !names.insert(name)
+            {
+                return Err(format!("openstack.name: {name:?} is used twice"));
+            }
         }
-        if o.request_timeout.is_zero() {
-            return Err("openstack.request_timeout: must be more than 0s".into());
-        }
-        if !(1..=10_000).contains(&o.page_size) {
-            return Err(format!(
-                "openstack.page_size: must be 1..=10000, got {}",
-                o.page_size
-            ));
-        }
-        if let Some(i) = &o.interface
-            && !matches!(i.as_str(), "public" | "internal" | "admin")
-        {
-            return Err(format!(
-                "openstack.interface: must be public, internal or admin, got {i:?}"
-            ));
+        if self.publish.max_stale.is_zero() {
+            return Err("publish.max_stale: must be more than 0s".into());
         }
         let e = &self.engine;
         if e.timeout.is_zero() {
@@ -288,8 +411,8 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.server.path, "/traefik");
-        assert_eq!(c.openstack.refresh_interval, Duration::from_secs(10));
-        assert!(!c.openstack.all_projects);
+        assert_eq!(c.openstack[0].refresh_interval, Duration::from_secs(10));
+        assert!(!c.openstack[0].all_projects);
         assert_eq!(c.routes_json(), "{}");
     }
 
@@ -319,8 +442,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.listen.port(), 9000);
-        assert_eq!(c.openstack.refresh_interval, Duration::from_secs(2));
-        assert_eq!(c.openstack.cloud.as_deref(), Some("training"));
+        assert_eq!(c.openstack[0].refresh_interval, Duration::from_secs(2));
+        assert_eq!(c.openstack[0].cloud.as_deref(), Some("training"));
         assert_eq!(c.engine.timeout, Duration::from_millis(500));
         let routes: serde_json::Value = serde_json::from_str(&c.routes_json()).unwrap();
         assert_eq!(routes["default_rule"], "Host(`{{ .Name }}.example.com`)");
@@ -374,5 +497,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn several_clouds_each_with_their_keys() {
+        let c = Config::parse(
+            r#"
+            [[openstack]]
+            cloud = "east"
+            region = "RegionOne"
+            [[openstack]]
+            name = "west"
+            cloud = "west"
+            refresh_interval = "3s"
+            all_projects = true
+            [publish]
+            state_file = "/var/lib/traefik-openstack/state"
+            max_stale = "2h"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.openstack.len(), 2);
+        assert_eq!(c.openstack[0].cloud.as_deref(), Some("east"));
+        assert_eq!(c.openstack[0].refresh_interval, Duration::from_secs(10));
+        assert_eq!(c.openstack[1].name.as_deref(), Some("west"));
+        assert_eq!(c.openstack[1].refresh_interval, Duration::from_secs(3));
+        assert!(c.openstack[1].all_projects);
+        assert_eq!(c.publish.max_stale, Duration::from_secs(7200));
+        assert!(c.publish.state_file.is_some());
+        // The defaults: one cloud, no state file, a day.
+        let d = Config::parse("").unwrap();
+        assert_eq!(d.openstack.len(), 1);
+        assert_eq!(d.publish.state_file, None);
+        assert_eq!(d.publish.max_stale, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn cloud_entries_are_checked_one_by_one() {
+        let err = Config::parse(
+            "[[openstack]]\ncloud = \"a\"\n[[openstack]]\nrefresh_intervall = \"5s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("openstack[1]: unknown field `refresh_intervall`"),
+            "{err}"
+        );
+        let err = Config::parse("[[openstack]]\n[[openstack]]\npage_size = 0\n").unwrap_err();
+        assert!(err.contains("openstack[1].page_size"), "{err}");
+        let err = Config::parse("[[openstack]]\nname = \"a\"\n[[openstack]]\nname = \"a\"\n")
+            .unwrap_err();
+        assert!(err.contains("\"a\" is used twice"), "{err}");
+        let err = Config::parse("openstack = []\n").unwrap_err();
+        assert!(err.contains("at least one entry"), "{err}");
+        let err = Config::parse("[publish]\nmax_stale = \"0s\"\n").unwrap_err();
+        assert!(err.contains("publish.max_stale"), "{err}");
+    }
+
+    #[test]
+    fn both_forms_at_once_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("both.toml");
+        std::fs::write(
+            &path,
+            "[openstack]\ncloud = \"a\"\n[[openstack]]\ncloud = \"b\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(err.contains("cannot be used together"), "{err}");
     }
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::inventory::RefreshStats;
-use crate::metrics::{Metrics, OutcomeLabels, StateLabels};
+use crate::metrics::{CloudLabels, Metrics, OutcomeLabels, StateLabels};
 
 /// Something the host reports: logged and counted by [`Event::emit`].
 pub(crate) trait Event {
@@ -14,23 +14,30 @@ pub(crate) trait Event {
 }
 
 /// A refresh succeeded, whether or not anything changed.
-pub(crate) struct Refreshed {
+pub(crate) struct Refreshed<'a> {
+    pub(crate) cloud: &'a str,
     pub(crate) stats: RefreshStats,
     pub(crate) elapsed: Duration,
 }
 
-impl Event for Refreshed {
+impl Event for Refreshed<'_> {
     fn emit(self, metrics: &Metrics) {
-        let Self { stats, elapsed } = self;
+        let Self {
+            cloud,
+            stats,
+            elapsed,
+        } = self;
         metrics.refresh_duration.observe(elapsed.as_secs_f64());
         refresh_outcome(metrics, "ok");
-        metrics.last_success.set(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64(),
-        );
+        let now = unix_now();
+        metrics.last_success.set(now);
+        let labels = CloudLabels {
+            cloud: cloud.to_owned(),
+        };
+        metrics.cloud_up.get_or_create(&labels).set(1);
+        metrics.cloud_last_success.get_or_create(&labels).set(now);
         tracing::info!(
+            cloud,
             full = stats.full,
             changed = stats.changed,
             instances = stats.total,
@@ -42,8 +49,9 @@ impl Event for Refreshed {
     }
 }
 
-/// The inventory could not be refreshed.
+/// The inventory of a cloud could not be refreshed.
 pub(crate) struct RefreshFailed<'a> {
+    pub(crate) cloud: &'a str,
     /// A fixed word (see [`crate::inventory::RefreshError::reason`]).
     pub(crate) reason: &'static str,
     pub(crate) error: &'a str,
@@ -52,10 +60,17 @@ pub(crate) struct RefreshFailed<'a> {
 impl Event for RefreshFailed<'_> {
     fn emit(self, metrics: &Metrics) {
         refresh_outcome(metrics, self.reason);
+        metrics
+            .cloud_up
+            .get_or_create(&CloudLabels {
+                cloud: self.cloud.to_owned(),
+            })
+            .set(0);
         tracing::warn!(
+            cloud = self.cloud,
             reason = self.reason,
             error = %self.error,
-            "refresh failed; serving the last good configuration"
+            "refresh failed; serving the last good instances of this cloud"
         );
     }
 }
@@ -194,6 +209,138 @@ impl Event for ModuleRejected<'_> {
         module_swap(metrics, self.reason);
         metrics.module_healthy.set(0);
     }
+}
+
+/// What each cloud contributes to the module run.
+pub(crate) struct CloudsMerged<'a> {
+    /// Name and instances of each cloud.
+    pub(crate) clouds: &'a [(&'a str, usize)],
+    /// (cloud that listed it, cloud whose instance was kept, id).
+    pub(crate) duplicates: &'a [(&'a str, &'a str, &'a str)],
+}
+
+impl Event for CloudsMerged<'_> {
+    fn emit(self, metrics: &Metrics) {
+        for (cloud, n) in self.clouds {
+            metrics
+                .cloud_instances
+                .get_or_create(&CloudLabels {
+                    cloud: (*cloud).to_owned(),
+                })
+                .set(*n as i64);
+        }
+        if let Some((dropped, kept, id)) = self.duplicates.first() {
+            tracing::warn!(
+                count = self.duplicates.len(),
+                first = %id,
+                cloud = %dropped,
+                kept_from = %kept,
+                "instances listed by two clouds: only the first cloud's are routed"
+            );
+        }
+    }
+}
+
+/// A cloud's instances are no longer routed: it did not answer for `max_stale`.
+pub(crate) struct CloudWithdrawn<'a> {
+    pub(crate) cloud: &'a str,
+    pub(crate) since: &'a str,
+    pub(crate) max_stale: Duration,
+}
+
+impl Event for CloudWithdrawn<'_> {
+    fn emit(self, _: &Metrics) {
+        tracing::error!(
+            cloud = self.cloud,
+            last_success = self.since,
+            max_stale = %humantime::format_duration(self.max_stale),
+            "no successful refresh for max_stale: this cloud's instances are no longer routed"
+        );
+    }
+}
+
+/// The configuration from the state file is served until OpenStack answers.
+pub(crate) struct StateRecovered<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) confirmed_at: SystemTime,
+    pub(crate) routed: usize,
+}
+
+impl Event for StateRecovered<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.stale_since.set(unix(self.confirmed_at));
+        tracing::warn!(
+            file = self.file,
+            stale_since = %crate::publish::state::rfc3339(self.confirmed_at),
+            routed = self.routed,
+            "serving the configuration recovered from the state file until OpenStack answers"
+        );
+    }
+}
+
+/// The state file exists but cannot be used: start as without one.
+pub(crate) struct StateUnusable<'a> {
+    pub(crate) error: &'a str,
+}
+
+impl Event for StateUnusable<'_> {
+    fn emit(self, _: &Metrics) {
+        tracing::warn!(error = %self.error, "state file not used; waiting for OpenStack");
+    }
+}
+
+/// A configuration made from what OpenStack says replaced a recovered one.
+pub(crate) struct StaleReplaced;
+
+impl Event for StaleReplaced {
+    fn emit(self, metrics: &Metrics) {
+        metrics.stale_since.set(0.0);
+        tracing::info!("OpenStack answered: the recovered configuration is replaced");
+    }
+}
+
+/// No configuration is served any more: what was served is older than
+/// `max_stale`.
+pub(crate) struct Withdrawn<'a> {
+    pub(crate) why: &'a str,
+}
+
+impl Event for Withdrawn<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.stale_since.set(0.0);
+        metrics.config_bytes.set(0);
+        tracing::error!(why = self.why, "configuration withdrawn: serving 503");
+    }
+}
+
+/// The state file was written, or could not be.
+pub(crate) struct StateWritten<'a> {
+    pub(crate) error: Option<&'a str>,
+}
+
+impl Event for StateWritten<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let outcome = if self.error.is_some() { "error" } else { "ok" };
+        metrics
+            .state_file_writes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        metrics.state_file_ok.set(i64::from(self.error.is_none()));
+        match self.error {
+            Some(e) => tracing::error!(error = %e, "state file not written; serving goes on"),
+            None => tracing::debug!("state file written"),
+        }
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+fn unix_now() -> f64 {
+    unix(SystemTime::now())
 }
 
 fn refresh_outcome(metrics: &Metrics, outcome: &'static str) {

@@ -3,9 +3,11 @@
 //! One-way data path, one module per stage, driven by a loop:
 //!
 //! 1. [`openstack`]: the client of one cloud (Keystone, Nova, Neutron).
-//! 2. [`inventory`]: the instances as last seen (snapshot, changes-since).
+//! 2. [`inventory`]: the instances as last seen (snapshot, changes-since),
+//!    one per cloud; the sync loop merges them for the module.
 //! 3. [`engine`]: the route component that turns them into configuration.
-//! 4. [`publish`]: the last good configuration, and the status beside it.
+//! 4. [`publish`]: the last good configuration, the status beside it, and
+//!    the state file that keeps it across restarts.
 //! 5. [`server`]: what Traefik polls and operators look at (hyper).
 //!
 //! [`sync`] drives the path: it refreshes the inventory, runs the module,

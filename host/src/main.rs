@@ -213,13 +213,17 @@ fn load_module(engine: &Engine, config: &Config) -> anyhow::Result<Module> {
 async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::new(&config.engine)?);
-    let client = OpenStack::from_config(&config.openstack, metrics.clone())?;
-    tracing::info!(openstack = %client.describe(), "OpenStack client ready");
+    let clouds = clouds(&config, &metrics)?;
     let token = match &config.server.token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
-    let publisher = Arc::new(Publisher::new(config.openstack.refresh_interval * 3));
+    let slowest = config.openstack.iter().map(|o| o.refresh_interval).max();
+    let publisher = Arc::new(Publisher::new(slowest.unwrap_or_default() * 3));
+    // Served at once, before OpenStack answers (or the module compiles).
+    if let Some(path) = &config.publish.state_file {
+        sync::recover_state(path, config.publish.max_stale, &publisher, &metrics);
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -280,17 +284,39 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         module_path: config.engine.module.clone(),
         config_file: config_file.clone(),
         settings: config.routes_json().into(),
-        inventory: Inventory::new(client, &config.openstack),
+        clouds,
         publisher,
         metrics,
-        refresh_interval: config.openstack.refresh_interval,
+        max_stale: config.publish.max_stale,
+        state_file: config.publish.state_file.clone(),
         reload,
+        kept: Default::default(),
     };
     let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
     server.await??;
     let _ = sync_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A client and an inventory per `[openstack]` entry, each named once.
+fn clouds(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<sync::Cloud>> {
+    let mut clouds: Vec<sync::Cloud> = Vec::new();
+    for cfg in config.openstack.iter() {
+        let client = OpenStack::from_config(cfg, metrics.clone())?;
+        let name = sync::Cloud::name_of(cfg, &client);
+        anyhow::ensure!(
+            clouds.iter().all(|c| c.name != name),
+            "[[openstack]]: two entries are called {name:?}: give them distinct `name`s"
+        );
+        tracing::info!(cloud = %name, openstack = %client.describe(), "OpenStack client ready");
+        clouds.push(sync::Cloud::new(
+            name,
+            Inventory::new(client, cfg),
+            cfg.refresh_interval,
+        ));
+    }
+    Ok(clouds)
 }
 
 /// SIGTERM/SIGINT stop; SIGHUP reloads the module.
@@ -356,12 +382,18 @@ fn generate_and_print(
     Ok(ExitCode::SUCCESS)
 }
 
-/// One full listing of the configured cloud.
+/// One full listing of each configured cloud, merged as `serve` merges them.
 async fn fetch(config: &Config) -> anyhow::Result<traefik_openstack::inventory::Instances> {
-    let client = OpenStack::from_config(&config.openstack, Arc::new(Metrics::new()))?;
-    let mut inventory = Inventory::new(client, &config.openstack);
-    inventory.refresh().await?;
-    Ok(inventory.instances())
+    let mut lists = Vec::new();
+    for cloud in clouds(config, &Arc::new(Metrics::new()))? {
+        let mut inventory = cloud.inventory;
+        inventory
+            .refresh()
+            .await
+            .with_context(|| format!("cloud {}", cloud.name))?;
+        lists.push(inventory.instances());
+    }
+    Ok(sync::merge_instances(&lists))
 }
 
 async fn inventory(config: Config, redact: bool) -> anyhow::Result<ExitCode> {
@@ -432,11 +464,17 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
     for d in generated.findings.diagnostics() {
         println!("  sample: {}: {}", level(d.level), d.message);
     }
-    match OpenStack::from_config(&config.openstack, Arc::new(Metrics::new())) {
-        Ok(client) => println!("openstack: {}", client.describe()),
-        Err(e) => {
-            println!("openstack: {e}");
-            return Ok(ExitCode::FAILURE);
+    for cfg in config.openstack.iter() {
+        match OpenStack::from_config(cfg, Arc::new(Metrics::new())) {
+            Ok(client) => println!(
+                "openstack {}: {}",
+                sync::Cloud::name_of(cfg, &client),
+                client.describe()
+            ),
+            Err(e) => {
+                println!("openstack: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     println!("configuration ok");

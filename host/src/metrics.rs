@@ -1,8 +1,9 @@
 //! Prometheus metrics, in one registry owned by the process.
 //!
 //! Label values are fixed words chosen by the code (service names, outcome
-//! reasons, status codes), never text from OpenStack or tenants, so a metric
-//! can neither leak a secret nor explode in cardinality.
+//! reasons, status codes) or names the operator gave (clouds), never text
+//! from OpenStack or tenants, so a metric can neither leak a secret nor
+//! explode in cardinality.
 
 use std::sync::atomic::AtomicU64;
 
@@ -29,6 +30,12 @@ pub(crate) struct StateLabels {
     pub(crate) state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CloudLabels {
+    /// The operator's name for the cloud (or "<clouds.yaml entry>/<region>").
+    pub(crate) cloud: String,
+}
+
 /// Every metric the host exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -42,6 +49,12 @@ pub struct Metrics {
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
     pub(crate) module_healthy: Gauge,
     pub(crate) tls_handshake_failures: Counter,
+    pub(crate) cloud_up: Family<CloudLabels, Gauge>,
+    pub(crate) cloud_instances: Family<CloudLabels, Gauge>,
+    pub(crate) cloud_last_success: Family<CloudLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) stale_since: Gauge<f64, AtomicU64>,
+    pub(crate) state_file_writes: Family<OutcomeLabels, Counter>,
+    pub(crate) state_file_ok: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,7 +80,7 @@ impl Metrics {
 
         registry.register(
             "refresh_duration_seconds",
-            "Time to refresh the inventory and regenerate the configuration",
+            "Time to refresh the inventory of one cloud",
             refresh_duration.clone(),
         );
         registry.register(
@@ -123,7 +136,50 @@ impl Metrics {
         for state in ["seen", "routed", "skipped"] {
             let _ = instances.get_or_create(&StateLabels { state });
         }
+        let cloud_up = Family::<CloudLabels, Gauge>::default();
+        let cloud_instances = Family::<CloudLabels, Gauge>::default();
+        let cloud_last_success = Family::<CloudLabels, Gauge<f64, AtomicU64>>::default();
+        let stale_since = Gauge::<f64, AtomicU64>::default();
+        let state_file_writes = Family::<OutcomeLabels, Counter>::default();
+        let state_file_ok = Gauge::default();
+        state_file_ok.set(1);
+        registry.register(
+            "cloud_up",
+            "Per cloud: 1 when its last refresh succeeded, 0 when it failed",
+            cloud_up.clone(),
+        );
+        registry.register(
+            "cloud_instances",
+            "Per cloud: instances it contributes to the configuration",
+            cloud_instances.clone(),
+        );
+        registry.register(
+            "cloud_last_success_timestamp_seconds",
+            "Per cloud: Unix time of its last successful refresh",
+            cloud_last_success.clone(),
+        );
+        registry.register(
+            "stale_since_timestamp_seconds",
+            "Unix time OpenStack last confirmed the served configuration, while it is one recovered from the state file; 0 otherwise",
+            stale_since.clone(),
+        );
+        registry.register(
+            "state_file_writes",
+            "Writes of the state file by outcome: ok or error",
+            state_file_writes.clone(),
+        );
+        registry.register(
+            "state_file_ok",
+            "0 when the last write of the state file failed, 1 otherwise",
+            state_file_ok.clone(),
+        );
         Self {
+            cloud_up,
+            cloud_instances,
+            cloud_last_success,
+            stale_since,
+            state_file_writes,
+            state_file_ok,
             registry,
             refresh_duration,
             refreshes,

@@ -254,7 +254,7 @@ fn config(state: &AppState, headers: &HeaderMap) -> Response<Body> {
         // Traefik keeps its current configuration when the provider fails.
         let mut resp = text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no configuration yet: waiting for the first successful sync\n",
+            "no configuration: waiting for a successful sync (/readyz says why)\n",
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -332,7 +332,7 @@ fn instances(state: &AppState) -> Response<Body> {
         Some(s) => json(StatusCode::OK, s.instances_report()),
         None => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no configuration yet: waiting for the first successful sync\n",
+            "no configuration: waiting for a successful sync (/readyz says why)\n",
         ),
     }
 }

@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::config::Config;
+use crate::config::{Config, OpenStackConfig};
 use crate::engine::{Engine, GenerateError, Generated, Incremental, Module};
 use crate::events::{self, Event};
 use crate::inventory::{Instances, Inventory};
 use crate::metrics::Metrics;
-use crate::publish::{Publisher, Snapshot};
+use crate::openstack::OpenStack;
+use crate::publish::state::{self, Saved};
+use crate::publish::{CloudStatus, Publisher, Snapshot};
 
 /// How often the module file is checked for changes.
 const MODULE_POLL: Duration = Duration::from_secs(1);
@@ -32,19 +34,218 @@ pub struct SyncLoop {
     /// The config file, re-read with the module: a new policy usually
     /// comes with new `[routes]` settings, and both go live together.
     pub config_file: Option<PathBuf>,
-    /// The cloud's instances.
-    pub inventory: Inventory,
+    /// The clouds, in the order of the configuration file: an instance
+    /// id listed by two of them is taken from the first.
+    pub clouds: Vec<Cloud>,
     /// Where configurations go.
     pub publisher: Arc<Publisher>,
     /// Where events are counted.
     pub metrics: Arc<Metrics>,
-    /// How often the inventory is refreshed.
-    pub refresh_interval: Duration,
+    /// How long a cloud's instances (or a recovered configuration) are
+    /// routed after OpenStack last confirmed them.
+    pub max_stale: Duration,
+    /// Where the served configuration is saved after each change.
+    pub state_file: Option<PathBuf>,
     /// Signalled on SIGHUP: re-read the module file now.
     pub reload: Arc<Notify>,
     /// What a phased module's last run left, so that the next one re-runs
     /// only what changed (start with `Default::default()`).
     pub incremental: Arc<Mutex<Incremental>>,
+    /// What the loop keeps between refreshes (start with `Default::default()`).
+    pub kept: Kept,
+}
+
+/// What the loop keeps between refreshes.
+#[derive(Default)]
+pub struct Kept {
+    /// The clouds' lists the merge was made from, and the merge.
+    merged: Option<(Vec<Instances>, Instances)>,
+    /// Hands snapshots to the state file writer (started at the first save).
+    writer: Option<watch::Sender<Option<ToSave>>>,
+    /// The etag and confirmation time last handed to the writer.
+    saved: Option<(String, SystemTime)>,
+}
+
+/// One cloud (an `[openstack]` entry) as the loop drives it.
+pub struct Cloud {
+    /// What `/readyz`, `/metrics` and the logs call it.
+    pub name: String,
+    /// Its instances.
+    pub inventory: Inventory,
+    /// How often it is refreshed.
+    pub refresh_interval: Duration,
+    next_due: Instant,
+    /// Local and wall-clock time of its last successful refresh.
+    confirmed: Option<(Instant, SystemTime)>,
+    /// No successful refresh for `max_stale`: its instances are not routed.
+    withdrawn: bool,
+    /// What it contributes while withdrawn (one `Arc`, so that the merge
+    /// sees no change from one refresh to the next).
+    none: Instances,
+}
+
+impl Cloud {
+    /// A cloud refreshed every `refresh_interval`, first right away.
+    pub fn new(name: String, inventory: Inventory, refresh_interval: Duration) -> Self {
+        Self {
+            name,
+            inventory,
+            refresh_interval,
+            next_due: Instant::now(),
+            confirmed: None,
+            withdrawn: false,
+            none: Instances::default(),
+        }
+    }
+
+    /// The entry's `name`, or "<clouds.yaml entry>/<region>": stable
+    /// across restarts, and distinct for two regions of one cloud.
+    pub fn name_of(cfg: &OpenStackConfig, client: &OpenStack) -> String {
+        if let Some(name) = &cfg.name {
+            return name.clone();
+        }
+        let cloud = client.cloud();
+        match &cloud.region {
+            Some(region) => format!("{}/{region}", cloud.name),
+            None => cloud.name.clone(),
+        }
+    }
+
+    /// Without a successful refresh for this long, the cloud is not ready.
+    fn stale_after(&self) -> Duration {
+        self.refresh_interval * 3
+    }
+
+    /// What the cloud contributes to the module run.
+    fn instances(&self) -> Instances {
+        match self.withdrawn {
+            true => self.none.clone(),
+            false => self.inventory.instances(),
+        }
+    }
+}
+
+/// The instances of several clouds as one list sorted by id, as the engine
+/// expects. Ids are unique within a cloud, not across clouds (two entries
+/// may see the same server, e.g. one with `all_projects`): the engine and
+/// `/api/instances` know an instance by id, so an id already listed by an
+/// earlier cloud is dropped. Returns the list and, per dropped instance,
+/// (the cloud that listed it, the cloud kept, its id).
+fn merge(lists: &[Instances]) -> (Instances, Vec<(usize, usize, Arc<crate::wit::Instance>)>) {
+    if let [one] = lists {
+        return (one.clone(), Vec::new());
+    }
+    let mut all: Vec<(usize, &Arc<crate::wit::Instance>)> = lists
+        .iter()
+        .enumerate()
+        .flat_map(|(n, l)| l.iter().map(move |i| (n, i)))
+        .collect();
+    // Stable: equal ids keep the order of the clouds.
+    all.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    let mut merged: Vec<Arc<crate::wit::Instance>> = Vec::with_capacity(all.len());
+    let mut kept_from: Vec<usize> = Vec::with_capacity(all.len());
+    let mut duplicates = Vec::new();
+    for (n, i) in all {
+        match merged.last() {
+            Some(last) if last.id == i.id => {
+                duplicates.push((n, *kept_from.last().expect("beside merged"), i.clone()))
+            }
+            _ => {
+                merged.push(i.clone());
+                kept_from.push(n);
+            }
+        }
+    }
+    (Arc::new(merged), duplicates)
+}
+
+/// What the state file writer is handed: the snapshot, and when OpenStack
+/// last confirmed it.
+#[derive(Clone)]
+struct ToSave {
+    snapshot: Arc<Snapshot>,
+    confirmed_at: SystemTime,
+    module: String,
+}
+
+/// Writes the state file off the loop, the latest snapshot handed over
+/// each time (one write at a time; snapshots handed meanwhile coalesce).
+/// A failure is reported in `/readyz`, `/metrics` and the log, and never
+/// stops anything else.
+fn spawn_state_writer(
+    path: PathBuf,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+) -> watch::Sender<Option<ToSave>> {
+    let (tx, mut rx) = watch::channel::<Option<ToSave>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(job) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let path = path.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let s = &job.snapshot;
+                state::write(
+                    &path,
+                    &Saved {
+                        body: s.body.clone(),
+                        made_at: s.made_at,
+                        confirmed_at: job.confirmed_at,
+                        module: job.module,
+                        instances: s.instance_count,
+                        routed: s.routed,
+                    },
+                )
+                .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("state file writer failed: {e}")));
+            let error = written.err();
+            events::StateWritten {
+                error: error.as_deref(),
+            }
+            .emit(&metrics);
+            publisher.update_status(|s| s.state_file_error = error);
+        }
+    });
+    tx
+}
+
+/// Serves the configuration saved in `path` if it is usable (valid, and
+/// confirmed by OpenStack less than `max_stale` ago); says why not if not.
+pub fn recover_state(
+    path: &std::path::Path,
+    max_stale: Duration,
+    publisher: &Publisher,
+    metrics: &Metrics,
+) {
+    match state::read(path, max_stale, SystemTime::now()) {
+        Ok(saved) => {
+            let snapshot = Snapshot::recovered(&saved, path);
+            events::StateRecovered {
+                file: &path.display().to_string(),
+                confirmed_at: saved.confirmed_at,
+                routed: saved.routed,
+            }
+            .emit(metrics);
+            publisher.update_status(|s| s.instances = saved.instances);
+            publisher.publish(snapshot);
+        }
+        // No file yet: the first start.
+        Err(state::StateError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => events::StateUnusable {
+            error: &e.to_string(),
+        }
+        .emit(metrics),
+    }
+}
+
+/// The instances of several clouds merged as the loop merges them (an id
+/// listed twice is taken from the first cloud), for `render` and `inventory`.
+pub fn merge_instances(lists: &[Instances]) -> Instances {
+    merge(lists).0
 }
 
 /// The module file as last seen, to notice replacement cheaply.
@@ -121,9 +322,8 @@ impl SyncLoop {
         self.emit(events::ModuleHealthy);
         self.publisher
             .update_status(|s| s.module = describe(&self.module));
+        self.init_cloud_status();
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut refresh = tokio::time::interval(self.refresh_interval);
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut module_poll = tokio::time::interval(MODULE_POLL);
         module_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stamp = self.module_path.as_deref().map(FileStamp::of);
@@ -139,8 +339,8 @@ impl SyncLoop {
             let mut want_load = false;
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = refresh.tick() => {
-                    owed = self.refresh_once(owed).await;
+                () = tokio::time::sleep_until(self.next_due().into()) => {
+                    owed = self.refresh_due(owed).await;
                 }
                 _ = module_poll.tick(), if self.module_path.is_some() => {
                     let path = self.module_path.as_deref().expect("guarded");
@@ -176,59 +376,334 @@ impl SyncLoop {
         }
     }
 
-    /// One refresh, and a run of the module if one is owed; returns what is
-    /// owed next.
+    /// When the next cloud is due for a refresh.
+    fn next_due(&self) -> Instant {
+        self.clouds
+            .iter()
+            .map(|c| c.next_due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn init_cloud_status(&self) {
+        let statuses: Vec<CloudStatus> = self
+            .clouds
+            .iter()
+            .map(|c| CloudStatus::new(&c.name, c.stale_after()))
+            .collect();
+        self.publisher.update_status(|s| s.clouds = statuses);
+    }
+
+    /// Refreshes every cloud now (tests: as if all were due).
+    #[cfg(test)]
     async fn refresh_once(&mut self, owed: Owed) -> Owed {
+        if self.publisher.readiness().status.clouds.len() != self.clouds.len() {
+            self.init_cloud_status();
+        }
+        let now = Instant::now();
+        for c in &mut self.clouds {
+            c.next_due = now;
+        }
+        self.refresh_due(owed).await
+    }
+
+    /// Refreshes the clouds that are due (at the same time), and runs the
+    /// module on the merge of all if one is owed; returns what is owed next.
+    async fn refresh_due(&mut self, owed: Owed) -> Owed {
         let started = Instant::now();
-        let stats = match self.inventory.refresh().await {
-            Ok(stats) => stats,
-            Err(e) => {
-                let message = e.to_string();
-                self.emit(events::RefreshFailed {
-                    reason: e.reason(),
-                    error: &message,
-                });
-                self.publisher
-                    .update_status(|s| s.refresh_error = Some(message));
-                return owed;
+        let due: Vec<usize> = (0..self.clouds.len())
+            .filter(|&n| self.clouds[n].next_due <= started)
+            .collect();
+        let results = futures_util::future::join_all(
+            self.clouds
+                .iter_mut()
+                .filter(|c| c.next_due <= started)
+                .map(|c| async {
+                    let began = Instant::now();
+                    let result = c.inventory.refresh().await;
+                    (result, began.elapsed())
+                }),
+        )
+        .await;
+        let mut failed = false;
+        let several = self.clouds.len() > 1;
+        for (n, (result, elapsed)) in due.into_iter().zip(results) {
+            let cloud = &mut self.clouds[n];
+            cloud.next_due = started + cloud.refresh_interval;
+            match result {
+                Ok(stats) => {
+                    let now = SystemTime::now();
+                    cloud.confirmed = Some((Instant::now(), now));
+                    cloud.withdrawn = false;
+                    events::Refreshed {
+                        cloud: &cloud.name,
+                        stats,
+                        elapsed,
+                    }
+                    .emit(&self.metrics);
+                    self.publisher.update_status(|s| {
+                        if let Some(c) = s.clouds.get_mut(n) {
+                            c.error = None;
+                            c.withdrawn = false;
+                            c.last_success = Some(Instant::now());
+                            c.last_success_at = Some(state::rfc3339(now));
+                        }
+                    });
+                }
+                Err(e) => {
+                    failed = true;
+                    let message = match several {
+                        false => e.to_string(),
+                        true => format!("cloud {}: {e}", cloud.name),
+                    };
+                    events::RefreshFailed {
+                        cloud: &cloud.name,
+                        reason: e.reason(),
+                        error: &e.to_string(),
+                    }
+                    .emit(&self.metrics);
+                    self.publisher.update_status(|s| {
+                        if let Some(c) = s.clouds.get_mut(n) {
+                            c.error = Some(e.to_string());
+                        }
+                        s.refresh_error = Some(message);
+                    });
+                }
             }
+        }
+        self.withdraw_expired();
+        let before = self.kept.merged.as_ref().map(|(_, m)| m.clone());
+        let Some(instances) = self.merged() else {
+            // Nothing to make a configuration from yet.
+            return owed;
         };
-        let instances = self.inventory.instances();
-        let owed = if stats.changed { Owed::Run } else { owed };
+        let changed = before.is_none_or(|m| !Arc::ptr_eq(&m, &instances));
+        let owed = if changed { Owed::Run } else { owed };
+        if let Some(next) = self.make(owed, instances.clone()).await {
+            return next;
+        }
+        if !failed {
+            self.publisher.update_status(|s| {
+                s.refresh_error = None;
+                s.module_retry = None;
+                s.last_success = Some(Instant::now());
+                s.instances = instances.len();
+            });
+        } else {
+            self.publisher.update_status(|s| {
+                s.module_retry = None;
+                s.instances = instances.len();
+            });
+        }
+        self.save_state();
+        Owed::Nothing
+    }
+
+    /// Runs the module on `instances` if `owed` and publishes; `Some(next)`
+    /// when it did not succeed (held or failed), `None` when the published
+    /// configuration is now made from `instances`.
+    async fn make(&mut self, owed: Owed, instances: Instances) -> Option<Owed> {
         if let Some(hold) = owed.hold(Instant::now()) {
             // The same inputs would fail the same way (or the machine needs
             // a rest): keep the last good configuration, run nothing.
             self.emit(events::ModuleHeld { until: &hold });
-            return owed;
+            return Some(owed);
         }
-        if owed != Owed::Nothing {
-            match self.generate(self.module.clone(), instances.clone()).await {
-                Ok(generated) => self.publish(instances.clone(), generated),
-                Err(e) => {
-                    let message = format!("{}: {e}", self.module.source);
-                    let next = owed.failed(&e, Instant::now(), self.refresh_interval);
-                    self.emit(events::ModuleFailed {
-                        reason: e.reason(),
-                        error: &message,
-                    });
-                    let hold = next.hold(Instant::now());
-                    self.publisher.update_status(|s| {
-                        s.refresh_error = Some(message);
-                        s.module_retry = hold;
-                    });
-                    return next;
+        if owed == Owed::Nothing {
+            return None;
+        }
+        if instances.is_empty() && self.clouds.iter().all(|c| c.withdrawn) {
+            // Every cloud is past max_stale: nothing is routed any more,
+            // as before the first sync.
+            if self.publisher.current().is_some() {
+                let why = format!(
+                    "no cloud refreshed successfully for more than max_stale ({})",
+                    humantime::format_duration(self.max_stale)
+                );
+                self.emit(events::Withdrawn { why: &why });
+                self.publisher.withdraw(why);
+            }
+            return None;
+        }
+        let interval = self.clouds.iter().map(|c| c.refresh_interval).min();
+        match self.generate(self.module.clone(), instances.clone()).await {
+            Ok(generated) => {
+                if self
+                    .publisher
+                    .current()
+                    .is_some_and(|c| c.recovered.is_some())
+                {
+                    self.emit(events::StaleReplaced);
                 }
+                self.publish(instances, generated);
+                self.publisher.update_status(|s| s.withdrawn = None);
+                None
+            }
+            Err(e) => {
+                let message = format!("{}: {e}", self.module.source);
+                let next = owed.failed(
+                    &e,
+                    Instant::now(),
+                    interval.unwrap_or(Duration::from_secs(10)),
+                );
+                self.emit(events::ModuleFailed {
+                    reason: e.reason(),
+                    error: &message,
+                });
+                let hold = next.hold(Instant::now());
+                self.publisher.update_status(|s| {
+                    s.refresh_error = Some(message);
+                    s.module_retry = hold;
+                });
+                Some(next)
             }
         }
-        let elapsed = started.elapsed();
-        self.publisher.update_status(|s| {
-            s.refresh_error = None;
-            s.module_retry = None;
-            s.last_success = Some(Instant::now());
-            s.instances = instances.len();
+    }
+
+    /// Stops routing what OpenStack has not confirmed for `max_stale`: a
+    /// cloud's instances, or the configuration recovered at start.
+    fn withdraw_expired(&mut self) {
+        let now = Instant::now();
+        for (n, cloud) in self.clouds.iter_mut().enumerate() {
+            let Some((at, wall)) = cloud.confirmed else {
+                continue;
+            };
+            if !cloud.withdrawn && now.duration_since(at) > self.max_stale {
+                cloud.withdrawn = true;
+                events::CloudWithdrawn {
+                    cloud: &cloud.name,
+                    since: &state::rfc3339(wall),
+                    max_stale: self.max_stale,
+                }
+                .emit(&self.metrics);
+                self.publisher.update_status(|s| {
+                    if let Some(c) = s.clouds.get_mut(n) {
+                        c.withdrawn = true;
+                        c.instances = 0;
+                    }
+                });
+            }
+        }
+        let recovered = self.publisher.current().and_then(|c| c.recovered.clone());
+        if let Some(r) = recovered
+            && SystemTime::now()
+                .duration_since(r.confirmed_at)
+                .is_ok_and(|age| age > self.max_stale)
+        {
+            let why = format!(
+                "the configuration recovered from {} was last confirmed by OpenStack at {}, more than max_stale ({}) ago",
+                r.file,
+                state::rfc3339(r.confirmed_at),
+                humantime::format_duration(self.max_stale)
+            );
+            self.emit(events::Withdrawn { why: &why });
+            self.publisher.withdraw(why);
+        }
+    }
+
+    /// The instances of every cloud as the module gets them; `None` while
+    /// there is nothing to make a configuration from: no cloud has answered
+    /// yet, or a recovered configuration is served and some cloud has not
+    /// answered yet (its routes would be lost until it does).
+    fn merged(&mut self) -> Option<Instances> {
+        let answered = |c: &Cloud| c.confirmed.is_some();
+        let recovered = self
+            .publisher
+            .current()
+            .is_some_and(|c| c.recovered.is_some());
+        if !self.clouds.iter().any(answered) || (recovered && !self.clouds.iter().all(answered)) {
+            return None;
+        }
+        let lists: Vec<Instances> = self.clouds.iter().map(Cloud::instances).collect();
+        if let Some((from, merged)) = &self.kept.merged
+            && from.len() == lists.len()
+            && from.iter().zip(&lists).all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return Some(merged.clone());
+        }
+        let (merged, duplicates) = merge(&lists);
+        self.kept.merged = Some((lists.clone(), merged.clone()));
+        let mut dropped = vec![0; lists.len()];
+        for (n, _, _) in &duplicates {
+            dropped[*n] += 1;
+        }
+        let names: Vec<(&str, usize)> = self
+            .clouds
+            .iter()
+            .zip(&lists)
+            .zip(&dropped)
+            .map(|((c, l), d)| (c.name.as_str(), l.len() - d))
+            .collect();
+        let pairs: Vec<(&str, &str, &str)> = duplicates
+            .iter()
+            .map(|(n, k, i)| {
+                (
+                    self.clouds[*n].name.as_str(),
+                    self.clouds[*k].name.as_str(),
+                    i.id.as_str(),
+                )
+            })
+            .collect();
+        self.emit(events::CloudsMerged {
+            clouds: &names,
+            duplicates: &pairs,
         });
-        self.emit(events::Refreshed { stats, elapsed });
-        Owed::Nothing
+        let counts: Vec<(usize, usize)> = names.iter().map(|(_, n)| *n).zip(dropped).collect();
+        self.publisher.update_status(|s| {
+            for (c, (n, d)) in s.clouds.iter_mut().zip(counts) {
+                c.instances = n;
+                c.duplicates = d;
+            }
+        });
+        Some(merged)
+    }
+
+    /// Hands the served configuration to the state file writer when it
+    /// changed, or when its confirmation is older than a tenth of
+    /// `max_stale` (so that a restart after a quiet day still finds it
+    /// fresh enough).
+    fn save_state(&mut self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let Some(snapshot) = self.publisher.current() else {
+            return;
+        };
+        if snapshot.recovered.is_some() {
+            return;
+        }
+        // The oldest confirmation among the clouds it was made from.
+        let Some(confirmed_at) = self
+            .clouds
+            .iter()
+            .filter(|c| !c.withdrawn)
+            .filter_map(|c| c.confirmed.map(|(_, wall)| wall))
+            .min()
+        else {
+            return;
+        };
+        let due = match &self.kept.saved {
+            Some((etag, at)) => {
+                *etag != snapshot.etag
+                    || confirmed_at
+                        .duration_since(*at)
+                        .is_ok_and(|d| d > self.max_stale / 10)
+            }
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        self.kept.saved = Some((snapshot.etag.clone(), confirmed_at));
+        let writer = self.kept.writer.get_or_insert_with(|| {
+            spawn_state_writer(path.clone(), self.publisher.clone(), self.metrics.clone())
+        });
+        let module = describe(&self.module);
+        writer.send_replace(Some(ToSave {
+            snapshot,
+            confirmed_at,
+            module,
+        }));
     }
 
     async fn generate(
@@ -347,7 +822,7 @@ impl SyncLoop {
                 return None;
             }
         };
-        let instances = self.inventory.instances();
+        let instances = self.merged().unwrap_or_default();
         match self
             .generate_with(module.clone(), settings.clone(), instances.clone())
             .await
@@ -360,8 +835,12 @@ impl SyncLoop {
                     s.module = describe(&module);
                     s.module_error = None;
                 });
-                // Before the first sync there is nothing to publish yet.
-                let published = self.publisher.current().is_some();
+                // Before the first sync there is nothing to publish yet (a
+                // recovered configuration stays until the clouds answer).
+                let published = self
+                    .publisher
+                    .current()
+                    .is_some_and(|c| c.recovered.is_none());
                 if published {
                     self.publish(instances, generated);
                 }
@@ -433,6 +912,24 @@ mod tests {
         module_file: tempfile::NamedTempFile,
     }
 
+    /// The same cloud and module, a fresh process: a new publisher, loop and metrics.
+    async fn rig_restarted(old: Rig) -> Rig {
+        let mut rig = rig().await;
+        rig.fake = old.fake;
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_millis(300),
+            ..OpenStackConfig::default()
+        };
+        let client = OpenStack::new(
+            rig.fake.cloud_config(),
+            cfg.request_timeout,
+            rig.state.metrics.clone(),
+        )
+        .unwrap();
+        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        rig
+    }
+
     async fn rig() -> Rig {
         let fake = FakeCloud::start().await;
         fake.set_servers(vec![
@@ -471,11 +968,17 @@ mod tests {
             module_path: Some(module_file.path().to_owned()),
             settings: "{}".into(),
             config_file: None,
-            inventory: Inventory::new(client, &cfg),
+            clouds: vec![Cloud::new(
+                "fake/RegionOne".into(),
+                Inventory::new(client, &cfg),
+                Duration::from_secs(10),
+            )],
             publisher,
             metrics,
-            refresh_interval: Duration::from_secs(10),
+            max_stale: Duration::from_secs(86_400),
+            state_file: None,
             reload: Arc::new(Notify::new()),
+            kept: Kept::default(),
         };
         Rig {
             fake,
@@ -502,6 +1005,10 @@ mod tests {
             (status, String::from_utf8_lossy(&body).into_owned(), etag)
         }
 
+        fn publisher_status(&self, f: impl FnOnce(&mut crate::publish::Status)) {
+            self.state.publisher.update_status(f);
+        }
+
         async fn swap_to(&mut self, feature: Option<&str>) {
             std::fs::copy(
                 crate::testing::test_policy(feature),
@@ -510,6 +1017,370 @@ mod tests {
             .unwrap();
             self.sync.try_swap().await;
         }
+    }
+
+    /// A second cloud for the rig; the rig's own is "a".
+    fn add_cloud(rig: &mut Rig, name: &str, fake: &FakeCloud) {
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_millis(300),
+            ..OpenStackConfig::default()
+        };
+        let client = OpenStack::new(
+            fake.cloud_config(),
+            cfg.request_timeout,
+            rig.state.metrics.clone(),
+        )
+        .unwrap();
+        rig.sync.clouds[0].name = "a".into();
+        rig.sync.clouds.push(Cloud::new(
+            name.into(),
+            Inventory::new(client, &cfg),
+            Duration::from_secs(10),
+        ));
+        rig.sync.init_cloud_status();
+    }
+
+    fn full_sync_all(rig: &mut Rig) {
+        for c in &mut rig.sync.clouds {
+            c.inventory.request_full_sync();
+        }
+    }
+
+    fn readyz(rig: &Rig) -> (StatusCode, serde_json::Value) {
+        let (status, body, _) = rig.get("/readyz");
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_clouds_are_merged_and_a_failing_one_keeps_its_instances() {
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        // id-2 in both: the same id in two clouds must not collide.
+        b.set_servers(vec![
+            server("id-2", "vm-b2", "2024-01-01T00:00:00Z"),
+            server("id-9", "vm-b9", "2024-01-01T00:00:00Z"),
+        ]);
+        add_cloud(&mut rig, "b", &b);
+        assert_eq!(rig.sync.refresh_once(Owed::Run).await, Owed::Nothing);
+        let (_, body, _) = rig.get("/traefik");
+        for vm in ["vm-1", "vm-2", "vm-b9"] {
+            assert!(body.contains(vm), "{vm}: {body}");
+        }
+        assert!(!body.contains("vm-b2"), "{body}");
+        let (_, instances, _) = rig.get("/api/instances");
+        let instances: serde_json::Value = serde_json::from_str(&instances).unwrap();
+        let ids: Vec<&str> = instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["id-1", "id-2", "id-9"]);
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        assert_eq!(ready["clouds"][0]["name"], "a");
+        assert_eq!(ready["clouds"][0]["instances"], 2);
+        assert_eq!(ready["clouds"][1]["instances"], 1);
+        assert_eq!(ready["clouds"][1]["duplicates"], 1);
+
+        // b fails; a changes: a's change shows, b's instances stay.
+        rig.fake.with(|s| {
+            s.servers
+                .push(server("id-3", "vm-3", "2024-01-02T00:00:00Z"))
+        });
+        b.fault("/servers/detail", 0, Canned::status(500, "{}"));
+        full_sync_all(&mut rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let (_, body, _) = rig.get("/traefik");
+        for vm in ["vm-1", "vm-2", "vm-3", "vm-b9"] {
+            assert!(body.contains(vm), "{vm}: {body}");
+        }
+        let (status, ready) = readyz(&rig);
+        assert_eq!(
+            ready["clouds"][1]["error"]
+                .as_str()
+                .map(|e| e.contains("500")),
+            Some(true),
+            "{ready}"
+        );
+        assert_eq!(
+            ready["clouds"][0]["error"],
+            serde_json::Value::Null,
+            "{ready}"
+        );
+        assert!(
+            ready["refresh_error"]
+                .as_str()
+                .unwrap()
+                .starts_with("cloud b:"),
+            "{ready}"
+        );
+        // Still within its limit: b is only reported, a is fresh.
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        let metrics = rig.state.metrics.encode();
+        assert!(metrics.contains(r#"cloud_up{cloud="b"} 0"#), "{metrics}");
+        assert!(metrics.contains(r#"cloud_up{cloud="a"} 1"#), "{metrics}");
+        assert!(
+            metrics.contains(r#"cloud_instances{cloud="a"} 3"#),
+            "{metrics}"
+        );
+
+        // Past its limit, b makes the sidecar not ready, by name.
+        rig.publisher_status(|s| {
+            s.clouds[1].last_success = Instant::now().checked_sub(Duration::from_secs(31))
+        });
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let reason = ready["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("cloud b: stale") && reason.contains("500"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_cloud_silent_for_max_stale_is_withdrawn_and_comes_back() {
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        b.set_servers(vec![server("id-9", "vm-b9", "2024-01-01T00:00:00Z")]);
+        add_cloud(&mut rig, "b", &b);
+        rig.sync.max_stale = Duration::from_secs(60);
+        rig.sync.refresh_once(Owed::Run).await;
+        // b has not answered for longer than max_stale.
+        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
+        rig.sync.clouds[1].confirmed = Some((past, SystemTime::now()));
+        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
+        full_sync_all(&mut rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vm-1") && !body.contains("vm-b9"), "{body}");
+        let (_, ready) = readyz(&rig);
+        assert_eq!(ready["clouds"][1]["withdrawn"], true, "{ready}");
+
+        // a too: nothing is served any more.
+        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
+        rig.sync.clouds[0].confirmed = Some((past, SystemTime::now()));
+        rig.fake
+            .fault("/servers/detail", 0, Canned::status(503, "{}"));
+        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
+        full_sync_all(&mut rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            ready["reason"].as_str().unwrap().starts_with("withdrawn: "),
+            "{ready}"
+        );
+
+        // Both answer again: everything is back.
+        full_sync_all(&mut rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vm-1") && body.contains("vm-b9"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_state_file_is_served_at_start_until_the_cloud_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut rig = rig().await;
+        rig.sync.state_file = Some(path.clone());
+        rig.sync.refresh_once(Owed::Run).await;
+        let (_, served, _) = rig.get("/traefik");
+        // The writer runs beside the loop: wait for it.
+        let saved = loop {
+            if let Ok(saved) = state::read(&path, Duration::from_secs(60), SystemTime::now()) {
+                break saved;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(saved.body, served.as_bytes());
+        assert_eq!((saved.instances, saved.routed), (2, 2));
+        assert!(saved.module.contains("sha256"), "{}", saved.module);
+        while !rig
+            .state
+            .metrics
+            .encode()
+            .contains(r#"state_file_writes_total{outcome="ok"} 1"#)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // A restart while the cloud is down: the saved body, at once.
+        let mut rig = rig_restarted(rig).await;
+        rig.sync.state_file = Some(path.clone());
+        recover_state(
+            &path,
+            Duration::from_secs(60),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        // The same bytes (the entity tag may differ: it follows the chunks).
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!((status, &body), (StatusCode::OK, &served));
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let since = state::rfc3339(saved.confirmed_at);
+        assert_eq!(ready["stale_since"], since.as_str(), "{ready}");
+        assert!(
+            ready["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("stale since {since}")),
+            "{ready}"
+        );
+        assert!(
+            rig.state
+                .metrics
+                .encode()
+                .contains("stale_since_timestamp_seconds 1")
+        );
+        rig.fake
+            .fault("/servers/detail", 0, Canned::status(500, "{}"));
+        rig.sync.refresh_once(Owed::Run).await;
+        assert_eq!(rig.get("/traefik").1, served, "kept while the cloud fails");
+
+        // The cloud answers (one VM fewer): the fresh configuration replaces it.
+        rig.fake.with(|s| s.servers.truncate(1));
+        rig.sync.refresh_once(Owed::Run).await;
+        let (_, body, _) = rig.get("/traefik");
+        assert!(!body.contains("vm-2") && body.contains("vm-1"), "{body}");
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        assert_eq!(ready["stale_since"], serde_json::Value::Null);
+        assert!(
+            rig.state
+                .metrics
+                .encode()
+                .contains("stale_since_timestamp_seconds 0")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_recovered_configuration_waits_for_every_cloud() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let now = SystemTime::now();
+        let recovered = "{\"http\":{\"routers\":{\"from-file\":{}}}}";
+        state::write(
+            &path,
+            &Saved {
+                body: recovered.into(),
+                made_at: now,
+                confirmed_at: now,
+                module: "m".into(),
+                instances: 3,
+                routed: 3,
+            },
+        )
+        .unwrap();
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        b.set_servers(vec![server("id-9", "vm-b9", "2024-01-01T00:00:00Z")]);
+        add_cloud(&mut rig, "b", &b);
+        recover_state(
+            &path,
+            Duration::from_secs(60),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        // a answers, b does not: a's instances alone would drop b's routes.
+        b.fault("/v3/auth/tokens", 0, Canned::status(503, "{}"));
+        rig.sync.refresh_once(Owed::Run).await;
+        assert_eq!(rig.get("/traefik").1, recovered);
+        let (_, ready) = readyz(&rig);
+        assert!(!ready["stale_since"].is_null(), "{ready}");
+        // Both have answered: the configuration is made from them.
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let (_, body, _) = rig.get("/traefik");
+        assert!(body.contains("vm-1") && body.contains("vm-b9"), "{body}");
+        assert!(!body.contains("from-file"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_state_file_that_cannot_be_written_is_reported_and_serving_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("state");
+        let mut rig = rig().await;
+        rig.sync.state_file = Some(path.clone());
+        rig.sync.refresh_once(Owed::Run).await;
+        let ready = loop {
+            let (_, ready) = readyz(&rig);
+            if !ready["state_file_error"].is_null() {
+                break ready;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let error = ready["state_file_error"].as_str().unwrap();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert_eq!(rig.get("/traefik").0, StatusCode::OK);
+        let metrics = rig.state.metrics.encode();
+        assert!(metrics.contains("state_file_ok 0"), "{metrics}");
+        assert!(
+            metrics.contains(r#"state_file_writes_total{outcome="error"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_recovered_configuration_is_withdrawn_after_max_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let confirmed = SystemTime::now() - Duration::from_secs(30);
+        state::write(
+            &path,
+            &Saved {
+                body: "{\"http\":{}}".into(),
+                made_at: confirmed,
+                confirmed_at: confirmed,
+                module: "m".into(),
+                instances: 1,
+                routed: 1,
+            },
+        )
+        .unwrap();
+        let mut rig = rig().await;
+        // Too old for a limit of 10 s: not served at all.
+        recover_state(
+            &path,
+            Duration::from_secs(10),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        // Young enough for a minute, then the limit is lowered under its age.
+        recover_state(
+            &path,
+            Duration::from_secs(60),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        assert_eq!(rig.get("/traefik").0, StatusCode::OK);
+        rig.sync.max_stale = Duration::from_secs(10);
+        rig.fake
+            .fault("/v3/auth/tokens", 0, Canned::status(500, "{}"));
+        rig.sync.refresh_once(Owed::Run).await;
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        let (_, ready) = readyz(&rig);
+        let reason = ready["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("withdrawn: ") && reason.contains(&path.display().to_string()),
+            "{reason}"
+        );
+
+        // A damaged file is a warning, and start-up goes on without it.
+        std::fs::write(&path, "garbage").unwrap();
+        let rig = rig_restarted(rig).await;
+        recover_state(
+            &path,
+            Duration::from_secs(60),
+            &rig.state.publisher,
+            &rig.state.metrics,
+        );
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -544,7 +1415,7 @@ mod tests {
             Canned::status(500, r#"{"computeFault": {"code": 500}}"#),
             Canned::status(200, "{\"servers\": [ truncated"),
         ] {
-            rig.sync.inventory.request_full_sync();
+            rig.sync.clouds[0].inventory.request_full_sync();
             rig.fake.fault("/servers/detail", 0, reply);
             rig.sync.refresh_once(Owed::Nothing).await;
             let (status, body, tag) = rig.get("/traefik");
@@ -557,7 +1428,7 @@ mod tests {
         assert!(metrics.contains("outcome=\"malformed\"} 1"), "{metrics}");
 
         // The cloud is back: the next refresh publishes what changed.
-        rig.sync.inventory.request_full_sync();
+        rig.sync.clouds[0].inventory.request_full_sync();
         rig.sync.refresh_once(Owed::Nothing).await;
         let (_, body, tag) = rig.get("/traefik");
         assert_ne!(tag, etag);
@@ -602,9 +1473,36 @@ mod tests {
 
         // New instances are new inputs: it runs again.
         rig.fake.with(|s| s.servers.truncate(1));
-        rig.sync.inventory.request_full_sync();
+        rig.sync.clouds[0].inventory.request_full_sync();
         assert_eq!(rig.sync.refresh_once(owed).await, held);
         assert_eq!(failed_runs(&rig), 2);
+    }
+
+    #[test]
+    fn merge_keeps_the_arcs_sorts_by_id_and_takes_a_repeated_id_from_the_first_cloud() {
+        let inst = |id: &str, cloud: &str| {
+            Arc::new(crate::wit::Instance {
+                id: id.into(),
+                cloud: cloud.into(),
+                ..crate::testing::synthetic::wit_instances(1)[0].clone()
+            })
+        };
+        let a: Instances = Arc::new(vec![inst("1", "a"), inst("3", "a")]);
+        let b: Instances = Arc::new(vec![inst("2", "b"), inst("3", "b"), inst("4", "b")]);
+        let (one, none) = merge(std::slice::from_ref(&a));
+        assert!(Arc::ptr_eq(&one, &a) && none.is_empty());
+        let (merged, dups) = merge(&[a.clone(), b.clone()]);
+        let got: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|i| (i.id.as_str(), i.cloud.as_str()))
+            .collect();
+        assert_eq!(got, [("1", "a"), ("2", "b"), ("3", "a"), ("4", "b")]);
+        assert!(Arc::ptr_eq(&merged[2], &a[1]) && Arc::ptr_eq(&merged[3], &b[2]));
+        assert_eq!(dups.len(), 1);
+        assert_eq!(
+            (dups[0].0, dups[0].1, dups[0].2.cloud.as_str()),
+            (1, 0, "b")
+        );
     }
 
     #[test]
@@ -640,7 +1538,7 @@ mod tests {
         let mut rig = rig().await;
         rig.sync.refresh_once(Owed::Run).await;
         rig.fake.set_servers(vec![]);
-        rig.sync.inventory.request_full_sync();
+        rig.sync.clouds[0].inventory.request_full_sync();
         rig.sync.refresh_once(Owed::Nothing).await;
         assert_eq!(rig.get("/traefik").1, "{}");
     }
@@ -669,10 +1567,10 @@ mod tests {
                 s.servers
                     .push(server("id-3", "vm-3", "2024-01-02T00:00:00Z"))
             });
-            rig.sync.inventory.request_full_sync();
+            rig.sync.clouds[0].inventory.request_full_sync();
             rig.sync.refresh_once(Owed::Nothing).await;
             rig.fake.with(|s| s.servers.pop());
-            rig.sync.inventory.request_full_sync();
+            rig.sync.clouds[0].inventory.request_full_sync();
             rig.sync.refresh_once(Owed::Nothing).await;
             assert_eq!(rig.get("/traefik").1, before, "{broken}");
         }

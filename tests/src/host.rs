@@ -66,6 +66,12 @@ pub struct HostOptions {
     pub container: Option<Container>,
     /// Serve over TLS with these files (`[server] tls_*`, `client_ca_file`).
     pub tls: Option<HostTls>,
+    /// More clouds: with any, the configuration has `[[openstack]]`
+    /// entries, `project`'s first (clouds.yaml entry `lab`), then one per
+    /// project here (`lab-1`, `lab-2`, ...), with the same settings.
+    pub more_clouds: Vec<Project>,
+    /// The `[publish]` table (`state_file`, `max_stale`); left out when empty.
+    pub publish: toml::Table,
 }
 
 /// The host's TLS files; its certificate must name `localhost`.
@@ -99,6 +105,8 @@ impl HostOptions {
             env_credentials: false,
             container: None,
             tls: None,
+            more_clouds: Vec::new(),
+            publish: toml::Table::new(),
         }
     }
 }
@@ -177,13 +185,30 @@ impl Host {
         engine.insert("cache_dir".into(), cache_dir.into());
         let mut config = toml::Table::new();
         config.insert("server".into(), server.into());
-        config.insert("openstack".into(), os.into());
+        let mut clouds = vec![("lab".to_owned(), &opts.project)];
+        if opts.more_clouds.is_empty() {
+            config.insert("openstack".into(), os.into());
+        } else {
+            let mut entries = vec![toml::Value::Table(os.clone())];
+            for (n, p) in opts.more_clouds.iter().enumerate() {
+                let cloud = format!("lab-{}", n + 1);
+                let mut entry = os.clone();
+                entry.insert("cloud".into(), cloud.clone().into());
+                entries.push(entry.into());
+                clouds.push((cloud, p));
+            }
+            config.insert("openstack".into(), toml::Value::Array(entries));
+        }
+        if !opts.publish.is_empty() {
+            config.insert("publish".into(), opts.publish.clone().into());
+        }
         config.insert("engine".into(), engine.into());
         config.insert("routes".into(), opts.routes.clone().into());
         let config_file = dir.join("traefik-openstack.toml");
         std::fs::write(&config_file, toml::to_string_pretty(&config)?)?;
-        let clouds = dir.join("clouds.yaml");
-        lab.write_clouds_yaml(&clouds, "lab", &opts.project)?;
+        let clouds_yaml = dir.join("clouds.yaml");
+        lab.write_clouds_yaml_entries(&clouds_yaml, &clouds)?;
+        let clouds = clouds_yaml;
 
         let mut cmd = match &opts.container {
             None => Command::new(&bin),
@@ -339,6 +364,17 @@ impl Host {
 
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.proc.log_path()).unwrap_or_default()
+    }
+
+    /// Stops the host at once (SIGTERM, SIGKILL without grace): nothing
+    /// it would do on the way out is waited for.
+    pub fn kill(&mut self) {
+        self.proc.stop(Duration::ZERO);
     }
 
     pub fn is_running(&mut self) -> bool {

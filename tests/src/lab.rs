@@ -426,15 +426,28 @@ impl Lab {
         cloud: &str,
         project: &Project,
     ) -> anyhow::Result<()> {
+        self.write_clouds_yaml_entries(path, &[(cloud.to_owned(), project)])
+    }
+
+    /// A clouds.yaml with an entry per `(cloud, project)`, each for that
+    /// project's user.
+    pub fn write_clouds_yaml_entries(
+        &self,
+        path: &Path,
+        entries: &[(String, &Project)],
+    ) -> anyhow::Result<()> {
         let q = |s: &str| serde_json::to_string(s).expect("string");
-        let yaml = format!(
-            "clouds:\n  {cloud}:\n    auth:\n      auth_url: {}\n      username: {}\n      password: {}\n      project_name: {}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {}\n    interface: public\n    identity_api_version: 3\n",
-            q(&self.keystone_url()),
-            q(&project.user),
-            q(&project.password),
-            q(&project.name),
-            q(REGION),
-        );
+        let mut yaml = "clouds:\n".to_owned();
+        for (cloud, project) in entries {
+            yaml += &format!(
+                "  {cloud}:\n    auth:\n      auth_url: {}\n      username: {}\n      password: {}\n      project_name: {}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {}\n    interface: public\n    identity_api_version: 3\n",
+                q(&self.keystone_url()),
+                q(&project.user),
+                q(&project.password),
+                q(&project.name),
+                q(REGION),
+            );
+        }
         std::fs::write(path, yaml)?;
         Ok(())
     }

@@ -55,6 +55,28 @@ pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Enables or disables a Keystone user with an admin token; disabling
+/// also revokes the user's tokens.
+pub async fn set_user_enabled(lab: &Lab, user_id: &str, enabled: bool) -> anyhow::Result<()> {
+    let admin = token(
+        &lab.keystone_url(),
+        ADMIN_USER,
+        ADMIN_PASSWORD,
+        ADMIN_PROJECT,
+    )
+    .await?;
+    let r = Client::new()
+        .patch(format!("{}/users/{user_id}", lab.keystone_url()))
+        .header("X-Auth-Token", admin)
+        .json(&json!({"user": {"enabled": enabled}}))
+        .send()
+        .await?;
+    if r.status() != StatusCode::OK {
+        bail!("setting user {user_id} enabled={enabled}: {}", r.status());
+    }
+    Ok(())
+}
+
 /// Nova as one project's user.
 pub struct Nova {
     url: String,

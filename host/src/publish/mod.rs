@@ -6,9 +6,10 @@
 
 mod body;
 mod hosts;
+pub mod state;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use body::Body;
@@ -31,6 +32,17 @@ pub struct Snapshot {
     pub etag: String,
     /// The entity tag of `gzip`.
     pub etag_gzip: String,
+    /// When the module made this configuration (wall clock).
+    pub made_at: SystemTime,
+    /// Recovered from the state file at start, not made from what
+    /// OpenStack says now: served only until the first sync, or until
+    /// `max_stale` after `confirmed_at`. A store publishing snapshots
+    /// decides whether it writes such a one.
+    pub recovered: Option<Recovered>,
+    /// Instances it was made from (for a recovered one: as recorded).
+    pub instance_count: usize,
+    /// Instances with at least one router.
+    pub routed: usize,
     /// Kept to answer `/api/instances` on demand: shared with the
     /// inventory, so holding it costs no copy.
     instances: Instances,
@@ -49,6 +61,48 @@ impl Snapshot {
         let plain = Bytes::from(generated.config.into_bytes());
         let (encoded, reuse) = Body::new(plain, &generated.cuts, previous.map(|p| &p.encoded));
         tracing::debug!(?reuse, "body chunks");
+        let routed = generated
+            .findings
+            .routes()
+            .filter(|r| !r.routers.is_empty())
+            .count();
+        Self::of(
+            encoded,
+            instances,
+            generated.findings,
+            generated.logs,
+            routed,
+        )
+    }
+
+    /// The configuration saved in a state file, served again until
+    /// OpenStack answers. `/api/instances` has no instances to show for it.
+    pub fn recovered(saved: &state::Saved, file: &std::path::Path) -> Self {
+        let (encoded, _) = Body::new(saved.body.clone(), &[], None);
+        let mut s = Self::of(
+            encoded,
+            Arc::default(),
+            Findings::default(),
+            Vec::new(),
+            saved.routed,
+        );
+        s.made_at = saved.made_at;
+        s.instance_count = saved.instances;
+        s.recovered = Some(Recovered {
+            confirmed_at: saved.confirmed_at,
+            file: file.display().to_string(),
+            module: saved.module.clone(),
+        });
+        s
+    }
+
+    fn of(
+        encoded: Body,
+        instances: Instances,
+        findings: Findings,
+        module_logs: Vec<LogLine>,
+        routed: usize,
+    ) -> Self {
         let digest = hex::encode(&encoded.digest[..16]);
         Self {
             etag: format!("\"{digest}\""),
@@ -56,10 +110,14 @@ impl Snapshot {
             etag_gzip: format!("\"{digest}-gzip\""),
             body: encoded.plain.clone(),
             gzip: encoded.gzip.clone(),
+            made_at: SystemTime::now(),
+            recovered: None,
+            instance_count: instances.len(),
+            routed,
             encoded,
             instances,
-            findings: generated.findings,
-            module_logs: generated.logs,
+            findings,
+            module_logs,
         }
     }
 
@@ -73,6 +131,17 @@ impl Snapshot {
     pub(crate) fn module_logs(&self) -> &[LogLine] {
         &self.module_logs
     }
+}
+
+/// Where a recovered snapshot came from, and until when it may be served.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// When OpenStack last confirmed the instances it was made from.
+    pub confirmed_at: SystemTime,
+    /// The state file.
+    pub file: String,
+    /// The module that made it.
+    pub module: String,
 }
 
 #[derive(Serialize)]
@@ -174,6 +243,48 @@ pub(crate) struct Status {
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
     pub(crate) instances: usize,
+    /// Each cloud, in the order of the configuration file.
+    pub(crate) clouds: Vec<CloudStatus>,
+    /// Why the configuration is no longer served (`max_stale` passed).
+    pub(crate) withdrawn: Option<String>,
+    /// Why the last write of the state file failed, until one succeeds.
+    pub(crate) state_file_error: Option<String>,
+}
+
+/// One cloud's health, for `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CloudStatus {
+    pub(crate) name: String,
+    /// Instances it contributes (0 once withdrawn).
+    pub(crate) instances: usize,
+    /// Why its last refresh failed, until one succeeds.
+    pub(crate) error: Option<String>,
+    /// RFC 3339 time of its last successful refresh.
+    pub(crate) last_success_at: Option<String>,
+    /// Its instances were withdrawn: no successful refresh for `max_stale`.
+    pub(crate) withdrawn: bool,
+    /// Instances it lists that an earlier cloud also lists (ignored here).
+    pub(crate) duplicates: usize,
+    #[serde(skip)]
+    pub(crate) last_success: Option<Instant>,
+    /// Without a successful refresh for this long, it is stale.
+    #[serde(skip)]
+    pub(crate) stale_after: Duration,
+}
+
+impl CloudStatus {
+    pub(crate) fn new(name: &str, stale_after: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            instances: 0,
+            error: None,
+            last_success_at: None,
+            withdrawn: false,
+            duplicates: 0,
+            last_success: None,
+            stale_after,
+        }
+    }
 }
 
 /// The last good configuration and the status the server reports, shared by the sync loop and the server.
@@ -191,6 +302,9 @@ pub(crate) struct Readiness {
     #[serde(flatten)]
     pub(crate) status: Status,
     pub(crate) seconds_since_success: Option<f64>,
+    /// RFC 3339 time since which the served configuration is not what
+    /// OpenStack says now (it was recovered from the state file).
+    pub(crate) stale_since: Option<String>,
 }
 
 impl Publisher {
@@ -213,6 +327,12 @@ impl Publisher {
         self.current.store(Some(Arc::new(snapshot)));
     }
 
+    /// Stops serving any configuration (the endpoint answers 503), saying why.
+    pub(crate) fn withdraw(&self, why: String) {
+        self.current.store(None);
+        self.update_status(|s| s.withdrawn = Some(why));
+    }
+
     pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -224,16 +344,31 @@ impl Publisher {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let age = status.last_success.map(|t| t.elapsed());
-        let (ready, reason) = if self.current.load().is_none() {
+        let current = self.current.load();
+        let recovered = current.as_ref().and_then(|c| c.recovered.as_ref());
+        let stale_since = recovered.map(|r| state::rfc3339(r.confirmed_at));
+        let (ready, reason) = if current.is_none() {
+            let reason = match &status.withdrawn {
+                Some(why) => format!("withdrawn: {why}"),
+                None => "no configuration yet: waiting for the first successful sync".to_owned(),
+            };
+            (false, reason)
+        } else if let Some(r) = recovered {
             (
                 false,
-                "no configuration yet: waiting for the first successful sync".to_owned(),
+                format!(
+                    "stale since {}: serving the configuration recovered from {} until OpenStack answers",
+                    state::rfc3339(r.confirmed_at),
+                    r.file
+                ),
             )
         } else if let Some(e) = &status.module_error {
             (
                 false,
                 format!("route module rejected, previous one still serving: {e}"),
             )
+        } else if let Some(why) = clouds_not_ready(&status.clouds) {
+            (false, why)
         } else if age.is_none_or(|a| a > self.stale_after) {
             (
                 false,
@@ -245,13 +380,40 @@ impl Publisher {
         } else {
             (true, "synced".to_owned())
         };
+        drop(current);
         Readiness {
             ready,
             reason,
             seconds_since_success: age.map(|a| a.as_secs_f64()),
+            stale_since,
             status,
         }
     }
+}
+
+/// Why the clouds make the sidecar not ready, naming each one at fault: a
+/// cloud that never answered, or did not for longer than its limit.
+fn clouds_not_ready(clouds: &[CloudStatus]) -> Option<String> {
+    let faults: Vec<String> = clouds
+        .iter()
+        .filter_map(|c| {
+            let error = c
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            match c.last_success {
+                None => Some(format!("cloud {}: not synced yet{error}", c.name)),
+                Some(t) if t.elapsed() > c.stale_after => Some(format!(
+                    "cloud {}: stale, no successful refresh for more than {}{error}",
+                    c.name,
+                    humantime::format_duration(c.stale_after)
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    (!faults.is_empty()).then(|| faults.join("; "))
 }
 
 #[cfg(test)]
