@@ -143,6 +143,7 @@ impl Metrics {
         let state_file_writes = Family::<OutcomeLabels, Counter>::default();
         let state_file_ok = Gauge::default();
         state_file_ok.set(1);
+        let _ = state_file_writes.get_or_create(&OutcomeLabels { outcome: "ok" });
         registry.register(
             "cloud_up",
             "Per cloud: 1 when its last refresh succeeded, 0 when it failed",
@@ -203,6 +204,17 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Exports a configured cloud's series at zero before its first
+    /// refresh, so a cloud that never answers shows as down, not absent.
+    pub(crate) fn cloud_known(&self, cloud: &str) {
+        let labels = CloudLabels {
+            cloud: cloud.to_owned(),
+        };
+        let _ = self.cloud_up.get_or_create(&labels);
+        let _ = self.cloud_instances.get_or_create(&labels);
+        let _ = self.cloud_last_success.get_or_create(&labels);
     }
 
     /// Counts a TLS handshake that did not complete.

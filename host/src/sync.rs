@@ -323,6 +323,9 @@ impl SyncLoop {
         self.publisher
             .update_status(|s| s.module = describe(&self.module));
         self.init_cloud_status();
+        for cloud in &self.clouds {
+            self.metrics.cloud_known(&cloud.name);
+        }
         let mut shutdown = std::pin::pin!(shutdown);
         let mut module_poll = tokio::time::interval(MODULE_POLL);
         module_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
