@@ -141,6 +141,25 @@ fn logs_carry_no_colour_codes_when_not_at_a_terminal() {
 }
 
 #[test]
+fn json_logs_have_stable_field_names() {
+    let env = [os_env(), vec![("RUST_LOG", "info")]].concat();
+    let out = run(&["--log-format", "json", "render"], &env);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!events.is_empty(), "no JSON log line in: {log}");
+    for e in &events {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(e.get(field).is_some(), "{field} missing in {e}");
+        }
+    }
+    assert!(!log.contains(PASSWORD), "{log}");
+}
+
+#[test]
 fn without_credentials_the_error_says_what_is_missing() {
     let out = run(&["render"], &[]);
     let shown = text(&out);
