@@ -139,12 +139,20 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
 fn the_budget_follows_the_number_of_instances() {
     // 64 MiB base, and the default share per 1,000 instances on top.
     let per_1k = EngineConfig::default().memory_per_1k_instances_mib;
-    let engine = engine();
-    let module = engine
+    // A time budget that a loaded machine cannot exhaust before the memory
+    // one: this half is about memory.
+    let roomy = Engine::new(&EngineConfig {
+        timeout: Duration::from_secs(60),
+        memory_limit_mib: 64,
+        cache_dir: Some("".into()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let module = roomy
         .load_file(&support::test_policy(Some("memory")))
         .unwrap();
     let instances = common::wit_instances(2000);
-    let result = engine.generate(&module, "{}", &instances).map(|_| ());
+    let result = roomy.generate(&module, "{}", &instances).map(|_| ());
     let expected = 64 + 2 * per_1k;
     assert!(
         matches!(result, Err(GenerateError::OutOfMemory { limit_mib, instances: 2000 }) if limit_mib == expected),
@@ -156,6 +164,7 @@ fn the_budget_follows_the_number_of_instances() {
         message.contains("on 2000 instances") && message.contains(&format!("{expected} MiB")),
         "{message}"
     );
+    let engine = engine();
     let module = engine
         .load_file(&support::test_policy(Some("loop")))
         .unwrap();
