@@ -14,6 +14,7 @@ use traefik_openstack::inventory::Inventory;
 use traefik_openstack::metrics::Metrics;
 use traefik_openstack::openstack::OpenStack;
 use traefik_openstack::publish::Publisher;
+use traefik_openstack::publish::kv::KvWriter;
 use traefik_openstack::server::{self, AppState};
 use traefik_openstack::sync::{self, SyncLoop};
 use traefik_openstack::wit;
@@ -142,6 +143,8 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         None => None,
     };
     let publisher = Arc::new(Publisher::new(config.openstack.refresh_interval * 3));
+    let kv_writer = KvWriter::new(&config.publish, publisher.clone(), metrics.clone())
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -197,8 +200,13 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         reload,
     };
     let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
+    // The stores are written beside the loop: a slow one holds up nothing.
+    let kv_task = kv_writer.map(|w| tokio::spawn(w.run(shutdown.clone().cancelled_owned())));
     server.await??;
     let _ = sync_task.await;
+    if let Some(t) = kv_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

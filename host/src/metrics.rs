@@ -29,6 +29,17 @@ pub(crate) struct StateLabels {
     pub(crate) state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StoreLabels {
+    pub(crate) store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StoreOutcomeLabels {
+    pub(crate) store: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
 /// Every metric the host exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +52,11 @@ pub struct Metrics {
     pub(crate) last_success: Gauge<f64, AtomicU64>,
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
     pub(crate) module_healthy: Gauge,
+    pub(crate) leader: Family<StoreLabels, Gauge>,
+    pub(crate) kv_publications: Family<StoreOutcomeLabels, Counter>,
+    pub(crate) kv_keys_written: Family<StoreLabels, Counter>,
+    pub(crate) kv_keys_deleted: Family<StoreLabels, Counter>,
+    pub(crate) kv_keys: Family<StoreLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -62,6 +78,11 @@ impl Metrics {
         let last_success = Gauge::<f64, AtomicU64>::default();
         let module_swaps = Family::<OutcomeLabels, Counter>::default();
         let module_healthy = Gauge::default();
+        let leader = Family::<StoreLabels, Gauge>::default();
+        let kv_publications = Family::<StoreOutcomeLabels, Counter>::default();
+        let kv_keys_written = Family::<StoreLabels, Counter>::default();
+        let kv_keys_deleted = Family::<StoreLabels, Counter>::default();
+        let kv_keys = Family::<StoreLabels, Gauge>::default();
 
         registry.register(
             "refresh_duration_seconds",
@@ -108,8 +129,38 @@ impl Metrics {
             "1 when the last module swap (or start) succeeded, 0 after a rejected module",
             module_healthy.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this sidecar holds the lease and writes to the store",
+            leader.clone(),
+        );
+        registry.register(
+            "kv_publications",
+            "Publications to a KV store by outcome: ok, fenced, or the reason of the failure",
+            kv_publications.clone(),
+        );
+        registry.register(
+            "kv_keys_written",
+            "Keys put in a KV store",
+            kv_keys_written.clone(),
+        );
+        registry.register(
+            "kv_keys_deleted",
+            "Keys deleted from a KV store",
+            kv_keys_deleted.clone(),
+        );
+        registry.register(
+            "kv_keys",
+            "Keys under the root that this sidecar's publications hold",
+            kv_keys.clone(),
+        );
         Self {
             registry,
+            leader,
+            kv_publications,
+            kv_keys_written,
+            kv_keys_deleted,
+            kv_keys,
             refresh_duration,
             refreshes,
             instances,

@@ -184,8 +184,8 @@ pub struct Generated {
 #[cfg(test)]
 impl Generated {
     /// A result that is only a configuration, for the tests of what
-    /// serves it.
-    pub(crate) fn of_config(config: &str) -> Self {
+    /// serves and publishes it.
+    pub fn of_config(config: &str) -> Self {
         Generated {
             config: config.into(),
             findings: Findings::default(),

@@ -5,6 +5,7 @@
 //! is computed once per change, so a poll costs a pointer load.
 
 mod body;
+pub mod kv;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,6 +160,9 @@ pub(crate) struct Status {
     #[serde(skip)]
     pub(crate) last_success: Option<Instant>,
     pub(crate) instances: usize,
+    /// The KV stores written to (`[publish.etcd]`, `[publish.redis]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) stores: std::collections::BTreeMap<&'static str, kv::StoreStatus>,
 }
 
 /// The last good configuration and the status the server reports, shared by the sync loop and the server.
@@ -166,6 +170,8 @@ pub struct Publisher {
     current: ArcSwapOption<Snapshot>,
     status: Mutex<Status>,
     stale_after: Duration,
+    /// Bumped on every publish: the KV writer follows it.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 /// What `/readyz` says.
@@ -186,16 +192,29 @@ impl Publisher {
             current: ArcSwapOption::empty(),
             status: Mutex::new(Status::default()),
             stale_after,
+            published: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
+    /// The configuration served now.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
     }
 
     /// Makes `snapshot` the one served.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a snapshot is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// `/readyz` as JSON (what the server sends).
+    pub fn readiness_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.readiness()).expect("plain data")
     }
 
     pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) {
