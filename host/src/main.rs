@@ -350,6 +350,23 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
     for d in generated.findings.diagnostics() {
         println!("  sample: {}: {}", level(d.level), d.message);
     }
+    // Reads the stores' password and TLS files, without contacting them.
+    let stores = KvWriter::new(
+        &config.publish,
+        Arc::new(Publisher::new(std::time::Duration::from_secs(1))),
+        Arc::new(Metrics::new()),
+    );
+    match stores {
+        Ok(Some(w)) => println!(
+            "publish: {}",
+            w.status().keys().copied().collect::<Vec<_>>().join(", ")
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            println!("publish: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     match OpenStack::from_config(&config.openstack, Arc::new(Metrics::new())) {
         Ok(client) => println!("openstack: {}", client.describe()),
         Err(e) => {

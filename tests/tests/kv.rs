@@ -746,3 +746,56 @@ async fn traefik_reads_the_same_configuration_from_http_etcd_and_redis() {
 fn stop_signal() -> Arc<tokio::sync::Notify> {
     Arc::new(tokio::sync::Notify::new())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown() {
+    let stores = shared();
+    let root = "task";
+    let config = || {
+        publish(
+            Some(etcd_config(&stores.etcd.endpoint, root)),
+            Some(redis_config(&stores.redis.address(), root)),
+        )
+    };
+    let Sidecar {
+        publisher, writer, ..
+    } = Sidecar::new(config());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(writer.run(stop.clone().notified_owned()));
+    let both = [
+        Store::Etcd(stores.etcd.endpoint.clone()),
+        Store::Redis(stores.redis.address()),
+    ];
+    for rule in ["Host(`one.example.com`)", "Host(`two.example.com`)"] {
+        let config = routers(&[("vm", rule)]);
+        let previous = publisher.current();
+        publisher.publish(Snapshot::new(
+            Arc::default(),
+            Generated::of_config(&config.to_string()),
+            previous.as_deref(),
+        ));
+        let want = flatten(&config, root).keys;
+        for store in &both {
+            traefik_openstack_e2e::eventually(
+                &format!("{} holds {rule}", store.name()),
+                Duration::from_secs(10),
+                || async {
+                    let (keys, _) = held(store, root).await;
+                    if keys == want {
+                        Ok(())
+                    } else {
+                        Err(format!("{keys:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    }
+    stop.notify_one();
+    task.await.unwrap();
+    // The lease was given up: another sidecar leads at once, no TTL to wait.
+    let mut next = Sidecar::new(config());
+    next.writer.step().await;
+    assert!(next.writer.leader(), "{}", next.readyz());
+    next.writer.resign().await;
+}

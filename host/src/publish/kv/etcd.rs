@@ -267,6 +267,8 @@ impl Etcd {
                     // Expired: the leader key went with it.
                     self.lease = None;
                 }
+                // etcd forgot the lease (it expired): seek a new one.
+                Err(e) if e.message.contains("lease not found") => self.lease = None,
                 Err(e) => {
                     if self
                         .lease
