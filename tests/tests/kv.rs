@@ -799,3 +799,99 @@ async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown
     assert!(next.writer.leader(), "{}", next.readyz());
     next.writer.resign().await;
 }
+
+/// The synthetic cloud's configuration (the built-in module on `n` made-up
+/// instances), with instance `changed` given another floating address.
+async fn synthetic_config(n: usize, changed: Option<usize>) -> Value {
+    use traefik_openstack::config::EngineConfig;
+    use traefik_openstack::engine::Engine;
+    use traefik_openstack::testing::synthetic;
+    tokio::task::spawn_blocking(move || {
+        let engine = Engine::new(&EngineConfig {
+            timeout: Duration::from_secs(300),
+            cache_dir: Some("".into()),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let module = engine.load_default().unwrap();
+        let mut list = synthetic::wit_instances(n);
+        if let Some(i) = changed {
+            list[i].addresses[1].ip = "198.51.100.7".into();
+        }
+        let generated = engine
+            .generate(&module, synthetic::SETTINGS, &list)
+            .unwrap();
+        serde_json::from_str(&generated.config).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_10k_instance_cloud_goes_in_one_transaction_and_one_change_is_one_key() {
+    let stores = shared();
+    let root = "big";
+    let mut side = Sidecar::new(publish(
+        Some(etcd_config(&stores.etcd.endpoint, root)),
+        Some(redis_config(&stores.redis.address(), root)),
+    ));
+    // The defaults: a publication that outlasts the lease's TTL on a loaded
+    // debug build keeps the lease alive beside it.
+    let mut config = publish(
+        Some(etcd_config(&stores.etcd.endpoint, root)),
+        Some(redis_config(&stores.redis.address(), root)),
+    );
+    config.lease_ttl = Duration::from_secs(10);
+    side.writer = KvWriter::new(&config, side.publisher.clone(), side.metrics.clone())
+        .unwrap()
+        .unwrap();
+    let first = synthetic_config(10_000, None).await;
+    let keys = flatten(&first, root).keys;
+    side.set(&first);
+    let started = std::time::Instant::now();
+    side.writer.step().await;
+    let took = started.elapsed();
+    let readyz = side.readyz();
+    assert!(side.writer.leader(), "{readyz}");
+    for store in ["etcd", "redis"] {
+        assert!(readyz["stores"][store]["error"].is_null(), "{readyz}");
+        assert_eq!(
+            side.metric("kv_keys", store) as usize,
+            keys.len(),
+            "{store}"
+        );
+    }
+    let written = side.metric("kv_keys_written_total", "etcd");
+    println!(
+        "10k instances: first publication {written} keys per store ({} of configuration), both stores in {took:?}",
+        keys.len()
+    );
+    for store in shared_stores() {
+        let root_store = match &store {
+            Store::Etcd(e) => Store::Etcd(e.clone()),
+            Store::Redis(r) => Store::Redis(r.clone()),
+        };
+        assert_eq!(
+            held(&root_store, root).await.0.len(),
+            keys.len(),
+            "{}",
+            store.name()
+        );
+    }
+
+    // One VM changes its address: one key, in each store.
+    side.set(&synthetic_config(10_000, Some(5_000)).await);
+    side.writer.step().await;
+    for store in ["etcd", "redis"] {
+        assert_eq!(
+            side.metric("kv_keys_written_total", store),
+            written + 1,
+            "{store}"
+        );
+        assert_eq!(side.metric("kv_keys_deleted_total", store), 0, "{store}");
+    }
+    // Leave the shared stores small for the other cases.
+    side.set(&json!({}));
+    side.writer.step().await;
+    side.writer.resign().await;
+}

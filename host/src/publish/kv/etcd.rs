@@ -31,10 +31,19 @@ pub struct Etcd {
     token: Option<SecretString>,
     /// The leader lease, while we hold one.
     lease: Option<Lease>,
+    /// Of one ordinary request; reads and writes of a whole configuration
+    /// get [`BULK_TIMEOUT`].
+    timeout: Duration,
 }
+
+/// How long a transaction or a read of a whole configuration may take: at
+/// 10k instances one is 190k keys, which a loaded machine takes seconds to
+/// write. The lease is kept alive beside it.
+const BULK_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Lease {
     id: String,
+    ttl: Duration,
     /// Until when the lease is surely alive (last keep-alive sent + TTL).
     alive_until: Instant,
 }
@@ -131,15 +140,31 @@ impl Etcd {
             credentials,
             token: None,
             lease: None,
+            timeout: config.timeout,
         })
     }
 
     /// One call, on the endpoint that answered last, then the others.
     async fn call(&mut self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        self.call_with(path, body, false).await
+    }
+
+    /// A transaction or range over a whole configuration: a long timeout,
+    /// and the lease kept alive while it runs.
+    async fn call_bulk(&mut self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        self.call_with(path, body, true).await
+    }
+
+    async fn call_with(
+        &mut self,
+        path: &str,
+        body: &Value,
+        bulk: bool,
+    ) -> Result<Value, StoreError> {
         let mut last = None;
         for attempt in 0..self.endpoints.len() {
             let i = (self.current + attempt) % self.endpoints.len();
-            match self.call_at(i, path, body).await {
+            match self.call_at(i, path, body, bulk).await {
                 Ok(v) => {
                     self.current = i;
                     return Ok(v);
@@ -151,16 +176,22 @@ impl Etcd {
         Err(last.expect("at least one endpoint"))
     }
 
-    async fn call_at(&mut self, i: usize, path: &str, body: &Value) -> Result<Value, StoreError> {
+    async fn call_at(
+        &mut self,
+        i: usize,
+        path: &str,
+        body: &Value,
+        bulk: bool,
+    ) -> Result<Value, StoreError> {
         if self.token.is_none() && self.credentials.is_some() && path != "/v3/auth/authenticate" {
             self.authenticate(i).await?;
         }
-        match self.post(i, path, body).await {
+        match self.send(i, path, body, bulk).await {
             // A token expires (etcd's simple tokens after 5 minutes): once more.
             Err(e) if e.reason == "auth" && self.credentials.is_some() && self.token.is_some() => {
                 self.token = None;
                 self.authenticate(i).await?;
-                self.post(i, path, body).await
+                self.send(i, path, body, bulk).await
             }
             other => other,
         }
@@ -169,7 +200,9 @@ impl Etcd {
     async fn authenticate(&mut self, i: usize) -> Result<(), StoreError> {
         let (user, password) = self.credentials.as_ref().expect("checked");
         let body = json!({"name": user, "password": password.expose_secret()});
-        let v = self.post(i, "/v3/auth/authenticate", &body).await?;
+        let v = self
+            .post(i, "/v3/auth/authenticate", &body, self.timeout)
+            .await?;
         let token = v["token"]
             .as_str()
             .ok_or_else(|| StoreError::protocol("etcd: authenticate answered no token"))?;
@@ -177,9 +210,63 @@ impl Etcd {
         Ok(())
     }
 
-    async fn post(&self, i: usize, path: &str, body: &Value) -> Result<Value, StoreError> {
+    async fn send(
+        &mut self,
+        i: usize,
+        path: &str,
+        body: &Value,
+        bulk: bool,
+    ) -> Result<Value, StoreError> {
+        if !bulk {
+            return self.post(i, path, body, self.timeout).await;
+        }
+        let timeout = self.timeout.max(BULK_TIMEOUT);
+        let (r, renewed) = self.keeping_alive(self.post(i, path, body, timeout)).await;
+        if let (Some(sent), Some(lease)) = (renewed, self.lease.as_mut()) {
+            lease.alive_until = sent + lease.ttl;
+        }
+        r
+    }
+
+    /// Runs `work` while renewing the lease every third of its TTL; returns
+    /// when the last renewal was sent, if any succeeded.
+    async fn keeping_alive<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> (T, Option<Instant>) {
+        let Some(lease) = &self.lease else {
+            return (work.await, None);
+        };
+        let renewed = std::sync::Mutex::new(None);
+        let keep = async {
+            loop {
+                tokio::time::sleep(lease.ttl / 3).await;
+                let sent = Instant::now();
+                let body = json!({"ID": lease.id});
+                if let Ok(v) = self
+                    .post(self.current, "/v3/lease/keepalive", &body, self.timeout)
+                    .await
+                    && ttl_left(&v) > 0
+                {
+                    *renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
+                }
+            }
+        };
+        tokio::select! {
+            t = work => (t, *renewed.lock().unwrap_or_else(|p| p.into_inner())),
+            () = keep => unreachable!("keeps renewing until the work is done"),
+        }
+    }
+
+    async fn post(
+        &self,
+        i: usize,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, StoreError> {
         let url = format!("{}{path}", self.endpoints[i]);
-        let mut req = self.http.post(&url).json(body);
+        let mut req = self.http.post(&url).timeout(timeout).json(body);
         if let Some(t) = &self.token {
             req = req.header("Authorization", t.expose_secret());
         }
@@ -230,7 +317,7 @@ impl Etcd {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let body =
             json!({"key": b64(prefix), "range_end": prefix_end(prefix), "keys_only": keys_only});
-        let v = self.call("/v3/kv/range", &body).await?;
+        let v = self.call_bulk("/v3/kv/range", &body).await?;
         let r: RangeResponse = serde_json::from_value(v)
             .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
         r.kvs
@@ -253,13 +340,10 @@ impl Etcd {
             let v = self.call("/v3/lease/keepalive", &json!({"ID": id})).await;
             match v {
                 Ok(v) => {
-                    let left = v["result"]["TTL"]
-                        .as_str()
-                        .and_then(|t| t.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    if left > 0 {
+                    if ttl_left(&v) > 0 {
                         self.lease = Some(Lease {
                             id,
+                            ttl,
                             alive_until: sent + ttl,
                         });
                         return self.holds(names, token).await;
@@ -310,6 +394,7 @@ impl Etcd {
         if v["succeeded"].as_bool() == Some(true) {
             self.lease = Some(Lease {
                 id,
+                ttl,
                 alive_until: sent + ttl,
             });
             Ok(true)
@@ -378,9 +463,17 @@ impl Etcd {
             .into_iter()
             .collect();
         let body = json!({"compare": compare, "success": ops});
-        let v = self.call("/v3/kv/txn", &body).await?;
+        let v = self.call_bulk("/v3/kv/txn", &body).await?;
         Ok(v["succeeded"].as_bool() == Some(true))
     }
+}
+
+/// Seconds a keep-alive answer says the lease has left (0: it expired).
+fn ttl_left(v: &Value) -> u64 {
+    v["result"]["TTL"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 fn classify(url: &str, status: reqwest::StatusCode, message: &str) -> StoreError {

@@ -424,7 +424,16 @@ impl KvWriter {
             && self.status["redis"].leader
         {
             let layout = flatten(&config, &side.names.root);
-            let r = publish_redis(side, &layout, &self.node).await;
+            // Following etcd's lease: renewed right before writing, since
+            // a large etcd publication may have outlasted the last renewal.
+            let renewed = match &self.etcd {
+                Some(_) => side.client.follow(&side.names, &self.token, self.ttl).await,
+                None => Ok(()),
+            };
+            let r = match renewed {
+                Ok(()) => publish_redis(side, &layout, &self.node).await,
+                Err(e) => Err(e),
+            };
             self.settle("redis", r, &layout, &etag);
         }
     }
@@ -475,11 +484,9 @@ impl KvWriter {
             Ok(Outcome::Fenced) => {
                 events::KvFenced { store }.emit(&metrics);
                 set_leader(&metrics, &mut self.status, store, false, &self.node);
-                if let Some(e) = &mut self.etcd {
-                    e.forget();
-                }
-                if let Some(r) = &mut self.redis {
-                    r.forget();
+                match store {
+                    "etcd" => self.etcd.as_mut().expect("store").forget(),
+                    _ => self.redis.as_mut().expect("store").forget(),
                 }
             }
             Err(err) => {

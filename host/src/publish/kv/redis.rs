@@ -23,6 +23,9 @@ use crate::config::RedisConfig;
 /// Keys per `SCAN` step and per `MGET`.
 const BATCH: usize = 1000;
 
+/// How long the `EXEC` of a whole configuration may take.
+const BULK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Renews the leader key only while it holds our token.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
@@ -163,7 +166,18 @@ impl Redis {
         &mut self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
+        self.with_timeout(self.timeout, f).await
+    }
+
+    /// As [`Redis::with`], with the answer awaited up to `timeout` (a whole
+    /// configuration's worth of keys takes longer than one command).
+    async fn with_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
         let mut con = self.connection().await?;
+        con.set_response_timeout(timeout);
         match f(&mut con).await {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -408,7 +422,10 @@ impl Redis {
         for chunk in changes.deletes.chunks(BATCH) {
             pipe.cmd("DEL").arg(chunk).ignore();
         }
-        let done: Value = self.with(async |c| pipe.query_async(c).await).await?;
+        let bulk = self.timeout.max(BULK_TIMEOUT);
+        let done: Value = self
+            .with_timeout(bulk, async |c| pipe.query_async(c).await)
+            .await?;
         Ok(!matches!(done, Value::Nil))
     }
 }
