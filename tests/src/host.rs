@@ -61,6 +61,9 @@ pub struct HostOptions {
     pub routes: toml::Table,
     /// Use `OS_*` variables instead of clouds.yaml.
     pub env_credentials: bool,
+    /// The `[publish]` table (`lease_ttl`, `[publish.etcd]`, `[publish.redis]`:
+    /// see `stores::Etcd::publish_table`).
+    pub publish: Option<toml::Table>,
 }
 
 impl HostOptions {
@@ -75,6 +78,7 @@ impl HostOptions {
             module: None,
             routes,
             env_credentials: false,
+            publish: None,
         }
     }
 }
@@ -146,6 +150,9 @@ impl Host {
         config.insert("openstack".into(), os.into());
         config.insert("engine".into(), engine.into());
         config.insert("routes".into(), opts.routes.clone().into());
+        if let Some(publish) = &opts.publish {
+            config.insert("publish".into(), publish.clone().into());
+        }
         let config_file = dir.join("traefik-openstack.toml");
         std::fs::write(&config_file, toml::to_string_pretty(&config)?)?;
         let clouds = dir.join("clouds.yaml");

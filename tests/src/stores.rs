@@ -151,6 +151,19 @@ impl Etcd {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The host's `[publish.etcd]` table for this server under `root_key`.
+    pub fn publish_table(&self, root_key: &str) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("endpoints".into(), vec![self.endpoint.clone()].into());
+        t.insert("root_key".into(), root_key.into());
+        t
+    }
+
+    /// Traefik's `providers.etcd` (JSON, for `Traefik::start_with`).
+    pub fn traefik_provider(&self, root_key: &str) -> serde_json::Value {
+        serde_json::json!({"endpoints": [self.address()], "rootKey": root_key})
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         crate::proc::log_tail(&self.dir.join("etcd.log"), lines)
     }
@@ -214,9 +227,17 @@ impl Redis {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:<port>`, what `[publish.redis] endpoints` takes.
-    pub fn url(&self) -> String {
-        format!("redis://{}", self.address())
+    /// The host's `[publish.redis]` table for this server under `root_key`.
+    pub fn publish_table(&self, root_key: &str) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("endpoints".into(), vec![self.address()].into());
+        t.insert("root_key".into(), root_key.into());
+        t
+    }
+
+    /// Traefik's `providers.redis` (JSON, for `Traefik::start_with`).
+    pub fn traefik_provider(&self, root_key: &str) -> serde_json::Value {
+        serde_json::json!({"endpoints": [self.address()], "rootKey": root_key})
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

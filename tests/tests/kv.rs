@@ -796,6 +796,12 @@ async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown
     // The lease was given up: another sidecar leads at once, no TTL to wait.
     let mut next = Sidecar::new(config());
     next.writer.step().await;
+    assert!(
+        !next.writer.leader(),
+        "no configuration yet: it does not seek the lease"
+    );
+    next.set(&routers(&[("vm", "Host(`next.example.com`)")]));
+    next.writer.step().await;
     assert!(next.writer.leader(), "{}", next.readyz());
     next.writer.resign().await;
 }

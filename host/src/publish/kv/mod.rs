@@ -245,12 +245,15 @@ impl KvWriter {
         self.resign().await;
     }
 
-    /// One round: hold or seek the lease, then, as leader, bring every
-    /// store to the latest snapshot.
+    /// One round: once there is a configuration, hold or seek the lease,
+    /// then, as leader, bring every store to the latest snapshot.
     pub async fn step(&mut self) {
         self.check_keyspace().await;
-        let leader = self.lead().await;
-        if leader && let Some(snapshot) = self.publisher.current() {
+        // A sidecar with nothing to publish yet (OpenStack not answered)
+        // does not seek the lease: a standby that has a configuration will.
+        if let Some(snapshot) = self.publisher.current()
+            && self.lead().await
+        {
             self.publish(&snapshot).await;
         }
         self.report();
