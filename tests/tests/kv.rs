@@ -901,3 +901,75 @@ async fn a_10k_instance_cloud_goes_in_one_transaction_and_one_change_is_one_key(
     side.writer.step().await;
     side.writer.resign().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidecar_publishes_a_vm_that_traefik_routes_through_etcd_alone_and_redis_alone() {
+    use traefik_openstack_e2e::scenario::Scenario;
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+    let stores = shared();
+    let root = "sidecar";
+    let lab = traefik_openstack_e2e::shared_lab();
+    let mut s = Scenario::new(lab, "kv-sidecar").await.unwrap();
+    let vm = s.vm("kv-sidecar-vm", 1).unwrap();
+    s.seed(&[vm]).unwrap();
+    let mut opts = s.options(s.plain_routes());
+    let mut publish = toml::Table::new();
+    publish.insert("lease_ttl".into(), "2s".into());
+    publish.insert("etcd".into(), stores.etcd.publish_table(root).into());
+    publish.insert("redis".into(), stores.redis.publish_table(root).into());
+    opts.publish = Some(publish);
+    s.start(&opts).unwrap();
+
+    // One Traefik per store, each with a dead HTTP endpoint: what routes,
+    // routes through the store.
+    let fqdn = Scenario::fqdn("kv-sidecar-vm");
+    for (store, provider) in [
+        ("etcd", stores.etcd.traefik_provider(root)),
+        ("redis", stores.redis.traefik_provider(root)),
+    ] {
+        let (bin, dir) = (
+            lab.prepared.traefik.clone(),
+            s.dir.join(format!("traefik-{store}")),
+        );
+        let extra = json!({"providers": {store: provider}});
+        let traefik = tokio::task::spawn_blocking(move || {
+            Traefik::start_with(
+                &bin,
+                &dir,
+                Ports::free(),
+                "http://127.0.0.1:1/traefik",
+                None,
+                extra,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        traefik_openstack_e2e::eventually(
+            &format!("{fqdn} routed through {store}"),
+            traefik_openstack_e2e::freshness(),
+            || async {
+                let r = traefik
+                    .get_http(&fqdn, "/")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.backend.as_deref() == Some("kv-sidecar-vm") {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let (_, readyz) = s.host().readyz().await.unwrap();
+    let readyz: Value = serde_json::from_str(&readyz).unwrap();
+    for store in ["etcd", "redis"] {
+        assert_eq!(readyz["stores"][store]["leader"], true, "{readyz}");
+    }
+    let metrics = s.host().metrics().await.unwrap();
+    assert!(
+        metrics.contains("traefik_openstack_leader{store=\"etcd\"} 1"),
+        "{metrics}"
+    );
+}
