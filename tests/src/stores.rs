@@ -174,6 +174,8 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     notify: String,
+    /// More `redis-server` arguments (`--requirepass`, ...).
+    args: Vec<String>,
     proc: Option<Proc>,
 }
 
@@ -181,10 +183,16 @@ impl Redis {
     /// Starts Redis with `notify-keyspace-events` set to `notify` (Traefik's
     /// provider needs keyspace events: "KEA"; "" turns them off).
     pub fn start(dir: &Path, notify: &str) -> anyhow::Result<Redis> {
+        Self::start_with(dir, notify, &[])
+    }
+
+    /// As [`Redis::start`], with more `redis-server` arguments.
+    pub fn start_with(dir: &Path, notify: &str, args: &[&str]) -> anyhow::Result<Redis> {
         let mut redis = Redis {
             port: free_port(),
             dir: dir.join("redis"),
             notify: notify.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             proc: None,
         };
         redis.start_again()?;
@@ -202,7 +210,8 @@ impl Redis {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--notify-keyspace-events", &self.notify])
-            .args(["--daemonize", "no", "--loglevel", "warning"]);
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(&self.args);
         let mut proc = Proc::spawn("redis", cmd, &self.dir.join("redis.log"))?;
         let addr = self.address();
         wait_blocking("redis PING", Duration::from_secs(30), || {
@@ -251,7 +260,8 @@ fn ping(addr: &str) -> Result<(), String> {
     s.write_all(b"PING\r\n").map_err(|e| e.to_string())?;
     let mut buf = [0u8; 16];
     let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-    if buf[..n].starts_with(b"+PONG") {
+    // A server with a password answers, refusing: it is up.
+    if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
         Ok(())
     } else {
         Err(format!("answered {:?}", String::from_utf8_lossy(&buf[..n])))

@@ -973,3 +973,46 @@ async fn the_sidecar_publishes_a_vm_that_traefik_routes_through_etcd_alone_and_r
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_password_is_reported_without_the_password() {
+    let dir = run_dir("kv-auth");
+    let secret = "s3cret-never-shown";
+    let redis = Redis::start_with(&dir, "KEA", &["--requirepass", secret]).unwrap();
+    let wrong = dir.join("wrong-password");
+    std::fs::write(&wrong, "wrong-s3cret-never-shown\n").unwrap();
+    let right = dir.join("password");
+    std::fs::write(&right, format!("{secret}\n")).unwrap();
+    let with_password = |file: &std::path::Path| {
+        let mut c = redis_config(&redis.address(), "traefik");
+        c.password_file = Some(file.to_owned());
+        publish(None, Some(c))
+    };
+    let mut side = Sidecar::new(with_password(&wrong));
+    side.set(&routers(&[("a", "Host(`a`)")]));
+    side.writer.step().await;
+    let readyz = side.readyz();
+    let metrics = side.metrics.encode();
+    assert!(!side.writer.leader(), "{readyz}");
+    let error = readyz["stores"]["redis"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("redis") && error.contains(&redis.address()),
+        "{readyz}"
+    );
+    assert!(
+        metrics.contains("store=\"redis\",outcome=\"auth\""),
+        "{metrics}"
+    );
+    for shown in [readyz.to_string(), metrics] {
+        assert!(!shown.contains("never-shown"), "{shown}");
+    }
+    // The right password: it publishes.
+    let mut side = Sidecar::new(with_password(&right));
+    side.set(&routers(&[("a", "Host(`a`)")]));
+    side.writer.step().await;
+    assert!(side.writer.leader(), "{}", side.readyz());
+    assert_eq!(side.metric("kv_keys", "redis"), 5);
+    side.writer.resign().await;
+}

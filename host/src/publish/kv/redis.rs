@@ -44,6 +44,8 @@ pub struct Redis {
 fn failed(endpoint: &str, e: redis::RedisError) -> StoreError {
     let reason = if e.is_timeout() {
         "timeout"
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        "auth"
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         "unreachable"
     } else {
