@@ -848,6 +848,10 @@ async fn a_10k_instance_cloud_goes_in_one_transaction_and_one_change_is_one_key(
         Some(redis_config(&stores.redis.address(), root)),
     );
     config.lease_ttl = Duration::from_secs(10);
+    // The default request timeout too: the other cases share the stores
+    // while this one's transaction is applied.
+    config.etcd.as_mut().unwrap().timeout = Duration::from_secs(5);
+    config.redis.as_mut().unwrap().timeout = Duration::from_secs(5);
     side.writer = KvWriter::new(&config, side.publisher.clone(), side.metrics.clone())
         .unwrap()
         .unwrap();
