@@ -19,7 +19,8 @@ pub struct Config {
     /// `[openstack]` or `[[openstack]]`: the clouds and how often to ask
     /// them; one default entry when absent.
     pub openstack: Clouds,
-    /// `[publish]`: what is kept beside the served configuration.
+    /// `[publish]`: the state file, and the KV stores written besides the
+    /// HTTP endpoint.
     pub publish: PublishConfig,
     /// `[engine]`: the route module and its limits.
     pub engine: EngineConfig,
@@ -220,29 +221,6 @@ impl OpenStackConfig {
     }
 }
 
-/// `[publish]`: what is kept beside the served configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PublishConfig {
-    /// The served configuration is written here (atomically) after each
-    /// change, and served again at start until OpenStack answers.
-    pub state_file: Option<PathBuf>,
-    /// How long instances are routed after OpenStack last confirmed them:
-    /// a recovered configuration, or a cloud that stopped answering, is
-    /// withdrawn after this, since its addresses may belong to others by then.
-    #[serde(with = "humantime_serde")]
-    pub max_stale: Duration,
-}
-
-impl Default for PublishConfig {
-    fn default() -> Self {
-        Self {
-            state_file: None,
-            max_stale: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
 /// `[engine]`: which route module runs, and its budget.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -290,6 +268,176 @@ impl Default for EngineConfig {
             host_clocks: false,
             host_random: false,
         }
+    }
+}
+
+/// `[publish]`: where the configuration goes besides the HTTP endpoint: a
+/// state file to recover from, KV stores that Traefik reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// The served configuration is written here (atomically) after each
+    /// change, and served again at start until OpenStack answers.
+    pub state_file: Option<PathBuf>,
+    /// How long instances are routed after OpenStack last confirmed them:
+    /// a recovered configuration, or a cloud that stopped answering, is
+    /// withdrawn after this, since its addresses may belong to others by then.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// How long a leader's lease lasts without renewal: a standby takes
+    /// over within about this long after the leader stops.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// `[publish.etcd]`: Traefik's `providers.etcd` reads from it.
+    pub etcd: Option<EtcdConfig>,
+    /// `[publish.redis]`: Traefik's `providers.redis` reads from it.
+    pub redis: Option<RedisConfig>,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            state_file: None,
+            max_stale: Duration::from_secs(24 * 3600),
+            lease_ttl: Duration::from_secs(10),
+            etcd: None,
+            redis: None,
+        }
+    }
+}
+
+/// `[publish.etcd]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// `host:port` or `http(s)://host:port`, tried in order.
+    pub endpoints: Vec<String>,
+    /// The prefix Traefik reads (its `providers.etcd.rootKey`).
+    #[serde(default = "default_root_key")]
+    pub root_key: String,
+    /// Where the ownership index and the leader key live; must not start
+    /// with `root_key` (Traefik reads every key that does).
+    #[serde(default = "default_index_key")]
+    pub index_key: String,
+    /// etcd user (with `password_file`).
+    pub username: Option<String>,
+    /// File holding the user's password.
+    pub password_file: Option<PathBuf>,
+    /// CA bundle that signs the servers' certificates (turns on https).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Timeout of one request to the store (at most half of `lease_ttl`).
+    #[serde(with = "humantime_serde", default = "default_store_timeout")]
+    pub timeout: Duration,
+}
+
+/// `[publish.redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port`, tried in order (one server or a failover address).
+    pub endpoints: Vec<String>,
+    /// The prefix Traefik reads (its `providers.redis.rootKey`).
+    #[serde(default = "default_root_key")]
+    pub root_key: String,
+    /// As for etcd.
+    #[serde(default = "default_index_key")]
+    pub index_key: String,
+    /// Database number.
+    #[serde(default)]
+    pub db: i64,
+    /// ACL user (with `password_file`).
+    pub username: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Connect with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// CA bundle that signs the server's certificate.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Timeout of one request to the store (at most half of `lease_ttl`).
+    #[serde(with = "humantime_serde", default = "default_store_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_root_key() -> String {
+    "traefik".into()
+}
+
+fn default_index_key() -> String {
+    "_traefik-openstack".into()
+}
+
+fn default_store_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl PublishConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err("publish.lease_ttl: must be at least 1s".into());
+        }
+        let stores = [
+            self.etcd
+                .as_ref()
+                .map(|e| ("etcd", &e.endpoints, &e.root_key, &e.index_key, e.timeout)),
+            self.redis
+                .as_ref()
+                .map(|r| ("redis", &r.endpoints, &r.root_key, &r.index_key, r.timeout)),
+        ];
+        for (store, endpoints, root, index, timeout) in stores.into_iter().flatten() {
+            if endpoints.is_empty() {
+                return Err(format!(
+                    "publish.{store}.endpoints: at least one endpoint is needed"
+                ));
+            }
+            let (root, index) = (root.trim_matches('/'), index.trim_matches('/'));
+            if root.is_empty() || index.is_empty() {
+                return Err(format!(
+                    "publish.{store}: root_key and index_key must not be empty"
+                ));
+            }
+            if index.starts_with(root) || root.starts_with(index) {
+                return Err(format!(
+                    "publish.{store}.index_key: {index:?} and root_key {root:?} must not start \
+                     with one another (Traefik reads every key that starts with the root key)"
+                ));
+            }
+            if timeout.is_zero() {
+                return Err(format!("publish.{store}.timeout: must be more than 0s"));
+            }
+        }
+        if let Some(r) = &self.redis
+            && !r.tls
+            && (r.tls_ca_file.is_some() || r.tls_cert_file.is_some())
+        {
+            return Err("publish.redis: tls_ca_file and tls_cert_file need tls = true".into());
+        }
+        for (store, cert, key) in [
+            self.etcd
+                .as_ref()
+                .map(|e| ("etcd", &e.tls_cert_file, &e.tls_key_file)),
+            self.redis
+                .as_ref()
+                .map(|r| ("redis", &r.tls_cert_file, &r.tls_key_file)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if cert.is_some() != key.is_some() {
+                return Err(format!(
+                    "publish.{store}: tls_cert_file and tls_key_file go together"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -383,6 +531,7 @@ impl Config {
         if self.publish.max_stale.is_zero() {
             return Err("publish.max_stale: must be more than 0s".into());
         }
+        self.publish.validate()?;
         let e = &self.engine;
         if e.timeout.is_zero() {
             return Err("engine.timeout: must be more than 0s".into());
@@ -483,6 +632,35 @@ mod tests {
             .tls()
             .unwrap();
         assert_eq!((tls.cert.to_str(), tls.client_ca), (Some("c.pem"), None));
+    }
+
+    #[test]
+    fn publish_stores_parse_and_bad_ones_say_why() {
+        let c = Config::parse(
+            r#"
+            [publish]
+            lease_ttl = "2s"
+            [publish.etcd]
+            endpoints = ["127.0.0.1:2379"]
+            [publish.redis]
+            endpoints = ["127.0.0.1:6379"]
+            root_key = "edge"
+            db = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.publish.lease_ttl, Duration::from_secs(2));
+        assert_eq!(c.publish.etcd.unwrap().root_key, "traefik");
+        assert_eq!(c.publish.redis.unwrap().db, 2);
+        let err = Config::parse("[publish.etcd]\nendpoints = []\n").unwrap_err();
+        assert!(err.contains("publish.etcd.endpoints"), "{err}");
+        let err =
+            Config::parse("[publish.redis]\nendpoints = [\"a:1\"]\nindex_key = \"traefik-x\"\n")
+                .unwrap_err();
+        assert!(err.contains("must not start"), "{err}");
+        let err = Config::parse("[publish.etcd]\nendpoints = [\"a:1\"]\npasword_file = \"x\"\n")
+            .unwrap_err();
+        assert!(err.contains("pasword_file"), "{err}");
     }
 
     #[test]

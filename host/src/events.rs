@@ -6,7 +6,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::inventory::RefreshStats;
-use crate::metrics::{CloudLabels, Metrics, OutcomeLabels, StateLabels};
+use crate::metrics::{
+    CloudLabels, Metrics, OutcomeLabels, StateLabels, StoreLabels, StoreOutcomeLabels,
+};
 
 /// Something the host reports: logged and counted by [`Event::emit`].
 pub(crate) trait Event {
@@ -241,6 +243,36 @@ impl Event for CloudsMerged<'_> {
     }
 }
 
+/// This sidecar took or lost the lease of a KV store.
+pub(crate) struct KvLeadership<'a> {
+    pub(crate) store: &'static str,
+    pub(crate) leader: bool,
+    pub(crate) node: &'a str,
+}
+
+impl Event for KvLeadership<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let Self {
+            store,
+            leader,
+            node,
+        } = self;
+        let was = metrics
+            .leader
+            .get_or_create(&StoreLabels { store })
+            .set(i64::from(leader));
+        if leader {
+            tracing::info!(store, node, "leader: this sidecar writes to the store");
+        } else if was == 1 {
+            tracing::warn!(
+                store,
+                node,
+                "no longer leader: this sidecar stops writing to the store"
+            );
+        }
+    }
+}
+
 /// A cloud's instances are no longer routed: it did not answer for `max_stale`.
 pub(crate) struct CloudWithdrawn<'a> {
     pub(crate) cloud: &'a str,
@@ -333,6 +365,50 @@ impl Event for StateWritten<'_> {
     }
 }
 
+/// A publication to a KV store committed (or had nothing to change).
+pub(crate) struct KvPublished<'a> {
+    pub(crate) store: &'static str,
+    pub(crate) puts: usize,
+    pub(crate) deletes: usize,
+    /// Keys of ours under the root now.
+    pub(crate) keys: usize,
+    pub(crate) etag: &'a str,
+    pub(crate) elapsed: Duration,
+    /// Resources Traefik's KV layout cannot express, left out.
+    pub(crate) left_out: &'a [String],
+}
+
+impl Event for KvPublished<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let store = self.store;
+        kv_outcome(metrics, store, "ok");
+        let labels = StoreLabels { store };
+        metrics
+            .kv_keys_written
+            .get_or_create(&labels)
+            .inc_by(self.puts as u64);
+        metrics
+            .kv_keys_deleted
+            .get_or_create(&labels)
+            .inc_by(self.deletes as u64);
+        metrics.kv_keys.get_or_create(&labels).set(self.keys as i64);
+        if self.puts + self.deletes > 0 {
+            tracing::info!(
+                store,
+                puts = self.puts,
+                deletes = self.deletes,
+                keys = self.keys,
+                etag = %self.etag,
+                ms = self.elapsed.as_millis() as u64,
+                "configuration published to the store"
+            );
+        }
+        for problem in self.left_out {
+            tracing::warn!(store, problem = %problem, "left out of the KV layout");
+        }
+    }
+}
+
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -341,6 +417,59 @@ fn unix(t: SystemTime) -> f64 {
 
 fn unix_now() -> f64 {
     unix(SystemTime::now())
+}
+
+/// A publication was refused because the lease is someone else's now.
+pub(crate) struct KvFenced {
+    pub(crate) store: &'static str,
+}
+
+impl Event for KvFenced {
+    fn emit(self, metrics: &Metrics) {
+        kv_outcome(metrics, self.store, "fenced");
+        tracing::warn!(
+            store = self.store,
+            "publication fenced out: another sidecar holds the lease"
+        );
+    }
+}
+
+/// A KV store call failed; the next round tries again.
+pub(crate) struct KvFailed<'a> {
+    pub(crate) store: &'static str,
+    /// A fixed word (see [`crate::publish::kv::StoreError::reason`]).
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
+}
+
+impl Event for KvFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        kv_outcome(metrics, self.store, self.reason);
+        tracing::warn!(
+            store = self.store,
+            reason = self.reason,
+            error = %self.error,
+            "KV store failed; retrying on the next round"
+        );
+    }
+}
+
+/// Redis keyspace notifications are off (or could not be checked).
+pub(crate) struct KvKeyspace<'a> {
+    pub(crate) error: &'a str,
+}
+
+impl Event for KvKeyspace<'_> {
+    fn emit(self, _: &Metrics) {
+        tracing::error!(store = "redis", error = %self.error, "Traefik's Redis provider will not see changes");
+    }
+}
+
+fn kv_outcome(metrics: &Metrics, store: &'static str, outcome: &'static str) {
+    metrics
+        .kv_publications
+        .get_or_create(&StoreOutcomeLabels { store, outcome })
+        .inc();
 }
 
 fn refresh_outcome(metrics: &Metrics, outcome: &'static str) {

@@ -15,6 +15,7 @@ use traefik_openstack::inventory::Inventory;
 use traefik_openstack::metrics::Metrics;
 use traefik_openstack::openstack::OpenStack;
 use traefik_openstack::publish::Publisher;
+use traefik_openstack::publish::kv::KvWriter;
 use traefik_openstack::server::{self, AppState};
 use traefik_openstack::sync::{self, SyncLoop};
 use traefik_openstack::wit;
@@ -224,6 +225,8 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     if let Some(path) = &config.publish.state_file {
         sync::recover_state(path, config.publish.max_stale, &publisher, &metrics);
     }
+    let kv_writer = KvWriter::new(&config.publish, publisher.clone(), metrics.clone())
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -293,8 +296,13 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         kept: Default::default(),
     };
     let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
+    // The stores are written beside the loop: a slow one holds up nothing.
+    let kv_task = kv_writer.map(|w| tokio::spawn(w.run(shutdown.clone().cancelled_owned())));
     server.await??;
     let _ = sync_task.await;
+    if let Some(t) = kv_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -463,6 +471,23 @@ fn check(config: Config) -> anyhow::Result<ExitCode> {
     );
     for d in generated.findings.diagnostics() {
         println!("  sample: {}: {}", level(d.level), d.message);
+    }
+    // Reads the stores' password and TLS files, without contacting them.
+    let stores = KvWriter::new(
+        &config.publish,
+        Arc::new(Publisher::new(std::time::Duration::from_secs(1))),
+        Arc::new(Metrics::new()),
+    );
+    match stores {
+        Ok(Some(w)) => println!(
+            "publish: {}",
+            w.status().keys().copied().collect::<Vec<_>>().join(", ")
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            println!("publish: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     for cfg in config.openstack.iter() {
         match OpenStack::from_config(cfg, Arc::new(Metrics::new())) {

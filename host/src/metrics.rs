@@ -36,6 +36,17 @@ pub(crate) struct CloudLabels {
     pub(crate) cloud: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StoreLabels {
+    pub(crate) store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StoreOutcomeLabels {
+    pub(crate) store: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
 /// Every metric the host exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +66,11 @@ pub struct Metrics {
     pub(crate) stale_since: Gauge<f64, AtomicU64>,
     pub(crate) state_file_writes: Family<OutcomeLabels, Counter>,
     pub(crate) state_file_ok: Gauge,
+    pub(crate) leader: Family<StoreLabels, Gauge>,
+    pub(crate) kv_publications: Family<StoreOutcomeLabels, Counter>,
+    pub(crate) kv_keys_written: Family<StoreLabels, Counter>,
+    pub(crate) kv_keys_deleted: Family<StoreLabels, Counter>,
+    pub(crate) kv_keys: Family<StoreLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +93,11 @@ impl Metrics {
         let module_swaps = Family::<OutcomeLabels, Counter>::default();
         let module_healthy = Gauge::default();
         let tls_handshake_failures = Counter::default();
+        let leader = Family::<StoreLabels, Gauge>::default();
+        let kv_publications = Family::<StoreOutcomeLabels, Counter>::default();
+        let kv_keys_written = Family::<StoreLabels, Counter>::default();
+        let kv_keys_deleted = Family::<StoreLabels, Counter>::default();
+        let kv_keys = Family::<StoreLabels, Gauge>::default();
 
         registry.register(
             "refresh_duration_seconds",
@@ -127,6 +148,31 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes refused or timed out (no or a wrong client certificate, not TLS)",
             tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this sidecar holds the lease and writes to the store",
+            leader.clone(),
+        );
+        registry.register(
+            "kv_publications",
+            "Publications to a KV store by outcome: ok, fenced, or the reason of the failure",
+            kv_publications.clone(),
+        );
+        registry.register(
+            "kv_keys_written",
+            "Keys put in a KV store",
+            kv_keys_written.clone(),
+        );
+        registry.register(
+            "kv_keys_deleted",
+            "Keys deleted from a KV store",
+            kv_keys_deleted.clone(),
+        );
+        registry.register(
+            "kv_keys",
+            "Keys under the root that this sidecar's publications hold",
+            kv_keys.clone(),
         );
         // Known label values start at zero: a series that exists from the
         // start lets `rate()` and alerts see the first event, and lets the
@@ -192,6 +238,11 @@ impl Metrics {
             module_swaps,
             module_healthy,
             tls_handshake_failures,
+            leader,
+            kv_publications,
+            kv_keys_written,
+            kv_keys_deleted,
+            kv_keys,
         }
     }
 

@@ -70,7 +70,9 @@ pub struct HostOptions {
     /// entries, `project`'s first (clouds.yaml entry `lab`), then one per
     /// project here (`lab-1`, `lab-2`, ...), with the same settings.
     pub more_clouds: Vec<Project>,
-    /// The `[publish]` table (`state_file`, `max_stale`); left out when empty.
+    /// The `[publish]` table (`state_file`, `max_stale`, `lease_ttl`,
+    /// `[publish.etcd]`, `[publish.redis]`: see `stores::Etcd::publish_table`);
+    /// left out when empty.
     pub publish: toml::Table,
 }
 

