@@ -749,7 +749,8 @@ fn stop_signal() -> Arc<tokio::sync::Notify> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown() {
+async fn the_writer_task_follows_publications_deletes_a_withdrawn_one_and_gives_the_lease_up_at_shutdown()
+ {
     let stores = shared();
     let root = "task";
     let config = || {
@@ -791,6 +792,22 @@ async fn the_writer_task_follows_publications_and_gives_the_lease_up_at_shutdown
             )
             .await;
         }
+    }
+    // Older than `max_stale`: withdrawn from the endpoint, deleted from the
+    // stores (the index with it).
+    publisher.withdraw("made 25h ago, max_stale is 24h".into());
+    for store in &both {
+        traefik_openstack_e2e::eventually(
+            &format!("{} emptied of a withdrawn configuration", store.name()),
+            Duration::from_secs(10),
+            || async {
+                match held(store, root).await {
+                    (keys, index) if keys.is_empty() && index.is_empty() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
     }
     stop.notify_one();
     task.await.unwrap();

@@ -347,9 +347,11 @@ impl Publisher {
     }
 
     /// Stops serving any configuration (the endpoint answers 503), saying why.
-    pub(crate) fn withdraw(&self, why: String) {
+    pub fn withdraw(&self, why: String) {
         self.current.store(None);
         self.update_status(|s| s.withdrawn = Some(why));
+        // The KV writer follows: it deletes what it published.
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) {

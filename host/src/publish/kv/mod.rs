@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::config::{EtcdConfig, PublishConfig, RedisConfig};
 use crate::events::{self, Event};
 use crate::metrics::Metrics;
-use crate::publish::{Publisher, Snapshot};
+use crate::publish::Publisher;
 use diff::{Changes, Held, Names, diff};
 use layout::{Layout, flatten};
 
@@ -251,10 +251,23 @@ impl KvWriter {
         self.check_keyspace().await;
         // A sidecar with nothing to publish yet (OpenStack not answered)
         // does not seek the lease: a standby that has a configuration will.
-        if let Some(snapshot) = self.publisher.current()
-            && self.lead().await
-        {
-            self.publish(&snapshot).await;
+        let current = self.publisher.current();
+        // What was served is older than `max_stale`: as in the HTTP
+        // endpoint, the stores stop routing it (our keys are deleted), since
+        // its addresses may belong to other tenants by now.
+        let withdrawn = current.is_none() && self.publisher.readiness().status.withdrawn.is_some();
+        if (current.is_some() || withdrawn) && self.lead().await {
+            match current {
+                Some(snapshot) => match serde_json::from_slice(&snapshot.body) {
+                    Ok(config) => self.publish(&config, &snapshot.etag).await,
+                    // The served body is the module's validated JSON: this
+                    // would be a bug, and it must not empty the stores.
+                    Err(e) => {
+                        tracing::error!(error = %e, "the served configuration is not JSON; not published to the stores")
+                    }
+                },
+                None => self.publish(&serde_json::json!({}), "withdrawn").await,
+            }
         }
         self.report();
     }
@@ -403,22 +416,13 @@ impl KvWriter {
         leader
     }
 
-    async fn publish(&mut self, snapshot: &Snapshot) {
-        let config: serde_json::Value = match serde_json::from_slice(&snapshot.body) {
-            Ok(v) => v,
-            Err(e) => {
-                // The served body is the module's validated JSON: this
-                // would be a bug, and it must not empty the stores.
-                tracing::error!(error = %e, "the served configuration is not JSON; not published to the stores");
-                return;
-            }
-        };
-        let etag = snapshot.etag.clone();
+    async fn publish(&mut self, config: &serde_json::Value, etag: &str) {
+        let etag = etag.to_owned();
         if let Some(side) = &mut self.etcd
             && (side.written.as_deref() != Some(&etag) || side.held.is_none())
             && self.status["etcd"].leader
         {
-            let layout = flatten(&config, &side.names.root);
+            let layout = flatten(config, &side.names.root);
             let r = publish_etcd(side, &layout, &self.token, &self.node).await;
             self.settle("etcd", r, &layout, &etag);
         }
@@ -426,7 +430,7 @@ impl KvWriter {
             && (side.written.as_deref() != Some(&etag) || side.held.is_none())
             && self.status["redis"].leader
         {
-            let layout = flatten(&config, &side.names.root);
+            let layout = flatten(config, &side.names.root);
             // Following etcd's lease: renewed right before writing, since
             // a large etcd publication may have outlasted the last renewal.
             let renewed = match &self.etcd {
