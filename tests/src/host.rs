@@ -381,6 +381,11 @@ impl Host {
         self.proc.stop(Duration::ZERO);
     }
 
+    /// SIGKILL: no graceful shutdown at all (no lease given up).
+    pub fn sigkill(&mut self) {
+        self.proc.sigkill();
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.proc.exited().is_none()
     }

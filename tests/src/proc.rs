@@ -112,6 +112,16 @@ impl Proc {
         log_tail(&self.log, lines)
     }
 
+    /// SIGKILL at once: the process gets no chance to clean up (a crash, an
+    /// OOM kill); reaps it.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(self.child.id() as i32));
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; reaps the process.
     pub fn stop(&mut self, grace: Duration) {
         if self.child.try_wait().ok().flatten().is_none() {

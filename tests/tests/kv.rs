@@ -1038,3 +1038,165 @@ async fn a_refused_password_is_reported_without_the_password() {
     assert_eq!(side.metric("kv_keys", "redis"), 5);
     side.writer.resign().await;
 }
+
+/// A fleet: two sidecars share etcd and Redis, three Traefik replicas read
+/// them (two through etcd, one through Redis), none polls a sidecar. Every
+/// replica routes every VM. The leader is SIGKILLed (no lease given up):
+/// the standby takes over within the TTL while no replica loses a route,
+/// and a VM added afterwards reaches all three. With both sidecars down, a
+/// restarted replica gets every route from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidecars() {
+    use std::time::Instant;
+    use traefik_openstack_e2e::host::Host;
+    use traefik_openstack_e2e::lab::ServerSpec;
+    use traefik_openstack_e2e::scenario::Scenario;
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+
+    const TTL: Duration = Duration::from_secs(2);
+    let stores = shared();
+    let root = "fleet";
+    let lab = traefik_openstack_e2e::shared_lab();
+    let mut s = Scenario::new(lab, "kv-fleet").await.unwrap();
+    let vms: Vec<ServerSpec> = (1..=2)
+        .map(|n| s.vm(&format!("fleet-{n}"), n).unwrap())
+        .collect();
+    s.seed(&vms).unwrap();
+    let late = s.vm("fleet-3", 3).unwrap();
+    let mut opts = s.options(s.plain_routes());
+    opts.publish
+        .insert("lease_ttl".into(), format!("{}s", TTL.as_secs()).into());
+    opts.publish
+        .insert("etcd".into(), stores.etcd.publish_table(root).into());
+    opts.publish
+        .insert("redis".into(), stores.redis.publish_table(root).into());
+
+    let leader_of = |host: &Host| {
+        let url = host.url("/readyz");
+        async move {
+            let body = reqwest::get(&url)
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let readyz: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            Ok::<_, String>(readyz["stores"]["etcd"]["leader"] == true)
+        }
+    };
+    let start_sidecar = |name: &str| {
+        let (dir, opts) = (s.dir.join(name), opts.clone());
+        tokio::task::spawn_blocking(move || Host::start(lab, &dir, &opts))
+    };
+    let mut a = start_sidecar("sidecar-a").await.unwrap().unwrap();
+    traefik_openstack_e2e::eventually("sidecar a leads", Duration::from_secs(30), || async {
+        match leader_of(&a).await {
+            Ok(true) => Ok(()),
+            other => Err(format!("{other:?}\n{}", a.log_tail(10))),
+        }
+    })
+    .await;
+    let mut b = start_sidecar("sidecar-b").await.unwrap().unwrap();
+
+    let start_replica = |n: usize, store: &'static str| {
+        let provider = match store {
+            "etcd" => stores.etcd.traefik_provider(root),
+            _ => stores.redis.traefik_provider(root),
+        };
+        let (bin, dir) = (
+            lab.prepared.traefik.clone(),
+            s.dir.join(format!("traefik-{n}-{store}")),
+        );
+        tokio::task::spawn_blocking(move || {
+            // A dead HTTP endpoint: what routes, routes through the store.
+            Traefik::start_with(
+                &bin,
+                &dir,
+                Ports::free(),
+                "http://127.0.0.1:1/traefik",
+                None,
+                json!({"providers": {store: provider}}),
+            )
+        })
+    };
+    let kinds = ["etcd", "etcd", "redis"];
+    let mut replicas = Vec::new();
+    for (n, store) in kinds.iter().enumerate() {
+        replicas.push(start_replica(n, store).await.unwrap().unwrap());
+    }
+    const FIRST: &[&str] = &["fleet-1", "fleet-2"];
+    const ALL: &[&str] = &["fleet-1", "fleet-2", "fleet-3"];
+    traefik_openstack_e2e::eventually(
+        "every replica routes every VM",
+        traefik_openstack_e2e::freshness(),
+        || routes_all(&replicas, &kinds, FIRST),
+    )
+    .await;
+    assert_eq!(leader_of(&b).await, Ok(false), "b is the standby");
+
+    // The leader dies without a word; the replicas must not notice.
+    a.sigkill();
+    let killed = Instant::now();
+    let mut took_over = None;
+    while killed.elapsed() < TTL * 4 {
+        if let Err(e) = routes_all(&replicas, &kinds, FIRST).await {
+            panic!(
+                "a route was lost {:?} after the leader died: {e}",
+                killed.elapsed()
+            );
+        }
+        if took_over.is_none() && leader_of(&b).await == Ok(true) {
+            took_over = Some(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = took_over.unwrap_or_else(|| panic!("b never took over:\n{}", b.log_tail(20)));
+    // The TTL, plus one renewal round of the standby (TTL / 3) for it to
+    // notice, plus slack for a loaded machine.
+    assert!(
+        took_over <= TTL + TTL / 3 + Duration::from_secs(2),
+        "the standby took over after {took_over:?} (TTL {TTL:?})"
+    );
+
+    // The new leader writes: a VM created now reaches every replica.
+    s.seed(std::slice::from_ref(&late)).unwrap();
+    traefik_openstack_e2e::eventually(
+        "every replica routes the VM created after the takeover",
+        traefik_openstack_e2e::freshness(),
+        || routes_all(&replicas, &kinds, ALL),
+    )
+    .await;
+
+    // Both sidecars down; a replica restarted now still gets every route.
+    b.sigkill();
+    let restarted = replicas.remove(0);
+    drop(restarted);
+    replicas.insert(0, start_replica(3, "etcd").await.unwrap().unwrap());
+    traefik_openstack_e2e::eventually(
+        "a replica restarted without any sidecar routes every VM",
+        traefik_openstack_e2e::freshness(),
+        || routes_all(&replicas[..1], &kinds, ALL),
+    )
+    .await;
+}
+
+/// Whether every replica routes every VM in `names` to its backend.
+async fn routes_all(
+    replicas: &[traefik_openstack_e2e::traefik::Traefik],
+    kinds: &[&str],
+    names: &[&str],
+) -> Result<(), String> {
+    use traefik_openstack_e2e::scenario::Scenario;
+    for (i, t) in replicas.iter().enumerate() {
+        for vm in names {
+            let r = t
+                .get_http(&Scenario::fqdn(vm), "/")
+                .await
+                .map_err(|e| format!("replica {i}: {e}"))?;
+            if r.backend.as_deref() != Some(*vm) {
+                return Err(format!("replica {i} ({}): {vm}: {r:?}", kinds[i]));
+            }
+        }
+    }
+    Ok(())
+}
