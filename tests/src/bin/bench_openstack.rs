@@ -8,6 +8,9 @@
 //! - Freshness: time from a change made through the Nova API (a metadata
 //!   change, a server delete) until Traefik's API shows the route changed,
 //!   with the host refreshing every 2 s and Traefik polling every 1 s.
+//! - Fleet freshness: the same through etcd and Redis: the host publishes
+//!   to both, three Traefik replicas read them (two etcd, one Redis), and a
+//!   change counts once all three show it.
 //!
 //! `cargo build --release -p traefik-openstack -p traefik-openstack-e2e --bin traefik-openstack --bin bench_openstack`
 //! then `target/release/bench_openstack [--servers 2000] [--changes 20]`;
@@ -23,6 +26,7 @@ use traefik_openstack_e2e::host::{Host, HostOptions, binary};
 use traefik_openstack_e2e::lab::{Lab, Project, ServerSpec};
 use traefik_openstack_e2e::nova::Nova;
 use traefik_openstack_e2e::proc::Proc;
+use traefik_openstack_e2e::stores::{Etcd, EtcdLimits, Redis};
 use traefik_openstack_e2e::traefik::{Ports, Traefik};
 use traefik_openstack_e2e::util::{free_port, run_dir};
 use traefik_openstack_e2e::{POLL_INTERVAL, THROTTLE};
@@ -225,14 +229,22 @@ fn cost(lab: &Lab, project: &Project, a: &Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// A Traefik to watch: its API port and the provider its routers come from.
+#[derive(Clone, Copy)]
+struct Replica {
+    api: u16,
+    provider: &'static str,
+}
+
 async fn router_state(
     http: &reqwest::Client,
-    api: u16,
+    replica: Replica,
     router: &str,
 ) -> anyhow::Result<Option<String>> {
+    let Replica { api, provider } = replica;
     let r = http
         .get(format!(
-            "http://127.0.0.1:{api}/api/http/routers/{router}@http"
+            "http://127.0.0.1:{api}/api/http/routers/{router}@{provider}"
         ))
         .timeout(Duration::from_secs(5))
         .send()
@@ -244,16 +256,25 @@ async fn router_state(
     Ok(Some(v["rule"].as_str().unwrap_or_default().to_string()))
 }
 
+/// Until every replica shows `router` as wanted; how long that took.
 async fn wait_router(
     http: &reqwest::Client,
-    api: u16,
+    replicas: &[Replica],
     router: &str,
     want: impl Fn(&Option<String>) -> bool,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
     let t = Instant::now();
+    let mut pending: Vec<Replica> = replicas.to_vec();
     loop {
-        if want(&router_state(http, api, router).await?) {
+        let mut still = Vec::new();
+        for r in pending {
+            if !want(&router_state(http, r, router).await?) {
+                still.push(r);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
             return Ok(t.elapsed());
         }
         if t.elapsed() > timeout {
@@ -263,11 +284,20 @@ async fn wait_router(
     }
 }
 
+/// Where the configuration goes in a freshness run.
+enum Through {
+    /// Traefik polls the host.
+    Http,
+    /// The host publishes to etcd and Redis; three replicas read them.
+    Stores,
+}
+
 async fn freshness(
     lab: &Lab,
     project: &Project,
     ids: &[(String, String)],
     a: &Args,
+    through: Through,
 ) -> anyhow::Result<Value> {
     let dir = run_dir("bench-fresh");
     let mut opts = HostOptions::new(project.clone(), routes());
@@ -275,15 +305,56 @@ async fn freshness(
     // Nova on sqlite takes seconds per 1,000-server page; the harness's 3 s
     // (meant for outage cases) would fail every full listing.
     opts.request_timeout = Duration::from_secs(60);
+    let mut stores = None;
+    if let Through::Stores = through {
+        let etcd = Etcd::start(&dir, EtcdLimits::LARGE)?;
+        let redis = Redis::start(&dir, "KEA")?;
+        opts.publish
+            .insert("etcd".into(), etcd.publish_table("traefik").into());
+        opts.publish
+            .insert("redis".into(), redis.publish_table("traefik").into());
+        stores = Some((etcd, redis));
+    }
     let host = Host::start(lab, &dir.join("host"), &opts)?;
-    let traefik = Traefik::start(
-        &lab.prepared.traefik,
-        &dir.join("traefik"),
-        Ports::free(),
-        &host.url("/traefik"),
-        None,
-    )?;
-    let api = traefik.api_port;
+    let mut traefiks = Vec::new();
+    let mut replicas = Vec::new();
+    match &stores {
+        None => {
+            let t = Traefik::start(
+                &lab.prepared.traefik,
+                &dir.join("traefik"),
+                Ports::free(),
+                &host.url("/traefik"),
+                None,
+            )?;
+            replicas.push(Replica {
+                api: t.api_port,
+                provider: "http",
+            });
+            traefiks.push(t);
+        }
+        Some((etcd, redis)) => {
+            for (n, provider) in ["etcd", "etcd", "redis"].into_iter().enumerate() {
+                let config = match provider {
+                    "etcd" => etcd.traefik_provider("traefik"),
+                    _ => redis.traefik_provider("traefik"),
+                };
+                let t = Traefik::start_with(
+                    &lab.prepared.traefik,
+                    &dir.join(format!("traefik-{n}")),
+                    Ports::free(),
+                    "http://127.0.0.1:1/traefik",
+                    None,
+                    json!({"providers": {provider: config}}),
+                )?;
+                replicas.push(Replica {
+                    api: t.api_port,
+                    provider,
+                });
+                traefiks.push(t);
+            }
+        }
+    }
     let http = reqwest::Client::new();
     let nova = Nova::login(lab, project).await?;
 
@@ -293,7 +364,9 @@ async fn freshness(
         let (st, body) = host.get("/api/instances").await?;
         if st.is_success() {
             let v: Vec<Value> = serde_json::from_str(&body)?;
-            if v.len() == ids.len() {
+            let listed: std::collections::HashSet<&str> =
+                v.iter().filter_map(|r| r["id"].as_str()).collect();
+            if ids.iter().all(|(id, _)| listed.contains(id.as_str())) {
                 break v;
             }
         }
@@ -313,10 +386,10 @@ async fn freshness(
     let first = router_of(&ids[0].0)?;
     wait_router(
         &http,
-        api,
+        &replicas,
         &first,
         |s| s.is_some(),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await?;
     eprintln!("freshness: Traefik has the routes after {:?}", t.elapsed());
@@ -340,7 +413,7 @@ async fn freshness(
                 .await?;
             let took = wait_router(
                 &http,
-                api,
+                &replicas,
                 &router,
                 |s| s.as_deref() == Some(rule.as_str()),
                 Duration::from_secs(60),
@@ -351,7 +424,7 @@ async fn freshness(
             nova.delete_server(id).await?;
             let took = wait_router(
                 &http,
-                api,
+                &replicas,
                 &router,
                 |s| s.is_none(),
                 Duration::from_secs(60),
@@ -362,8 +435,9 @@ async fn freshness(
         eprintln!("freshness: change {k} ({kind}): {took:?}");
         samples.push(json!({"kind": kind, "ms": took.as_secs_f64() * 1000.0}));
     }
-    drop(traefik);
+    drop(traefiks);
     drop(host);
+    drop(stores);
     let mut ms: Vec<f64> = samples.iter().filter_map(|s| s["ms"].as_f64()).collect();
     ms.sort_by(f64::total_cmp);
     let pct = |p: f64| ms[((p * (ms.len() - 1) as f64).round()) as usize];
@@ -402,13 +476,16 @@ async fn main() -> anyhow::Result<()> {
     let seed_s = t.elapsed().as_secs_f64();
     eprintln!("lab: seeded in {seed_s:.1} s");
     anyhow::ensure!(
-        ids.len() > a.changes,
+        ids.len() > 2 * (a.changes + 1),
         "not enough servers for {} changes",
         a.changes
     );
 
     let cost = cost(&lab, &project, &a)?;
-    let fresh = freshness(&lab, &project, &ids, &a).await?;
+    let fresh = freshness(&lab, &project, &ids[..=a.changes], &a, Through::Http).await?;
+    eprintln!("fleet: the same through etcd and Redis to three replicas");
+    // Other servers: the first run deleted some of its own.
+    let fleet = freshness(&lab, &project, &ids[a.changes + 1..], &a, Through::Stores).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
@@ -416,6 +493,7 @@ async fn main() -> anyhow::Result<()> {
             "seed_s": seed_s,
             "cost": cost,
             "freshness": fresh,
+            "fleet_freshness": fleet,
             "wall_s": started.elapsed().as_secs_f64(),
         }))?
     );
