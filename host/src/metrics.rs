@@ -268,6 +268,19 @@ impl Metrics {
         let _ = self.cloud_last_success.get_or_create(&labels);
     }
 
+    /// Exports a configured KV store's series at zero before its first
+    /// publication.
+    pub(crate) fn store_known(&self, store: &'static str) {
+        let labels = StoreLabels { store };
+        let _ = self.kv_keys.get_or_create(&labels);
+        let _ = self.kv_keys_written.get_or_create(&labels);
+        let _ = self.kv_keys_deleted.get_or_create(&labels);
+        let _ = self.kv_publications.get_or_create(&StoreOutcomeLabels {
+            store,
+            outcome: "ok",
+        });
+    }
+
     /// Counts a TLS handshake that did not complete.
     pub(crate) fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();

@@ -2,7 +2,8 @@
 //! `traefik/monitoring/` against what the sidecar really exports, and the
 //! rules against Prometheus's own checker and their unit tests
 //! (`promtool`, Debian's `prometheus` package, pinned). No lab: a sidecar
-//! whose OpenStack refuses connections exports every metric family.
+//! whose OpenStack and KV stores refuse connections exports every metric
+//! family.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -66,7 +67,11 @@ async fn exported_families() -> BTreeSet<String> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[openstack]\nrefresh_interval = \"1s\"\n"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[openstack]\nrefresh_interval = \"1s\"\n\
+             [publish.etcd]\nendpoints = [\"127.0.0.1:{}\"]\n\
+             [publish.redis]\nendpoints = [\"127.0.0.1:{}\"]\n",
+            free_port(),
+            free_port()
         ),
     )
     .unwrap();

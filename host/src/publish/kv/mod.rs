@@ -215,6 +215,7 @@ impl KvWriter {
         };
         writer.report();
         for store in writer.status.keys() {
+            writer.metrics.store_known(store);
             events::KvLeadership {
                 store,
                 leader: false,
