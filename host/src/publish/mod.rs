@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use body::Body;
-use bytes::Bytes;
 use serde::Serialize;
 
+use bytes::Bytes;
+
+use crate::chunked::Chunked;
 use crate::engine::sandbox::LogLine;
 use crate::engine::{Findings, Generated};
 use crate::inventory::Instances;
@@ -22,8 +24,9 @@ use crate::wit::{self, Instance};
 /// One published configuration.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The configuration, as served.
-    pub body: Bytes,
+    /// The configuration, as served: the chunks the engine wrote
+    /// (`to_bytes` gives it whole).
+    pub body: Chunked,
     /// The same, gzip-compressed.
     pub gzip: Bytes,
     /// The entity tag of `body`.
@@ -41,12 +44,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Takes the generate output by value: the configuration string becomes
-    /// the served body without a copy. The chunks of the body that
+    /// Takes the generate output by value: the configuration's chunks
+    /// become the served body without a copy. The chunks of the body that
     /// `previous` already had are not hashed or compressed again.
     pub fn new(instances: Instances, generated: Generated, previous: Option<&Snapshot>) -> Self {
-        let plain = Bytes::from(generated.config.into_bytes());
-        let (encoded, reuse) = Body::new(plain, &generated.cuts, previous.map(|p| &p.encoded));
+        let (encoded, reuse) = Body::new(&generated.config, previous.map(|p| &p.encoded));
         tracing::debug!(?reuse, "body chunks");
         let digest = hex::encode(&encoded.digest[..16]);
         Self {
@@ -117,7 +119,7 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings) -> Vec<u8>
     let report: Vec<InstanceReport> = instances
         .iter()
         .map(|i| {
-            let route = routes.get(i.id.as_str());
+            let route = routes.get(&*i.id);
             InstanceReport {
                 id: &i.id,
                 name: &i.name,
@@ -137,7 +139,7 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings) -> Vec<u8>
                 routed: route.is_some_and(|r| !r.routers.is_empty()),
                 address: route.and_then(|r| r.address.as_deref()),
                 routers: route.map_or(&[], |r| r.routers.as_slice()),
-                diagnostics: by_instance.remove(i.id.as_str()).unwrap_or_default(),
+                diagnostics: by_instance.remove(&*i.id).unwrap_or_default(),
             }
         })
         .collect();
