@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::join::{GroupId, Joined, Path};
+use super::join::{GroupId, Joined, Packed, Path};
 use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece};
 use crate::wit::{Diagnostic, Instance, Merged, Part};
 
@@ -352,6 +352,7 @@ impl Incremental {
         merged: Vec<Merged>,
         fresh: &HashMap<Arc<str>, Arc<Part>>,
     ) -> Result<(), GenerateError> {
+        let mut values = Packed::new(merged.iter().flat_map(|m| &m.entries));
         for (members, merged) in members.into_iter().zip(merged) {
             super::join::Joined::check(&merged.entries)
                 .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
@@ -364,7 +365,7 @@ impl Incremental {
             }
             let slots = &self.slots;
             let intern = |d: &str| slots.get_key_value(d).map(|(k, _)| k.clone());
-            let paths = self.joined.add(id, merged.entries, intern);
+            let paths = self.joined.add(id, merged.entries, &mut values, intern);
             // Phase one's messages first: each instance's stay in the order
             // they arose.
             let mut diagnostics: Vec<Diagnostic> = members

@@ -132,6 +132,9 @@ impl Chunk {
                 break;
             }
         }
+        // Deflate gives about a twentieth: the spare capacity would be most
+        // of what the chunk holds.
+        out.shrink_to_fit();
         let mut crc = crc32fast::Hasher::new();
         crc.update(&plain);
         Chunk {
