@@ -118,7 +118,6 @@ impl Interner {
     /// Forgets the strings only the interner holds.
     pub fn prune(&mut self) {
         self.known.retain(|t| Arc::strong_count(t) > 1);
-        self.known.shrink_to_fit();
     }
 }
 

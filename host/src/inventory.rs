@@ -248,11 +248,15 @@ impl Inventory {
         };
         if full {
             self.last_full = Some(began);
-            // What servers gone or changed since held only in the interner.
-            self.interner
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .prune();
+            // Strings of servers gone or changed since the last full
+            // listing, held only by the interner (after the first one
+            // there is nothing to forget).
+            if !first {
+                self.interner
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .prune();
+            }
         }
         let stats = RefreshStats {
             full,
