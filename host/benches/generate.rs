@@ -53,7 +53,11 @@ fn generate(c: &mut Criterion) {
         let in_wasm = engine
             .generate(&module, common::SETTINGS, &wit_instances)
             .expect("wasm");
-        assert_eq!(in_wasm.config, natively.config, "wasm and native differ");
+        assert_eq!(
+            in_wasm.config.to_string(),
+            natively.config,
+            "wasm and native differ"
+        );
         let routed = natively
             .routes
             .iter()

@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let mut list = common::wit_instances(n);
     let layout_of = |list: &[wit::Instance]| -> anyhow::Result<_> {
         let generated = engine.generate(&module, common::SETTINGS, list)?;
-        let config: serde_json::Value = serde_json::from_str(&generated.config)?;
+        let config: serde_json::Value = serde_json::from_slice(&generated.config.to_bytes())?;
         let started = Instant::now();
         let layout = flatten(&config, &names.root);
         Ok((layout, started.elapsed(), generated.config.len()))

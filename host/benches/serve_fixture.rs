@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     let snapshot = Snapshot::new(std::sync::Arc::new(instances), generated, None);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("traefik.json"), &snapshot.body)?;
+        std::fs::write(dir.join("traefik.json"), snapshot.body.to_bytes())?;
         std::fs::write(dir.join("traefik.json.gz"), &snapshot.gzip)?;
         std::fs::write(dir.join("etag"), &snapshot.etag)?;
         std::fs::write(dir.join("etag-gzip"), &snapshot.etag_gzip)?;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::OpenStackConfig;
+use crate::instance::{Interner, Text};
 use crate::openstack::nova::{NovaServer, ServerQuery};
 use crate::openstack::{self, OpenStack, Tally, keystone, neutron};
 use crate::wit;
@@ -38,7 +39,7 @@ pub struct Inventory {
     /// Instances are shared (`Arc`) with the snapshot and the engine: a
     /// change copies pointers, and an unchanged instance keeps its `Arc`,
     /// which is how the engine tells it has not changed.
-    servers: BTreeMap<String, Arc<wit::Instance>>,
+    servers: BTreeMap<Text, Arc<wit::Instance>>,
     /// What [`Inventory::instances`] hands out.
     snapshot: Instances,
     /// Local time of the last successful full listing.
@@ -47,6 +48,9 @@ pub struct Inventory {
     watermark: Option<SystemTime>,
     /// Neutron port id -> server id, for floating IPs without `port_details`.
     port_devices: HashMap<String, String>,
+    /// The strings servers share (status, project, metadata, ...), held
+    /// once; pruned after each full listing.
+    interner: std::sync::Mutex<Interner>,
 }
 
 /// What one refresh did and cost.
@@ -106,7 +110,7 @@ enum Next {
 }
 
 struct Picture {
-    servers: BTreeMap<String, Arc<wit::Instance>>,
+    servers: BTreeMap<Text, Arc<wit::Instance>>,
     snapshot: Vec<Arc<wit::Instance>>,
     watermark: Option<SystemTime>,
     port_devices: HashMap<String, String>,
@@ -117,9 +121,10 @@ struct Picture {
 /// changes applied (copied at the first change, not before).
 struct Fold<'a> {
     full: bool,
-    known: &'a BTreeMap<String, Arc<wit::Instance>>,
+    known: &'a BTreeMap<Text, Arc<wit::Instance>>,
     cloud: &'a crate::openstack::clouds::CloudConfig,
-    servers: Option<BTreeMap<String, Arc<wit::Instance>>>,
+    interner: &'a std::sync::Mutex<Interner>,
+    servers: Option<BTreeMap<Text, Arc<wit::Instance>>>,
     /// Servers listed.
     listed: usize,
     /// The newest `updated` seen.
@@ -129,13 +134,15 @@ struct Fold<'a> {
 impl<'a> Fold<'a> {
     fn new(
         full: bool,
-        known: &'a BTreeMap<String, Arc<wit::Instance>>,
+        known: &'a BTreeMap<Text, Arc<wit::Instance>>,
         cloud: &'a crate::openstack::clouds::CloudConfig,
+        interner: &'a std::sync::Mutex<Interner>,
     ) -> Self {
         Fold {
             full,
             known,
             cloud,
+            interner,
             servers: None,
             listed: 0,
             max_updated: None,
@@ -150,18 +157,21 @@ impl<'a> Fold<'a> {
             false => known.clone(),
         });
         self.listed += page.len();
+        let mut interner = self.interner.lock().unwrap_or_else(|p| p.into_inner());
         for server in page {
             self.max_updated = self.max_updated.max(keystone::parse_time(&server.updated));
             if server.is_deleted() {
-                servers.remove(&server.id);
+                servers.remove(server.id.as_str());
             } else if server.is_partial()
-                && let Some(known) = known.get(&server.id)
+                && let Some((id, known)) = known.get_key_value(server.id.as_str())
             {
                 // Its cell is down: what we knew beats an empty record.
-                servers.insert(server.id.clone(), known.clone());
+                servers.insert(id.clone(), known.clone());
             } else {
-                let instance =
-                    crate::offline::to_wit(server.into_instance(&self.cloud.name, region));
+                let instance = wit::Instance::from_model(
+                    server.into_instance(&self.cloud.name, region),
+                    &mut interner,
+                );
                 // An instance Nova reports unchanged keeps its `Arc`: the
                 // engine then knows without comparing that it is the same.
                 let same = known.get(&instance.id).filter(|k| ***k == instance);
@@ -171,7 +181,7 @@ impl<'a> Fold<'a> {
         }
     }
 
-    fn finish(self) -> BTreeMap<String, Arc<wit::Instance>> {
+    fn finish(self) -> BTreeMap<Text, Arc<wit::Instance>> {
         match (self.servers, self.full) {
             (Some(s), _) => s,
             (None, true) => BTreeMap::new(),
@@ -200,6 +210,7 @@ impl Inventory {
             last_full: None,
             watermark: None,
             port_devices: HashMap::new(),
+            interner: Default::default(),
         }
     }
 
@@ -237,6 +248,15 @@ impl Inventory {
         };
         if full {
             self.last_full = Some(began);
+            // Strings of servers gone or changed since the last full
+            // listing, held only by the interner (after the first one
+            // there is nothing to forget).
+            if !first {
+                self.interner
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .prune();
+            }
         }
         let stats = RefreshStats {
             full,
@@ -251,7 +271,7 @@ impl Inventory {
 
     /// The next picture, built aside from the current one.
     async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
-        let mut fold = Fold::new(full, &self.servers, self.client.cloud());
+        let mut fold = Fold::new(full, &self.servers, self.client.cloud(), &self.interner);
         let started = self.list_servers(full, tally, &mut fold).await?;
         // The steady state: Nova reports no change and no Neutron lookup can
         // bring one. Copying the whole picture to find that out would cost
@@ -312,7 +332,7 @@ impl Inventory {
     async fn attach_floating_ips(
         &self,
         full: bool,
-        published: &mut BTreeMap<String, Arc<wit::Instance>>,
+        published: &mut BTreeMap<Text, Arc<wit::Instance>>,
         tally: &mut Tally,
     ) -> Result<HashMap<String, String>, RefreshError> {
         let fail = |source| RefreshError::FloatingIps { source };
@@ -361,7 +381,7 @@ mod tests {
     }
 
     fn ids(inv: &Inventory) -> Vec<String> {
-        inv.instances().iter().map(|i| i.id.clone()).collect()
+        inv.instances().iter().map(|i| i.id.to_string()).collect()
     }
 
     #[tokio::test]
@@ -416,7 +436,7 @@ mod tests {
             "{text}"
         );
         let i = &inv.instances()[0];
-        assert_eq!((i.cloud.as_str(), i.region.as_str()), ("fake", "RegionOne"));
+        assert_eq!((&*i.cloud, &*i.region), ("fake", "RegionOne"));
     }
 
     #[tokio::test]
@@ -461,7 +481,7 @@ mod tests {
         let stats = inv.refresh().await.unwrap();
         assert_eq!((stats.full, stats.changed, stats.total), (false, true, 5));
         assert_eq!(ids(&inv), ["id-0", "id-1", "id-3", "id-4", "id-5"]);
-        assert_eq!(inv.instances()[3].name, "vm-4-renamed");
+        assert_eq!(&*inv.instances()[3].name, "vm-4-renamed");
         // Unchanged instances are shared, not copied: that is how the
         // engine knows, without comparing, that they did not change.
         let after = inv.instances();
@@ -580,9 +600,9 @@ mod tests {
         assert_eq!(addrs.len(), 2);
         assert_eq!(
             (
-                addrs[1].ip.as_str(),
+                &*addrs[1].ip,
                 addrs[1].kind,
-                addrs[1].network.as_str(),
+                &*addrs[1].network,
                 addrs[1].mac.as_deref()
             ),
             (

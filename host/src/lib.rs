@@ -13,7 +13,8 @@
 //! [`sync`] drives the path: it refreshes the inventory, runs the module,
 //! publishes, and swaps modules when the file changes; what it does is
 //! logged and counted by its events, in one place each, into [`metrics`].
-//! [`config`] is the operator's file and [`wit`] the route contract's types.
+//! [`config`] is the operator's file, [`wit`] the route contract's types and
+//! [`instance`] the host's compact form of its instance record.
 //! Off the path: [`offline`] reads and writes instances as files (`render
 //! --instances`, `inventory`) and [`policy_test`] runs golden cases for
 //! route modules (`test`).
@@ -24,9 +25,11 @@
 
 #![deny(missing_docs)]
 
+pub mod chunked;
 pub mod config;
 pub mod engine;
 mod events;
+pub mod instance;
 pub mod inventory;
 pub mod memory;
 pub mod metrics;

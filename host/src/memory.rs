@@ -39,6 +39,19 @@ fn trim() {
     unsafe {
         libc::malloc_trim(0);
     }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // SAFETY: mallinfo2 only reads malloc's counters.
+        let info = unsafe { libc::mallinfo2() };
+        let mib = |b: usize| b / (1024 * 1024);
+        // What is in use against what malloc holds: the gap is free memory
+        // scattered between live blocks (fragmentation).
+        tracing::debug!(
+            in_use_mib = mib(info.uordblks + info.hblkhd),
+            heap_mib = mib(info.arena + info.hblkhd),
+            free_mib = mib(info.fordblks),
+            "heap after trimming"
+        );
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -3,9 +3,9 @@
 //!
 //! The file formats are the guest library's (`traefik_openstack_guest::input`),
 //! so `wasmtime run` of the built-in module reads exactly what the host
-//! reads. This module only converts between that model and the contract's
-//! types, field by field: a field added to either is a compile error here,
-//! not a silent drop.
+//! reads. The conversions between that model and the host's instance are
+//! `instance.rs`'s, field by field: a field added to either is a compile
+//! error there, not a silent drop.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,136 +58,19 @@ pub fn read_instances(path: &Path) -> Result<Vec<wit::Instance>, InstancesError>
 /// Parses instances in either format.
 pub(crate) fn parse_instances(text: &str) -> Result<Vec<wit::Instance>, String> {
     guest::input::parse_instances(text)
-        .map(|list| list.into_iter().map(to_wit).collect())
+        .map(|list| {
+            let mut interner = crate::instance::Interner::default();
+            list.into_iter()
+                .map(|i| wit::Instance::from_model(i, &mut interner))
+                .collect()
+        })
         .map_err(|e| e.to_string())
 }
 
 /// The `inventory` format: a JSON array of instances as the module gets them.
 pub fn inventory_json(instances: &[wit::Instance]) -> String {
-    let model: Vec<guest::Instance> = instances.iter().cloned().map(from_wit).collect();
+    let model: Vec<guest::Instance> = instances.iter().map(wit::Instance::to_model).collect();
     serde_json::to_string_pretty(&model).expect("plain data")
-}
-
-/// The contract's instance from the guest library's model.
-pub(crate) fn to_wit(i: guest::Instance) -> wit::Instance {
-    let guest::Instance {
-        id,
-        name,
-        status,
-        project_id,
-        user_id,
-        cloud,
-        region,
-        availability_zone,
-        flavor_name,
-        image_id,
-        created,
-        updated,
-        description,
-        metadata,
-        tags,
-        addresses,
-    } = i;
-    wit::Instance {
-        id,
-        name,
-        status,
-        project_id,
-        user_id,
-        cloud,
-        region,
-        availability_zone,
-        flavor_name,
-        image_id,
-        created,
-        updated,
-        description,
-        metadata,
-        tags,
-        addresses: addresses
-            .into_iter()
-            .map(|a| {
-                let guest::Address {
-                    network,
-                    ip,
-                    version,
-                    kind,
-                    mac,
-                } = a;
-                wit::Address {
-                    network,
-                    ip,
-                    version,
-                    kind: match kind {
-                        guest::AddressKind::Fixed => wit::AddressKind::Fixed,
-                        guest::AddressKind::Floating => wit::AddressKind::Floating,
-                    },
-                    mac,
-                }
-            })
-            .collect(),
-    }
-}
-
-/// The guest library's model of the contract's instance.
-pub(crate) fn from_wit(i: wit::Instance) -> guest::Instance {
-    let wit::Instance {
-        id,
-        name,
-        status,
-        project_id,
-        user_id,
-        cloud,
-        region,
-        availability_zone,
-        flavor_name,
-        image_id,
-        created,
-        updated,
-        description,
-        metadata,
-        tags,
-        addresses,
-    } = i;
-    guest::Instance {
-        id,
-        name,
-        status,
-        project_id,
-        user_id,
-        cloud,
-        region,
-        availability_zone,
-        flavor_name,
-        image_id,
-        created,
-        updated,
-        description,
-        metadata,
-        tags,
-        addresses: addresses
-            .into_iter()
-            .map(|a| {
-                let wit::Address {
-                    network,
-                    ip,
-                    version,
-                    kind,
-                    mac,
-                } = a;
-                guest::Address {
-                    network,
-                    ip,
-                    version,
-                    kind: match kind {
-                        wit::AddressKind::Fixed => guest::AddressKind::Fixed,
-                        wit::AddressKind::Floating => guest::AddressKind::Floating,
-                    },
-                    mac,
-                }
-            })
-            .collect(),
-    }
 }
 
 /// The guest library's model of a diagnostic, for JSON output.
@@ -238,16 +121,19 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
     // Replace the identifying atoms first, so label values can refer to
     // them whatever order instances come in.
     for i in instances.iter_mut() {
-        i.id = r.id(&i.id);
-        i.project_id = r.id(&i.project_id);
-        i.user_id = r.id(&i.user_id);
-        i.image_id = i.image_id.as_deref().map(|v| r.id(v));
-        i.name = r.token("vm", &i.name);
-        i.description = i.description.as_deref().map(|v| r.token("description", v));
+        i.id = r.id(&i.id).into();
+        i.project_id = r.id(&i.project_id).into();
+        i.user_id = r.id(&i.user_id).into();
+        i.image_id = i.image_id.as_deref().map(|v| r.id(v).into());
+        i.name = r.token("vm", &i.name).into();
+        i.description = i
+            .description
+            .as_deref()
+            .map(|v| r.token("description", v).into());
         for a in &mut i.addresses {
-            a.ip = r.ip(&a.ip, a.version);
-            a.mac = a.mac.as_deref().map(|m| r.mac(m));
-            a.network = r.token("network", &a.network);
+            a.ip = r.ip(&a.ip, a.version).into();
+            a.mac = a.mac.as_deref().map(|m| r.mac(m).into());
+            a.network = r.token("network", &a.network).into();
         }
     }
     let label = format!("{label_prefix}.");
@@ -255,10 +141,10 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
         for (key, value) in &mut i.metadata {
             if key.starts_with(&label) {
                 // Router and service names are often the instance's name.
-                *key = r.within(key);
-                *value = r.within(value);
+                *key = r.within(key).into();
+                *value = r.within(value).into();
             } else {
-                *value = r.token("value", value);
+                *value = r.token("value", value).into();
             }
         }
         for tag in &mut i.tags {
@@ -267,7 +153,8 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
                     format!("{}={}", r.within(key), r.within(value))
                 }
                 _ => r.token("tag", tag),
-            };
+            }
+            .into();
         }
     }
 }
@@ -377,7 +264,7 @@ mod tests {
             metadata: vec![
                 (
                     "traefik.http.routers.web.rule".into(),
-                    format!("Host(`{name}.example.com`) || ClientIP(`{ip}`)"),
+                    format!("Host(`{name}.example.com`) || ClientIP(`{ip}`)").into(),
                 ),
                 ("owner".into(), "alice@acme.example".into()),
             ],
@@ -410,14 +297,14 @@ mod tests {
         assert_eq!(list[0].project_id, list[1].project_id);
         // labels keep their meaning, pointing at the stand-ins
         assert_eq!(
-            list[1].metadata[0].1,
-            format!(
+            *list[1].metadata[0].1,
+            *format!(
                 "Host(`{}.example.com`) || ClientIP(`{}`)",
                 list[1].name, list[1].addresses[0].ip
             )
         );
-        assert_eq!(list[0].tags[0], "traefik.enable=true");
-        assert_eq!(list[0].status, "ACTIVE");
+        assert_eq!(&*list[0].tags[0], "traefik.enable=true");
+        assert_eq!(&*list[0].status, "ACTIVE");
         assert_eq!(list[0].addresses[0].version, 4);
         // and the result reads back in the inventory format
         let back = parse_instances(&text).unwrap();
@@ -427,6 +314,9 @@ mod tests {
     #[test]
     fn conversions_roundtrip() {
         let i = instance("id", "vm", "2001:db8::1");
-        assert_eq!(to_wit(from_wit(i.clone())), i);
+        assert_eq!(
+            wit::Instance::from_model(i.to_model(), &mut Default::default()),
+            i
+        );
     }
 }

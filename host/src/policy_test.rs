@@ -155,7 +155,7 @@ fn read_json(path: &Path) -> Result<Value, String> {
 /// The run as `expected.json` writes it.
 fn actual_doc(g: &Generated) -> Result<Value, String> {
     traefik_openstack_guest::input::output_json(&traefik_openstack_guest::Output {
-        config: g.config.clone(),
+        config: g.config.to_string(),
         diagnostics: g
             .findings
             .diagnostics()

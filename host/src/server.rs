@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use crate::chunked::Chunked;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::tls::Tls;
@@ -36,17 +37,25 @@ pub struct AppState {
 /// A 6 MB configuration written in one go lets a connection whose socket
 /// keeps draining hold the worker until the whole body is out, and the other
 /// pollers wait (p99 several times nginx's, which caps each turn with
-/// `sendfile_max_chunk`). Slices of [`SLICE`] bytes with a yield in between
-/// share the worker fairly; the bytes are never copied (`Bytes::split_to`).
-/// A gzip body (a few hundred KiB for 10k instances) still goes in one piece:
-/// yielding inside it only costs.
+/// `sendfile_max_chunk`). Slices of at most [`SLICE`] bytes (the body's own
+/// chunks, cut further when larger) with a yield after each [`SLICE`] sent
+/// share the worker fairly; the bytes are never copied (`Bytes::slice`).
+/// A body up to [`WHOLE`] (a gzip body of a few hundred KiB for 10k
+/// instances) goes without yielding: yielding inside it only costs.
 pub(crate) struct Body {
-    rest: Bytes,
+    body: Chunked,
+    /// The next chunk, and how much of it was sent.
+    next: usize,
+    offset: usize,
+    /// Bytes not sent yet.
+    left: usize,
+    /// Bytes sent since the last yield.
+    since_yield: usize,
     yield_next: bool,
 }
 
 const SLICE: usize = 256 * 1024;
-/// Bodies up to this size go out in one piece.
+/// Bodies up to this size go out without a yield.
 const WHOLE: usize = 2 * SLICE;
 
 impl Body {
@@ -55,12 +64,40 @@ impl Body {
     }
 }
 
-impl<T: Into<Bytes>> From<T> for Body {
-    fn from(data: T) -> Self {
+impl From<Chunked> for Body {
+    fn from(body: Chunked) -> Self {
         Self {
-            rest: data.into(),
+            left: body.len(),
+            body,
+            next: 0,
+            offset: 0,
+            since_yield: 0,
             yield_next: false,
         }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(data: Bytes) -> Self {
+        Chunked::from(data).into()
+    }
+}
+
+impl From<String> for Body {
+    fn from(data: String) -> Self {
+        Bytes::from(data).into()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(data: Vec<u8>) -> Self {
+        Bytes::from(data).into()
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(data: &'static str) -> Self {
+        Bytes::from_static(data.as_bytes()).into()
     }
 }
 
@@ -73,7 +110,7 @@ impl hyper::body::Body for Body {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
         use std::task::Poll;
-        if self.rest.is_empty() {
+        if self.left == 0 {
             return Poll::Ready(None);
         }
         if self.yield_next {
@@ -81,22 +118,34 @@ impl hyper::body::Body for Body {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let n = if self.rest.len() <= WHOLE {
-            self.rest.len()
-        } else {
-            SLICE
+        let this = &mut *self;
+        let chunk = &this.body.chunks()[this.next];
+        let end = match this.body.len() <= WHOLE {
+            true => chunk.len(),
+            false => chunk.len().min(this.offset + SLICE),
         };
-        let slice = self.rest.split_to(n);
-        self.yield_next = !self.rest.is_empty();
+        let slice = chunk.slice(this.offset..end);
+        if end == chunk.len() {
+            this.next += 1;
+            this.offset = 0;
+        } else {
+            this.offset = end;
+        }
+        this.left -= slice.len();
+        this.since_yield += slice.len();
+        if this.body.len() > WHOLE && this.since_yield >= SLICE && this.left > 0 {
+            this.since_yield = 0;
+            this.yield_next = true;
+        }
         Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
+        self.left == 0
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+        hyper::body::SizeHint::with_exact(self.left as u64)
     }
 }
 
@@ -262,9 +311,9 @@ fn config(state: &AppState, headers: &HeaderMap) -> Response<Body> {
     };
     let gzip = accepts_gzip(headers);
     let (etag, body) = if gzip {
-        (&snapshot.etag_gzip, snapshot.gzip.clone())
+        (&snapshot.etag_gzip, Body::from(snapshot.gzip.clone()))
     } else {
-        (&snapshot.etag, snapshot.body.clone())
+        (&snapshot.etag, Body::from(snapshot.body.clone()))
     };
     let not_modified = headers
         .get_all(header::IF_NONE_MATCH)
@@ -278,7 +327,7 @@ fn config(state: &AppState, headers: &HeaderMap) -> Response<Body> {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        Response::new(Body::from(body))
+        Response::new(body)
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex etag"));

@@ -189,7 +189,7 @@ fn spawn_state_writer(
                 state::write(
                     &path,
                     &Saved {
-                        body: s.body.clone(),
+                        body: s.body.to_bytes(),
                         made_at: s.made_at,
                         confirmed_at: job.confirmed_at,
                         module: job.module,
@@ -643,7 +643,7 @@ impl SyncLoop {
                 (
                     self.clouds[*n].name.as_str(),
                     self.clouds[*k].name.as_str(),
-                    i.id.as_str(),
+                    &*i.id,
                 )
             })
             .collect();
@@ -1495,17 +1495,11 @@ mod tests {
         let (one, none) = merge(std::slice::from_ref(&a));
         assert!(Arc::ptr_eq(&one, &a) && none.is_empty());
         let (merged, dups) = merge(&[a.clone(), b.clone()]);
-        let got: Vec<(&str, &str)> = merged
-            .iter()
-            .map(|i| (i.id.as_str(), i.cloud.as_str()))
-            .collect();
+        let got: Vec<(&str, &str)> = merged.iter().map(|i| (&*i.id, &*i.cloud)).collect();
         assert_eq!(got, [("1", "a"), ("2", "b"), ("3", "a"), ("4", "b")]);
         assert!(Arc::ptr_eq(&merged[2], &a[1]) && Arc::ptr_eq(&merged[3], &b[2]));
         assert_eq!(dups.len(), 1);
-        assert_eq!(
-            (dups[0].0, dups[0].1, dups[0].2.cloud.as_str()),
-            (1, 0, "b")
-        );
+        assert_eq!((dups[0].0, dups[0].1, &*dups[0].2.cloud), (1, 0, "b"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Host-side bindings of the route contract (`wit/routes.wit`).
 //!
-//! The generated record types double as the host's model of an instance, so
-//! discovery hands the engine exactly what crosses the component boundary.
+//! The generated record types are the host's model of what a module gives
+//! back; an instance is the host's own compact record (`instance.rs`),
+//! which lowers to the contract's `instance` without a conversion.
 //! The engine finds and calls the exports itself (see `engine`), so that a
 //! module exporting only `policy` (any 0.1.x) and one that also exports
 //! `phases` (0.1.1+) are both served, and so that instances shared behind
@@ -18,9 +19,10 @@ mod bindings {
     });
 }
 
+pub use crate::instance::{Address, Instance};
 pub use bindings::exports::traefik_openstack::routes::phases::{Entry, Merged, Part};
 pub use bindings::traefik_openstack::routes::types::{
-    Address, AddressKind, Diagnostic, Instance, InstanceRoutes, Level, Output,
+    AddressKind, Diagnostic, InstanceRoutes, Level, Output,
 };
 
 /// The contract's package, as exported by modules.

@@ -51,7 +51,8 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
         let in_wasm = engine.generate(&module, &settings, &wit_instances).unwrap();
         let case = dir.file_name().unwrap().to_string_lossy();
         assert_eq!(
-            in_wasm.config, natively.config,
+            in_wasm.config.to_string(),
+            natively.config,
             "{case}: config bytes differ"
         );
         let wasm_diags: Vec<native::Diagnostic> = in_wasm
@@ -80,7 +81,7 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
         assert_eq!(wasm_routes, native_routes, "{case}: routes differ");
 
         let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
-        let config: serde_json::Value = serde_json::from_str(&in_wasm.config).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&in_wasm.config.to_string()).unwrap();
         assert_eq!(
             config, expected["config"],
             "{case}: config differs from expected.json"

@@ -845,7 +845,7 @@ async fn synthetic_config(n: usize, changed: Option<usize>) -> Value {
         let generated = engine
             .generate(&module, synthetic::SETTINGS, &list)
             .unwrap();
-        serde_json::from_str(&generated.config).unwrap()
+        serde_json::from_slice(&generated.config.to_bytes()).unwrap()
     })
     .await
     .unwrap()

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use super::join::{GroupId, Joined, Path};
+use smallvec::SmallVec;
+
+use super::join::{GroupId, Joined, Packed, Path};
 use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece};
 use crate::wit::{Diagnostic, Instance, Merged, Part};
 
@@ -39,15 +41,14 @@ pub struct Incremental {
     /// The module (digest) and settings the parts were made with.
     made_with: Option<(String, Arc<str>)>,
     slots: BTreeMap<Arc<str>, Slot>,
-    /// Hash of a key -> the instances whose parts have it. A collision only
-    /// merges two groups that need not be, which changes nothing but cost.
-    index: HashMap<u64, Vec<Arc<str>>>,
+    /// Hash of a key -> the instances whose parts have it (almost always
+    /// one: held inline). A collision only merges two groups that need not
+    /// be, which changes nothing but cost.
+    index: HashMap<u64, SmallVec<[Arc<str>; 1]>>,
     hasher: RandomState,
     groups: HashMap<GroupId, Group>,
     next_group: GroupId,
     joined: Joined,
-    /// The last document's size, to size the next one's buffer.
-    last_size: usize,
 }
 
 struct Slot {
@@ -59,7 +60,8 @@ struct Slot {
 
 /// One group's merge, as held.
 struct Group {
-    members: Vec<Arc<str>>,
+    /// Almost always one: held inline.
+    members: SmallVec<[Arc<str>; 1]>,
     paths: Vec<Path>,
     /// Its members' diagnostics (both phases) and routes, shared with
     /// every run's output until the group is merged again.
@@ -145,7 +147,7 @@ impl Incremental {
         // This run's parts, by instance.
         let mut fresh: HashMap<Arc<str>, Arc<Part>> = HashMap::with_capacity(parts.len());
         for (instance, part) in changed.into_iter().zip(parts) {
-            let id: Arc<str> = Arc::from(instance.id.as_str());
+            let id: Arc<str> = instance.id.clone();
             if let Some(old) = self.slots.remove(&id) {
                 self.unindex(&id, &old.keys);
             }
@@ -264,11 +266,7 @@ impl Incremental {
             .collect();
         let parts = route_all(engine, module, settings, &missing, logs)?;
         for (instance, part) in missing.iter().zip(parts) {
-            let id = &self
-                .slots
-                .get_key_value(instance.id.as_str())
-                .expect("a member")
-                .0;
+            let id = &self.slots.get_key_value(&*instance.id).expect("a member").0;
             if self.hash_keys(&part) != self.slots[*id].keys {
                 return Err(GenerateError::InvalidOutput(format!(
                     "route gave instance {} other keys than before for the same input; a policy must be a pure function",
@@ -354,6 +352,7 @@ impl Incremental {
         merged: Vec<Merged>,
         fresh: &HashMap<Arc<str>, Arc<Part>>,
     ) -> Result<(), GenerateError> {
+        let mut values = Packed::new(merged.iter().flat_map(|m| &m.entries));
         for (members, merged) in members.into_iter().zip(merged) {
             super::join::Joined::check(&merged.entries)
                 .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
@@ -366,7 +365,7 @@ impl Incremental {
             }
             let slots = &self.slots;
             let intern = |d: &str| slots.get_key_value(d).map(|(k, _)| k.clone());
-            let paths = self.joined.add(id, merged.entries, intern);
+            let paths = self.joined.add(id, merged.entries, &mut values, intern);
             // Phase one's messages first: each instance's stay in the order
             // they arose.
             let mut diagnostics: Vec<Diagnostic> = members
@@ -381,7 +380,7 @@ impl Incremental {
             self.groups.insert(
                 id,
                 Group {
-                    members,
+                    members: SmallVec::from_vec(members),
                     paths,
                     findings,
                 },
@@ -392,8 +391,7 @@ impl Incremental {
 
     /// The configuration and reports of all held groups.
     fn output(&mut self, logs: Vec<LogLine>, started: Instant) -> Generated {
-        let doc = self.joined.document(self.last_size + self.last_size / 16);
-        self.last_size = doc.config.len();
+        let doc = self.joined.document();
         tracing::debug!(chunks = ?doc.rewritten, "document chunks written again, of all");
         let mut pieces: Vec<Arc<Piece>> = Vec::with_capacity(self.groups.len() + 1);
         for g in self.groups.values() {
@@ -426,7 +424,6 @@ impl Incremental {
             findings: Findings::from_pieces(pieces),
             logs,
             duration: started.elapsed(),
-            cuts: doc.cuts,
         }
     }
 }

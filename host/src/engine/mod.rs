@@ -24,6 +24,7 @@ use wasmtime::component::{
 };
 use wasmtime::{Config, ResourceLimiter, Store, Trap};
 
+use crate::chunked::Chunked;
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Merged, Output, Part};
 pub use findings::{Findings, Piece};
@@ -166,8 +167,11 @@ pub struct Ran<T> {
 #[derive(Debug, Clone)]
 pub struct Generated {
     /// The Traefik dynamic configuration, a JSON object, exactly as the
-    /// module wrote it (its bytes are what Traefik hashes).
-    pub config: String,
+    /// module wrote it (its bytes are what Traefik hashes): in one chunk
+    /// from `generate`, in the chunks the incremental cache holds and
+    /// rewrites only where an entry changed otherwise (the served body is
+    /// made of the same chunks).
+    pub config: Chunked,
     /// What the module reported about the instances (diagnostics), and
     /// which routers each got (for `/api/instances`).
     pub findings: Findings,
@@ -175,10 +179,6 @@ pub struct Generated {
     pub logs: Vec<LogLine>,
     /// How long the run took, instantiation included.
     pub duration: Duration,
-    /// Where the served body may be cut into chunks that are compressed
-    /// once and reused while unchanged (byte offsets into `config`; empty:
-    /// fixed windows).
-    pub cuts: Vec<usize>,
 }
 
 #[cfg(any(test, feature = "test-support"))]
@@ -191,7 +191,6 @@ impl Generated {
             findings: Findings::default(),
             logs: Vec::new(),
             duration: Duration::ZERO,
-            cuts: Vec::new(),
         }
     }
 }
@@ -403,11 +402,10 @@ impl Engine {
         let output = ran.value;
         validate_config(&output.config)?;
         Ok(Generated {
-            config: output.config,
+            config: output.config.into(),
             findings: Findings::whole(output.diagnostics, output.routes),
             logs: ran.logs,
             duration: ran.duration,
-            cuts: Vec::new(),
         })
     }
 
@@ -442,7 +440,7 @@ impl Engine {
             .value
             .iter()
             .zip(instances)
-            .find(|(p, i)| p.instance_id != i.id)
+            .find(|(p, i)| *p.instance_id != *i.id)
         {
             return Err(GenerateError::InvalidOutput(format!(
                 "route gave a part of {} where {} was expected",

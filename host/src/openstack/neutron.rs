@@ -165,7 +165,7 @@ impl OpenStack {
 /// already shows are not repeated; floating IPs whose fixed address the
 /// server does not show (yet) are left out rather than guessed.
 pub(crate) fn attach_floating_ips(
-    instances: &mut BTreeMap<String, Arc<wit::Instance>>,
+    instances: &mut BTreeMap<crate::instance::Text, Arc<wit::Instance>>,
     floating_ips: &[FloatingIp],
     port_devices: &HashMap<String, String>,
 ) {
@@ -185,14 +185,14 @@ pub(crate) fn attach_floating_ips(
         if instance
             .addresses
             .iter()
-            .any(|a| a.ip == fip.floating_ip_address)
+            .any(|a| *a.ip == *fip.floating_ip_address)
         {
             continue;
         }
         let Some(on) = instance
             .addresses
             .iter()
-            .find(|a| a.kind == wit::AddressKind::Fixed && a.ip == fixed)
+            .find(|a| a.kind == wit::AddressKind::Fixed && &*a.ip == fixed)
         else {
             tracing::debug!(server = %instance.id, "floating IP's fixed address not on the server yet");
             continue;
@@ -203,7 +203,7 @@ pub(crate) fn attach_floating_ips(
         };
         let floating = wit::Address {
             network: on.network.clone(),
-            ip: fip.floating_ip_address.clone(),
+            ip: fip.floating_ip_address.as_str().into(),
             version,
             kind: wit::AddressKind::Floating,
             mac: on.mac.clone(),
@@ -241,15 +241,15 @@ mod tests {
             id: id.into(),
             name: "vm".into(),
             status: "ACTIVE".into(),
-            project_id: String::new(),
-            user_id: String::new(),
-            cloud: String::new(),
-            region: String::new(),
+            project_id: "".into(),
+            user_id: "".into(),
+            cloud: "".into(),
+            region: "".into(),
             availability_zone: None,
             flavor_name: None,
             image_id: None,
-            created: String::new(),
-            updated: String::new(),
+            created: "".into(),
+            updated: "".into(),
             description: None,
             metadata: vec![],
             tags: vec![],
@@ -287,7 +287,7 @@ mod tests {
         // server 8e3941b4-...; the others are unattached.
         let server = "8e3941b4-a6e9-499f-a1ac-2a4662025cba";
         let mut instances = BTreeMap::from([(
-            server.to_owned(),
+            server.into(),
             Arc::new(instance(server, vec![addr("10.0.0.3", Fixed)])),
         )]);
         assert!(!needs_ports(&fips, &HashMap::new()));
@@ -311,10 +311,10 @@ mod tests {
         )]);
         assert!(!needs_ports(&bare, &ports));
         let mut instances = BTreeMap::from([(
-            server.to_owned(),
+            server.into(),
             Arc::new(instance(server, vec![addr("10.0.0.3", Fixed)])),
         )]);
         attach_floating_ips(&mut instances, &bare, &ports);
-        assert_eq!(instances[server].addresses[1].ip, "172.24.4.228");
+        assert_eq!(&*instances[server].addresses[1].ip, "172.24.4.228");
     }
 }

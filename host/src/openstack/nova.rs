@@ -266,7 +266,7 @@ mod tests {
     }
 
     fn host_model(s: NovaServer, cloud: &str, region: &str) -> wit::Instance {
-        crate::offline::to_wit(s.into_instance(cloud, region))
+        wit::Instance::from_model(s.into_instance(cloud, region), &mut Default::default())
     }
 
     fn servers(name: &str) -> Vec<NovaServer> {
@@ -335,20 +335,20 @@ mod tests {
         let s = servers("servers-detail-v2.100.json").remove(0);
         assert!(!s.is_deleted() && !s.is_partial());
         let i = host_model(s, "training", "RegionOne");
-        assert_eq!(i.id, "f5dc173b-6804-445a-a6d8-c705dad5b5eb");
-        assert_eq!(i.name, "new-server-test");
-        assert_eq!(i.status, "ACTIVE");
-        assert_eq!(i.project_id, "6f70656e737461636b20342065766572");
-        assert_eq!(i.user_id, "fake");
-        assert_eq!(i.cloud, "training");
-        assert_eq!(i.region, "RegionOne");
+        assert_eq!(&*i.id, "f5dc173b-6804-445a-a6d8-c705dad5b5eb");
+        assert_eq!(&*i.name, "new-server-test");
+        assert_eq!(&*i.status, "ACTIVE");
+        assert_eq!(&*i.project_id, "6f70656e737461636b20342065766572");
+        assert_eq!(&*i.user_id, "fake");
+        assert_eq!(&*i.cloud, "training");
+        assert_eq!(&*i.region, "RegionOne");
         assert_eq!(i.availability_zone.as_deref(), Some("us-west"));
         assert_eq!(i.flavor_name.as_deref(), Some("m1.tiny"));
         assert_eq!(
             i.image_id.as_deref(),
             Some("70a599e0-31e7-49b7-b260-868f441e862b")
         );
-        assert_eq!(i.created, "2013-09-03T04:01:32Z");
+        assert_eq!(&*i.created, "2013-09-03T04:01:32Z");
         assert_eq!(i.description, None); // "" in the sample
         assert_eq!(
             i.metadata,
@@ -369,7 +369,7 @@ mod tests {
         let i = host_model(servers("servers-detail-v2.1.json").remove(0), "", "");
         assert_eq!(i.flavor_name.as_deref(), Some("1"));
         let i = host_model(servers("servers-detail-v2.26-tags.json").remove(0), "", "");
-        assert_eq!(i.tags, vec!["tag1", "tag2"]);
+        assert_eq!(i.tags, [std::sync::Arc::<str>::from("tag1"), "tag2".into()]);
     }
 
     #[test]

@@ -7,15 +7,21 @@
 //! chunk is raw deflate ended by a full flush (byte-aligned, no reference
 //! to earlier chunks), the chunks are joined, an empty final block ends the
 //! stream, and the CRC-32 of the whole is combined from the chunks' own.
+//!
+//! The plain form is never concatenated: it is served chunk by chunk, and
+//! its chunks are the very buffers the engine's cache wrote. The gzip form
+//! (a twentieth of the size) is one buffer, written out in one go.
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress};
 use sha2::{Digest, Sha256};
 
-/// Where to cut a body no one marked: equal bodies cut equally.
+use crate::chunked::Chunked;
+
+/// Where to cut a chunk larger than this (a whole run's configuration is
+/// one): equal bodies cut equally.
 const WINDOW: usize = 256 * 1024;
 
 /// The gzip header: deflate, no name, no time, unknown OS.
@@ -24,7 +30,7 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// One chunk of a body.
 #[derive(Debug)]
 struct Chunk {
-    /// Its bytes: a slice of the body it was made for.
+    /// Its bytes: a chunk (or a window of one) of the body it was made for.
     plain: Bytes,
     sha256: [u8; 32],
     deflate: Bytes,
@@ -34,7 +40,7 @@ struct Chunk {
 /// A body and its encodings.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub(crate) plain: Bytes,
+    pub(crate) plain: Chunked,
     pub(crate) gzip: Bytes,
     /// SHA-256 over the chunks' SHA-256s: changes whenever the body does.
     pub(crate) digest: [u8; 32],
@@ -49,19 +55,17 @@ pub(crate) struct Reuse {
 }
 
 impl Body {
-    /// `cuts` are chunk ends (ascending offsets; the body's end is added);
-    /// none means fixed windows. Chunks equal to one of `previous` are
-    /// taken from it as they are.
-    pub(crate) fn new(plain: Bytes, cuts: &[usize], previous: Option<&Body>) -> (Self, Reuse) {
-        let ranges = ranges(plain.len(), cuts);
+    /// `plain` in its chunks, each larger than [`WINDOW`] cut in windows.
+    /// Chunks equal to one of `previous` are taken from it as they are.
+    pub(crate) fn new(plain: &Chunked, previous: Option<&Body>) -> (Self, Reuse) {
+        let pieces = pieces(plain);
         let known: HashMap<(usize, &[u8]), &Chunk> = previous
             .map(|p| p.chunks.iter().map(|c| (key(&c.plain), c)).collect())
             .unwrap_or_default();
         let mut reuse = Reuse::default();
-        let chunks: Vec<Chunk> = ranges
+        let chunks: Vec<Chunk> = pieces
             .into_iter()
-            .map(|r| {
-                let bytes = plain.slice(r);
+            .map(|bytes| {
                 reuse.chunks += 1;
                 let found = known.get(&key(&bytes)).copied();
                 match found {
@@ -87,7 +91,7 @@ impl Body {
         }
         let body = Body {
             gzip: gzip(&chunks, plain.len()),
-            plain,
+            plain: plain.clone(),
             digest: digest.finalize().into(),
             chunks,
         };
@@ -101,20 +105,15 @@ fn key(bytes: &[u8]) -> (usize, &[u8]) {
     (bytes.len(), &bytes[..bytes.len().min(48)])
 }
 
-fn ranges(len: usize, cuts: &[usize]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let fixed = (WINDOW..len).step_by(WINDOW);
-    let ends: Vec<usize> = match cuts.is_empty() {
-        true => fixed.collect(),
-        false => cuts.to_vec(),
-    };
-    for end in ends.into_iter().chain([len]) {
-        let end = end.min(len);
-        if end > start {
-            out.push(start..end);
-            start = end;
+fn pieces(plain: &Chunked) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(plain.chunks().len());
+    for c in plain.chunks() {
+        let mut at = 0;
+        while c.len() - at > WINDOW {
+            out.push(c.slice(at..at + WINDOW));
+            at += WINDOW;
         }
+        out.push(c.slice(at..));
     }
     out
 }
@@ -133,6 +132,9 @@ impl Chunk {
                 break;
             }
         }
+        // Deflate gives about a twentieth: the spare capacity would be most
+        // of what the chunk holds.
+        out.shrink_to_fit();
         let mut crc = crc32fast::Hasher::new();
         crc.update(&plain);
         Chunk {
@@ -189,6 +191,17 @@ mod tests {
         Bytes::from(s)
     }
 
+    /// `body` cut at `cuts`, as the engine's cache hands it over.
+    fn cut(body: &Bytes, cuts: &[usize]) -> Chunked {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain([&body.len()]) {
+            chunks.push(body.slice(start..end));
+            start = end;
+        }
+        Chunked::new(chunks)
+    }
+
     #[test]
     fn the_gzip_form_is_one_member_that_any_reader_reads_whole() {
         for (body, cuts) in [
@@ -197,7 +210,8 @@ mod tests {
             (text(20_000, 1), vec![]),
             (text(3_000, 1), vec![10, 11, 5000, 90_000]),
         ] {
-            let (b, _) = Body::new(body.clone(), &cuts, None);
+            let (b, _) = Body::new(&cut(&body, &cuts), None);
+            assert_eq!(b.plain.to_bytes(), body);
             assert_eq!(gunzip(&b.gzip), body);
             let mut multi = Vec::new();
             flate2::read::MultiGzDecoder::new(&b.gzip[..])
@@ -211,18 +225,18 @@ mod tests {
     #[test]
     fn only_changed_chunks_are_compressed_again() {
         let one = text(40_000, 1);
-        let (a, r) = Body::new(one.clone(), &[], None);
+        let (a, r) = Body::new(&one.clone().into(), None);
         assert_eq!(r.compressed, r.chunks);
         assert!(r.chunks > 4);
         // Same body: nothing compressed, same digest and bytes.
-        let (b, r) = Body::new(one.clone(), &[], Some(&a));
+        let (b, r) = Body::new(&one.clone().into(), Some(&a));
         assert_eq!(r.compressed, 0);
         assert_eq!((a.digest, &a.gzip), (b.digest, &b.gzip));
         // One byte changed in the middle: one chunk.
         let mut v = one.to_vec();
         let mid = v.len() / 2;
         v[mid] = if v[mid] == b'x' { b'y' } else { b'x' };
-        let (c, r) = Body::new(Bytes::from(v.clone()), &[], Some(&b));
+        let (c, r) = Body::new(&Bytes::from(v.clone()).into(), Some(&b));
         assert_eq!(r.compressed, 1);
         assert_ne!(c.digest, b.digest);
         assert_eq!(gunzip(&c.gzip), v);
@@ -240,13 +254,13 @@ mod tests {
                 .step_by(100)
                 .collect()
         };
-        let (a, _) = Body::new(one.clone(), &cuts(&one), None);
+        let (a, _) = Body::new(&cut(&one, &cuts(&one)), None);
         let two = Bytes::from(String::from_utf8(one.to_vec()).unwrap().replacen(
             "vm-7.x",
             "vm-7-longer.x",
             1,
         ));
-        let (b, r) = Body::new(two.clone(), &cuts(&two), Some(&a));
+        let (b, r) = Body::new(&cut(&two, &cuts(&two)), Some(&a));
         assert_eq!(r.compressed, 1, "{r:?}");
         assert_eq!(gunzip(&b.gzip), two);
     }
@@ -254,8 +268,8 @@ mod tests {
     #[test]
     fn a_reused_chunk_does_not_keep_the_old_body_alive() {
         let one = text(40_000, 1);
-        let (a, _) = Body::new(one.clone(), &[], None);
-        let (b, r) = Body::new(Bytes::from(one.to_vec()), &[], Some(&a));
+        let (a, _) = Body::new(&one.clone().into(), None);
+        let (b, r) = Body::new(&Bytes::from(one.to_vec()).into(), Some(&a));
         assert_eq!(r.compressed, 0);
         drop(a);
         // Only `one` itself and nothing of `b` point at the first body.

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use body::Body;
-use bytes::Bytes;
 use serde::Serialize;
 
+use bytes::Bytes;
+
+use crate::chunked::Chunked;
 use crate::engine::sandbox::LogLine;
 use crate::engine::{Findings, Generated};
 use crate::inventory::Instances;
@@ -25,8 +27,9 @@ use crate::wit::{self, Instance};
 /// One published configuration.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The configuration, as served.
-    pub body: Bytes,
+    /// The configuration, as served: the chunks the engine wrote
+    /// (`to_bytes` gives it whole).
+    pub body: Chunked,
     /// The same, gzip-compressed.
     pub gzip: Bytes,
     /// The entity tag of `body`.
@@ -55,12 +58,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Takes the generate output by value: the configuration string becomes
-    /// the served body without a copy. The chunks of the body that
+    /// Takes the generate output by value: the configuration's chunks
+    /// become the served body without a copy. The chunks of the body that
     /// `previous` already had are not hashed or compressed again.
     pub fn new(instances: Instances, generated: Generated, previous: Option<&Snapshot>) -> Self {
-        let plain = Bytes::from(generated.config.into_bytes());
-        let (encoded, reuse) = Body::new(plain, &generated.cuts, previous.map(|p| &p.encoded));
+        let (encoded, reuse) = Body::new(&generated.config, previous.map(|p| &p.encoded));
         tracing::debug!(?reuse, "body chunks");
         let routed = generated
             .findings
@@ -79,7 +81,7 @@ impl Snapshot {
     /// The configuration saved in a state file, served again until
     /// OpenStack answers. `/api/instances` has no instances to show for it.
     pub fn recovered(saved: &state::Saved, file: &std::path::Path) -> Self {
-        let (encoded, _) = Body::new(saved.body.clone(), &[], None);
+        let (encoded, _) = Body::new(&Chunked::from(saved.body.clone()), None);
         let mut s = Self::of(
             encoded,
             Arc::default(),
@@ -125,7 +127,7 @@ impl Snapshot {
     /// The `/api/instances` body: what was decided for each instance and why.
     /// Built when asked, since only operators ask.
     pub(crate) fn instances_report(&self) -> Vec<u8> {
-        instances_report(&self.instances, &self.findings, &self.body)
+        instances_report(&self.instances, &self.findings, &self.body.to_bytes())
     }
 
     /// The `/api/module` body's `logs`: the module's print debugging.
@@ -191,7 +193,7 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &[
     let report: Vec<InstanceReport> = instances
         .iter()
         .map(|i| {
-            let route = routes.get(i.id.as_str());
+            let route = routes.get(&*i.id);
             InstanceReport {
                 id: &i.id,
                 name: &i.name,
@@ -222,7 +224,7 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &[
                     hosts.dedup_by(|a, b| a.host == b.host);
                     hosts
                 },
-                diagnostics: by_instance.remove(i.id.as_str()).unwrap_or_default(),
+                diagnostics: by_instance.remove(&*i.id).unwrap_or_default(),
             }
         })
         .collect();

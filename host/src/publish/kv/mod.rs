@@ -259,7 +259,7 @@ impl KvWriter {
         let withdrawn = current.is_none() && self.publisher.readiness().status.withdrawn.is_some();
         if (current.is_some() || withdrawn) && self.lead().await {
             match current {
-                Some(snapshot) => match serde_json::from_slice(&snapshot.body) {
+                Some(snapshot) => match serde_json::from_slice(&snapshot.body.to_bytes()) {
                     Ok(config) => self.publish(&config, &snapshot.etag).await,
                     // The served body is the module's validated JSON: this
                     // would be a bug, and it must not empty the stores.
