@@ -141,9 +141,7 @@ impl Etcd {
 
     /// Stops the server (SIGKILL after a short grace); its data stays.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.stop(Duration::from_secs(2));
-        }
+        stop(&mut self.proc);
     }
 
     /// `host:port`, the form Traefik's `providers.etcd.endpoints` takes.
@@ -153,10 +151,7 @@ impl Etcd {
 
     /// The host's `[publish.etcd]` table for this server under `root_key`.
     pub fn publish_table(&self, root_key: &str) -> toml::Table {
-        let mut t = toml::Table::new();
-        t.insert("endpoints".into(), vec![self.endpoint.clone()].into());
-        t.insert("root_key".into(), root_key.into());
-        t
+        publish_table(self.endpoint.clone(), root_key)
     }
 
     /// Traefik's `providers.etcd` (JSON, for `Traefik::start_with`).
@@ -226,9 +221,7 @@ impl Redis {
 
     /// Stops the server; what it held is gone.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.stop(Duration::from_secs(2));
-        }
+        stop(&mut self.proc);
     }
 
     /// `host:port`, the form Traefik's `providers.redis.endpoints` takes.
@@ -238,10 +231,7 @@ impl Redis {
 
     /// The host's `[publish.redis]` table for this server under `root_key`.
     pub fn publish_table(&self, root_key: &str) -> toml::Table {
-        let mut t = toml::Table::new();
-        t.insert("endpoints".into(), vec![self.address()].into());
-        t.insert("root_key".into(), root_key.into());
-        t
+        publish_table(self.address(), root_key)
     }
 
     /// Traefik's `providers.redis` (JSON, for `Traefik::start_with`).
@@ -252,6 +242,21 @@ impl Redis {
     pub fn log_tail(&self, lines: usize) -> String {
         crate::proc::log_tail(&self.dir.join("redis.log"), lines)
     }
+}
+
+/// SIGTERM, SIGKILL after a short grace.
+fn stop(proc: &mut Option<Proc>) {
+    if let Some(mut p) = proc.take() {
+        p.stop(Duration::from_secs(2));
+    }
+}
+
+/// `[publish.<store>]` with one endpoint.
+fn publish_table(endpoint: String, root_key: &str) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("endpoints".into(), vec![endpoint].into());
+    t.insert("root_key".into(), root_key.into());
+    t
 }
 
 fn ping(addr: &str) -> Result<(), String> {

@@ -344,16 +344,13 @@ impl KvWriter {
                 self.token = format!("{}/{}", self.node, self.acquisitions);
             }
             let r = e.client.lead(&e.names, &self.token, ttl).await;
-            let leader = match r {
-                Ok(l) => {
-                    clear(&mut self.status, "etcd");
-                    l
-                }
-                Err(err) => {
-                    fail(&self.metrics, &mut self.status, "etcd", &err);
-                    e.client.leading()
-                }
-            };
+            let leader = lease_round(
+                &self.metrics,
+                &mut self.status,
+                "etcd",
+                r,
+                e.client.leading(),
+            );
             set_leader(&self.metrics, &mut self.status, "etcd", leader, &self.node);
             if let Some(r) = &mut self.redis {
                 // Redis follows etcd's lease: the etcd leader's token goes
@@ -379,16 +376,14 @@ impl KvWriter {
             }
             leader
         } else if let Some(r) = &mut self.redis {
-            let leader = match r.client.lead(&r.names, &self.node, ttl).await {
-                Ok(l) => {
-                    clear(&mut self.status, "redis");
-                    l
-                }
-                Err(err) => {
-                    fail(&self.metrics, &mut self.status, "redis", &err);
-                    r.client.leading()
-                }
-            };
+            let round = r.client.lead(&r.names, &self.node, ttl).await;
+            let leader = lease_round(
+                &self.metrics,
+                &mut self.status,
+                "redis",
+                round,
+                r.client.leading(),
+            );
             set_leader(&self.metrics, &mut self.status, "redis", leader, &self.node);
             leader
         } else {
@@ -588,6 +583,28 @@ fn fail(
     }
     .emit(metrics);
     status.get_mut(store).expect("status per store").error = Some(err.message.clone());
+}
+
+/// Whether this sidecar leads `store` after a lease round: what the store
+/// said, or after an error what the client last knew (a lease outlives a
+/// failed renewal until its TTL); the store's status follows.
+fn lease_round(
+    metrics: &Metrics,
+    status: &mut BTreeMap<&'static str, StoreStatus>,
+    store: &'static str,
+    round: Result<bool, StoreError>,
+    leading: bool,
+) -> bool {
+    match round {
+        Ok(leader) => {
+            clear(status, store);
+            leader
+        }
+        Err(err) => {
+            fail(metrics, status, store, &err);
+            leading
+        }
+    }
 }
 
 fn clear(status: &mut BTreeMap<&'static str, StoreStatus>, store: &'static str) {
