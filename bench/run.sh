@@ -6,6 +6,7 @@
 #   bench/run.sh --no-lab   # skip the Keystone/Nova/Traefik lab (targets 3 and 4)
 #   BENCH_ONLY="generate serving" bench/run.sh   # a subset, merged into the last results
 #   BENCH_ONLY=policies bench/run.sh              # 6. the example policies (Python, JS)
+#   BENCH_ONLY=lab BENCH_LAB_SERVERS=10000 bench/run.sh  # 3./4. and the fleet (etcd + Redis) at 10k VMs
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -78,7 +79,7 @@ fi
 
 if want lab; then
   echo "== 3./4. OpenStack cost and freshness (lab)" >&2
-  "$ROOT/target/release/bench_openstack" --servers 2000 --changes 20 > "$OUT/lab.json"
+  "$ROOT/target/release/bench_openstack" --servers "${BENCH_LAB_SERVERS:-2000}" --changes 20 > "$OUT/lab.json"
 fi
 
 python3 bench/report.py report "$OUT" "$ROOT/bench/results.json" "$ROOT/bench/results.md"
