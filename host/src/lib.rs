@@ -27,6 +27,9 @@
 pub mod config;
 pub mod engine;
 mod events;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod memory;
 pub mod metrics;

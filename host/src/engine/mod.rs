@@ -181,7 +181,7 @@ pub struct Generated {
     pub cuts: Vec<usize>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Generated {
     /// A result that is only a configuration, for the tests of what
     /// serves it.
