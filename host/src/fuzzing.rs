@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use hyper::body::Body as _;
 use hyper::{Method, Request, StatusCode};
 use reqwest::Url;
@@ -32,7 +31,7 @@ pub fn config(text: &str) -> Result<(), String> {
     let config = Config::parse(text)?;
     let routes: Value = serde_json::from_str(&config.routes_json()).expect("routes_json is JSON");
     assert!(routes.is_object(), "{routes}");
-    let _ = config.tls();
+    let _ = config.server.tls();
     Ok(())
 }
 
@@ -202,7 +201,7 @@ impl Server {
     pub fn handle(&self, method: &[u8], uri: &[u8], headers: &[(&[u8], &[u8])]) -> Option<Answer> {
         let mut req = Request::builder()
             .method(Method::from_bytes(method).ok()?)
-            .uri(Bytes::copy_from_slice(uri));
+            .uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
