@@ -20,6 +20,9 @@
 //! same run cut in two (per instance, then per group of instances that
 //! share names), for the host's incremental runs.
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod model;
 pub mod phases;

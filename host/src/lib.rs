@@ -29,6 +29,9 @@ pub mod chunked;
 pub mod config;
 pub mod engine;
 mod events;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod instance;
 pub mod inventory;
 pub mod memory;

@@ -181,7 +181,7 @@ pub struct Generated {
     pub duration: Duration,
 }
 
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(any(test, feature = "test-support", feature = "fuzzing"))]
 impl Generated {
     /// A result that is only a configuration, for the tests of what
     /// serves and publishes it.

@@ -175,8 +175,19 @@ impl Catalog {
             .flat_map(|s| &s.endpoints)
             .find(|e| e.interface == interface && in_region(e));
         match found {
-            Some(e) => Url::parse(&e.url)
-                .map_err(|err| Error::Catalog(format!("{kind} endpoint {:?}: {err}", e.url))),
+            Some(e) => match Url::parse(&e.url) {
+                // Requests go there with the token, and the URLs of
+                // listings are built on its path.
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+                Ok(_) => Err(Error::Catalog(format!(
+                    "{kind} endpoint {:?}: not an http or https URL",
+                    e.url
+                ))),
+                Err(err) => Err(Error::Catalog(format!(
+                    "{kind} endpoint {:?}: {err}",
+                    e.url
+                ))),
+            },
             None => {
                 let region = region
                     .map(|r| format!(" in region {r}"))
@@ -298,6 +309,45 @@ mod tests {
             ) && err.contains("compute public RegionOne"),
             "{err}"
         );
+    }
+
+    /// Found writing the `keystone_token` fuzz target: a catalog URL with no
+    /// path (`a:b`) made building the servers and floating IP URLs panic.
+    #[test]
+    fn catalog_endpoints_must_be_http() {
+        for (url, ok) in [
+            ("http://nova:8774/v2.1", true),
+            ("https://nova/compute/v2.1", true),
+            ("a:b", false),
+            ("mailto:nova@example.com", false),
+            ("file:///etc/passwd", false),
+        ] {
+            let catalog = Catalog(vec![CatalogService {
+                kind: "compute".into(),
+                endpoints: vec![Endpoint {
+                    interface: "public".into(),
+                    region: None,
+                    region_id: None,
+                    url: url.into(),
+                }],
+            }]);
+            match catalog.endpoint("compute", "public", None) {
+                Ok(endpoint) => {
+                    assert!(ok, "{url}");
+                    let query = super::super::nova::ServerQuery {
+                        all_projects: false,
+                        changes_since: None,
+                        page_size: 10,
+                    };
+                    let _ = super::super::nova::servers_detail_url(&endpoint, &query, None);
+                    let _ = super::super::neutron::resource_url(&endpoint, "ports");
+                }
+                Err(e) => {
+                    assert!(!ok, "{url}");
+                    assert!(e.to_string().contains("not an http or https URL"), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -141,6 +141,15 @@ struct Link {
     rel: String,
 }
 
+/// One page of `/servers/detail`: its servers, and whether a next page
+/// follows.
+pub(crate) fn parse_servers_page(body: &[u8]) -> Result<(Vec<NovaServer>, bool), String> {
+    let page: ServersPage =
+        serde_json::from_slice(body).map_err(|e| format!("servers page: {e}"))?;
+    let has_next = page.servers_links.iter().any(|l| l.rel == "next");
+    Ok((page.servers, has_next))
+}
+
 /// A listing longer than this is a Nova paging without end, not a cloud.
 const MAX_SERVERS: usize = 2_000_000;
 
@@ -223,15 +232,14 @@ impl OpenStack {
             if marker.is_none() {
                 started = reply.date();
             }
-            let page: ServersPage =
-                serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
+            let (servers, has_next) =
+                parse_servers_page(&reply.body).map_err(|message| Error::Malformed {
                     service: Service::Compute,
-                    message: format!("servers page: {e}"),
+                    message,
                 })?;
-            let has_next = page.servers_links.iter().any(|l| l.rel == "next");
-            let last = page.servers.last().map(|s| s.id.clone());
-            listed += page.servers.len();
-            fold(page.servers);
+            let last = servers.last().map(|s| s.id.clone());
+            listed += servers.len();
+            fold(servers);
             if listed > MAX_SERVERS {
                 return Err(stuck(format!(
                     "more than {MAX_SERVERS} servers in one listing"
