@@ -1067,7 +1067,13 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
     use traefik_openstack_e2e::traefik::{Ports, Traefik};
 
     const TTL: Duration = Duration::from_secs(2);
-    let stores = shared();
+    // Stores of its own: the lease's 2 s TTL must not wait behind another
+    // case's 190,000-operation transaction on a shared etcd.
+    let dir = run_dir("kv-fleet-stores");
+    let stores = Shared {
+        etcd: Etcd::start(&dir, EtcdLimits::LARGE).expect("starting etcd"),
+        redis: Redis::start(&dir, "KEA").expect("starting redis"),
+    };
     let root = "fleet";
     let lab = traefik_openstack_e2e::shared_lab();
     let mut s = Scenario::new(lab, "kv-fleet").await.unwrap();
