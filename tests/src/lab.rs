@@ -485,3 +485,15 @@ fn ksinit(
     }
     serde_json::from_slice(&out.stdout).context("ksinit.py output")
 }
+
+/// Heals the lab when dropped: a case that breaks the shared lab (stops a
+/// service, sets the proxy to fail) leaves it whole even when it panics.
+pub struct Heal(pub &'static Lab);
+
+impl Drop for Heal {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.heal() {
+            eprintln!("could not heal the lab: {e:#}");
+        }
+    }
+}

@@ -34,15 +34,20 @@ pub async fn token(
         .to_string())
 }
 
-/// Revokes `subject` with an admin token (`DELETE /v3/auth/tokens`).
-pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
-    let admin = token(
+/// A token of the lab's admin.
+async fn admin_token(lab: &Lab) -> anyhow::Result<String> {
+    token(
         &lab.keystone_url(),
         ADMIN_USER,
         ADMIN_PASSWORD,
         ADMIN_PROJECT,
     )
-    .await?;
+    .await
+}
+
+/// Revokes `subject` with an admin token (`DELETE /v3/auth/tokens`).
+pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
+    let admin = admin_token(lab).await?;
     let r = Client::new()
         .delete(format!("{}/auth/tokens", lab.keystone_url()))
         .header("X-Auth-Token", admin)
@@ -58,13 +63,7 @@ pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
 /// Enables or disables a Keystone user with an admin token; disabling
 /// also revokes the user's tokens.
 pub async fn set_user_enabled(lab: &Lab, user_id: &str, enabled: bool) -> anyhow::Result<()> {
-    let admin = token(
-        &lab.keystone_url(),
-        ADMIN_USER,
-        ADMIN_PASSWORD,
-        ADMIN_PROJECT,
-    )
-    .await?;
+    let admin = admin_token(lab).await?;
     let r = Client::new()
         .patch(format!("{}/users/{user_id}", lab.keystone_url()))
         .header("X-Auth-Token", admin)

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use traefik_openstack_e2e::host::{Host, HostOptions, metric_sum};
-use traefik_openstack_e2e::lab::Lab;
+use traefik_openstack_e2e::lab::Heal;
 use traefik_openstack_e2e::nova::set_user_enabled;
 use traefik_openstack_e2e::proxy::Mode;
 use traefik_openstack_e2e::scenario::Scenario;
@@ -20,16 +20,6 @@ use traefik_openstack_e2e::{eventually, freshness, shared_lab};
 type R = anyhow::Result<()>;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Heal(&'static Lab);
-
-impl Drop for Heal {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.heal() {
-            eprintln!("could not heal the lab: {e:#}");
-        }
-    }
-}
 
 /// What `/readyz` says, parsed.
 async fn readyz(host: &Host) -> Result<(StatusCode, serde_json::Value), String> {

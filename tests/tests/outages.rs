@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 use traefik_openstack_e2e::host::metric_sum;
+use traefik_openstack_e2e::lab::Heal;
 use traefik_openstack_e2e::lab::Lab;
 use traefik_openstack_e2e::nova::revoke_token;
 use traefik_openstack_e2e::proxy::Mode;
@@ -18,16 +19,6 @@ use traefik_openstack_e2e::{REFRESH_INTERVAL, eventually, freshness, shared_lab}
 type R = anyhow::Result<()>;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Heal(&'static Lab);
-
-impl Drop for Heal {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.heal() {
-            eprintln!("could not heal the lab: {e:#}");
-        }
-    }
-}
 
 /// How long every outage lasts once the host has noticed it: several
 /// refreshes and Traefik polls.
