@@ -33,7 +33,10 @@ pub mod tools;
 pub mod traefik;
 pub mod util;
 
-pub use util::{FRESHNESS_SLACK, POLL_INTERVAL, REFRESH_INTERVAL, THROTTLE, eventually, freshness};
+pub use util::{
+    FRESHNESS_SLACK, POLL_INTERVAL, REFRESH_INTERVAL, THROTTLE, eventually, freshness,
+    try_eventually,
+};
 
 /// The lab shared by every case of one test binary (each binary is its own
 /// process, so each gets one lab). Started on first use; its processes are

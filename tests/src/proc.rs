@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
@@ -32,6 +32,28 @@ extern "C" fn stop_all_at_exit() {
     }
 }
 
+/// Runs `job` on a thread that never ends (see [`Proc::spawn_tied`]).
+fn on_spawner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    type Job = Box<dyn FnOnce() + Send>;
+    static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tied-process-spawner".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .expect("starting the thread that forks tied processes");
+        tx
+    });
+    let (tx, rx) = mpsc::sync_channel(1);
+    spawner
+        .send(Box::new(move || {
+            let _ = tx.send(job());
+        }))
+        .expect("the spawner thread lives as long as the binary");
+    rx.recv()
+        .expect("the spawner thread lives as long as the binary")
+}
+
 fn alive(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: WNOHANG waitpid on our own child.
@@ -48,9 +70,13 @@ pub struct Proc {
 
 impl Proc {
     /// Like [`Proc::spawn`], and the kernel sends the process SIGTERM when
-    /// the calling thread ends, even if this process is killed outright.
-    /// Only for processes owned by one case (the thread running the test),
-    /// never for the shared lab, which outlives the thread that started it.
+    /// this test binary ends, even if it is killed outright (a CI timeout).
+    ///
+    /// The death signal follows the *thread* that forked, not the process,
+    /// so every tied process is forked by one thread that lives as long as
+    /// the binary. Forked by the caller, a process started from tokio's
+    /// blocking pool (whose threads end after 10 s idle) was SIGTERMed in
+    /// the middle of its case.
     pub fn spawn_tied(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
@@ -62,7 +88,8 @@ impl Proc {
                 Ok(())
             });
         }
-        Self::spawn(name, cmd, log)
+        let (name, log) = (name.to_owned(), log.to_owned());
+        on_spawner_thread(move || Self::spawn(&name, cmd, &log))
     }
 
     /// Starts `cmd` with its output appended to `log`. Python lab processes
