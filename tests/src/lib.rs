@@ -16,9 +16,11 @@
 //!   differential test, a [`docker`] fake Docker Engine API).
 //! - [`scenario`]: one case's project, backends, host and Traefik together.
 //! - [`modules`]: route modules built for the cases; [`tools`]: pinned CLIs.
-//! - [`stores`]: real etcd and Redis servers for the KV publishing cases.
+//! - [`stores`]: real etcd and Redis servers for the KV publishing cases;
+//!   [`certs`]: throwaway CAs for the TLS cases.
 
 pub mod backend;
+pub mod certs;
 pub mod docker;
 pub mod examples;
 pub mod host;

@@ -57,14 +57,45 @@ fn prepare() -> anyhow::Result<Binaries> {
 
 /// One etcd member on 127.0.0.1.
 pub struct Etcd {
-    /// `http://127.0.0.1:<port>`: what `[publish.etcd] endpoints` and
-    /// Traefik's `providers.etcd.endpoints` (without the scheme) take.
+    /// `http://127.0.0.1:<port>` (`https://` with TLS): what `[publish.etcd]
+    /// endpoints` and Traefik's `providers.etcd.endpoints` (without the
+    /// scheme) take.
     pub endpoint: String,
     pub port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health`, whatever the client URLs require.
+    metrics_port: u16,
     dir: PathBuf,
-    limits: EtcdLimits,
+    setup: EtcdSetup,
     proc: Option<Proc>,
+}
+
+/// How an etcd is started.
+#[derive(Debug, Clone)]
+pub struct EtcdSetup {
+    pub limits: EtcdLimits,
+    /// Clients speak TLS and need a certificate of `client_ca`.
+    pub tls: Option<ServerTls>,
+    /// `--quota-backend-bytes`: past it etcd raises its NOSPACE alarm and
+    /// refuses every write (etcd's default is 2 GiB).
+    pub quota_backend_bytes: Option<u64>,
+}
+
+/// A store's server certificate, and the CA its clients' certificates must
+/// be signed by (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// A client's side of a store's mutual TLS (for etcdctl and redis-cli).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// etcd's per-request limits; the server's defaults are 128 operations and
@@ -91,46 +122,76 @@ impl EtcdLimits {
 impl Etcd {
     /// Starts etcd with its data in `dir/etcd`.
     pub fn start(dir: &Path, limits: EtcdLimits) -> anyhow::Result<Etcd> {
+        Self::start_with(
+            dir,
+            EtcdSetup {
+                limits,
+                tls: None,
+                quota_backend_bytes: None,
+            },
+        )
+    }
+
+    /// As [`Etcd::start`], with TLS or a quota.
+    pub fn start_with(dir: &Path, setup: EtcdSetup) -> anyhow::Result<Etcd> {
+        let port = free_port();
+        let scheme = if setup.tls.is_some() { "https" } else { "http" };
         let mut etcd = Etcd {
-            port: free_port(),
+            port,
             peer_port: free_port(),
-            endpoint: String::new(),
+            metrics_port: free_port(),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
             dir: dir.join("etcd"),
-            limits,
+            setup,
             proc: None,
         };
-        etcd.endpoint = format!("http://127.0.0.1:{}", etcd.port);
         etcd.start_again()?;
         Ok(etcd)
     }
 
-    /// Starts the stopped server again on the same port and data.
+    /// Starts the stopped server again on the same port and data, with the
+    /// setup it had (or [`Etcd::setup_mut`]'s changes).
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let limits = self.setup.limits;
         let mut cmd = Command::new(&binaries().etcd);
         cmd.args(["--name", "e2e", "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &self.endpoint])
             .args(["--advertise-client-urls", &self.endpoint])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{}", self.metrics_port),
+            ])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("e2e={peer}")])
-            .args(["--max-txn-ops", &self.limits.max_txn_ops.to_string()])
-            .args([
-                "--max-request-bytes",
-                &self.limits.max_request_bytes.to_string(),
-            ])
+            .args(["--max-txn-ops", &limits.max_txn_ops.to_string()])
+            .args(["--max-request-bytes", &limits.max_request_bytes.to_string()])
             // A test store: durability does not matter, speed does.
             .arg("--unsafe-no-fsync")
             .args(["--log-level", "warn"]);
+        if let Some(tls) = &self.setup.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.client_ca)
+                .arg("--client-cert-auth");
+        }
+        if let Some(quota) = self.setup.quota_backend_bytes {
+            cmd.args(["--quota-backend-bytes", &quota.to_string()]);
+        }
         let mut proc = Proc::spawn("etcd", cmd, &self.dir.join("etcd.log"))?;
-        let addr = format!("127.0.0.1:{}", self.port);
+        let addr = format!("127.0.0.1:{}", self.metrics_port);
         wait_blocking("etcd /health", Duration::from_secs(30), || {
             if let Some(st) = proc.exited() {
                 return Err(format!("exited with {st}; log:\n{}", proc.log_tail(30)));
             }
-            match http_status_blocking(&addr, "/health") {
+            // A full etcd (NOSPACE alarm) is up: the operator disarms it.
+            match http_status_blocking(&addr, "/health?exclude=NOSPACE") {
                 Ok(200) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
@@ -142,6 +203,42 @@ impl Etcd {
     /// Stops the server (SIGKILL after a short grace); its data stays.
     pub fn stop(&mut self) {
         stop(&mut self.proc);
+    }
+
+    /// The setup the next [`Etcd::start_again`] uses.
+    pub fn setup_mut(&mut self) -> &mut EtcdSetup {
+        &mut self.setup
+    }
+
+    /// Runs `etcdctl` (etcd's own client, installed beside it) against this
+    /// server as `client` over TLS (`None`: plain, or as no one); fails with
+    /// its output unless it succeeds.
+    pub fn etcdctl(&self, client: Option<&ClientTls>, args: &[&str]) -> anyhow::Result<String> {
+        let bin = binaries().etcd.with_file_name("etcdctl");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--endpoints", &self.endpoint, "--dial-timeout", "5s"]);
+        if let Some(c) = client {
+            cmd.arg("--cacert")
+                .arg(&c.ca)
+                .arg("--cert")
+                .arg(&c.cert)
+                .arg("--key")
+                .arg(&c.key);
+        }
+        let out = cmd
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `host:port`, the form Traefik's `providers.etcd.endpoints` takes.
@@ -171,6 +268,8 @@ pub struct Redis {
     notify: String,
     /// More `redis-server` arguments (`--requirepass`, ...).
     args: Vec<String>,
+    /// TLS only (no plain port), clients need a certificate of `client_ca`.
+    tls: Option<ServerTls>,
     proc: Option<Proc>,
 }
 
@@ -183,11 +282,22 @@ impl Redis {
 
     /// As [`Redis::start`], with more `redis-server` arguments.
     pub fn start_with(dir: &Path, notify: &str, args: &[&str]) -> anyhow::Result<Redis> {
+        Self::start_tls(dir, notify, None, args)
+    }
+
+    /// As [`Redis::start_with`], speaking only TLS when `tls` is given.
+    pub fn start_tls(
+        dir: &Path,
+        notify: &str,
+        tls: Option<ServerTls>,
+        args: &[&str],
+    ) -> anyhow::Result<Redis> {
         let mut redis = Redis {
             port: free_port(),
             dir: dir.join("redis"),
             notify: notify.to_owned(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            tls,
             proc: None,
         };
         redis.start_again()?;
@@ -199,8 +309,19 @@ impl Redis {
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new(&binaries().redis_server);
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.client_ca)
+                .args(["--tls-auth-clients", "yes"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -208,12 +329,19 @@ impl Redis {
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .args(&self.args);
         let mut proc = Proc::spawn("redis", cmd, &self.dir.join("redis.log"))?;
-        let addr = self.address();
+        let (addr, tls) = (self.address(), self.tls.is_some());
         wait_blocking("redis PING", Duration::from_secs(30), || {
             if let Some(st) = proc.exited() {
                 return Err(format!("exited with {st}; log:\n{}", proc.log_tail(30)));
             }
-            ping(&addr)
+            if tls {
+                // Listening is as far as a client without a certificate gets.
+                std::net::TcpStream::connect(&addr)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            } else {
+                ping(&addr)
+            }
         })?;
         self.proc = Some(proc);
         Ok(())

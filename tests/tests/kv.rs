@@ -1257,3 +1257,300 @@ async fn fleet_state(
     }
     out + &format!("--- sidecar b:\n{}", sidecar.log_tail(20))
 }
+
+/// The stores as a careful operator runs them: etcd and Redis speak mutual
+/// TLS only and know their users (etcd's RBAC, Redis ACLs), each user
+/// limited to its keys. The sidecar publishes with its client certificate
+/// and password, a Traefik reads both stores with its own; a wrong password
+/// or a missing client certificate is reported, without the password, and
+/// takes no lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_behind_mutual_tls_and_users_are_published_to_and_read_by_traefik() {
+    use traefik_openstack_e2e::certs::Ca;
+    use traefik_openstack_e2e::stores::{ClientTls, EtcdSetup, ServerTls};
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+
+    let dir = run_dir("kv-secure");
+    let certs = dir.join("certs");
+    // One CA, as etcd is usually run: its gateway presents the server's own
+    // certificate as a client certificate to etcd's gRPC side.
+    let store_ca = Ca::new("stores");
+    let client_ca = &store_ca;
+    let (cert, key) = store_ca.issue(&certs, "store", &["127.0.0.1", "localhost"]);
+    let server = ServerTls {
+        cert,
+        key,
+        client_ca: client_ca.write(&certs, "client-ca"),
+    };
+    let ca = store_ca.write(&certs, "store-ca");
+    let client = |stem: &str| {
+        let (cert, key) = client_ca.issue(&certs, stem, &[&format!("{stem}-client")]);
+        ClientTls {
+            ca: ca.clone(),
+            cert,
+            key,
+        }
+    };
+    let (admin, sidecar, reader) = (client("admin"), client("sidecar"), client("traefik"));
+    let root = "secure";
+
+    let etcd = Etcd::start_with(
+        &dir,
+        EtcdSetup {
+            limits: EtcdLimits::DEFAULT,
+            tls: Some(server.clone()),
+            quota_backend_bytes: None,
+        },
+    )
+    .unwrap();
+    for args in [
+        "user add root:root-pw --interactive=false",
+        "user grant-role root root",
+        "role add publisher",
+        "role grant-permission publisher readwrite secure --prefix=true",
+        "role grant-permission publisher readwrite _tos/secure --prefix=true",
+        "user add sidecar:sidecar-pw-never-shown --interactive=false",
+        "user grant-role sidecar publisher",
+        "role add reader",
+        "role grant-permission reader read secure --prefix=true",
+        "user add traefik:traefik-pw --interactive=false",
+        "user grant-role traefik reader",
+        "auth enable",
+    ] {
+        let args: Vec<&str> = args.split(' ').collect();
+        etcd.etcdctl(Some(&admin), &args).unwrap();
+    }
+    let redis = Redis::start_tls(
+        &dir,
+        "KEA",
+        Some(server),
+        &[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "sidecar",
+            "on",
+            ">sidecar-pw-never-shown",
+            "~secure/*",
+            "~_tos/secure/*",
+            "+@all",
+            "--user",
+            "traefik",
+            "on",
+            ">traefik-pw",
+            "%R~secure/*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .unwrap();
+
+    let password = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        path
+    };
+    let (right, wrong) = (
+        password("right", "sidecar-pw-never-shown"),
+        password("wrong", "wrong-pw-never-shown"),
+    );
+    let config = |identity: Option<&ClientTls>, password_file: &std::path::Path, only: &str| {
+        let mut e = etcd_config(&etcd.endpoint, root);
+        let mut r = redis_config(&redis.address(), root);
+        e.username = Some("sidecar".into());
+        r.username = Some("sidecar".into());
+        e.password_file = Some(password_file.to_owned());
+        r.password_file = Some(password_file.to_owned());
+        e.tls_ca_file = Some(ca.clone());
+        r.tls_ca_file = Some(ca.clone());
+        r.tls = true;
+        if let Some(id) = identity {
+            (e.tls_cert_file, e.tls_key_file) = (Some(id.cert.clone()), Some(id.key.clone()));
+            (r.tls_cert_file, r.tls_key_file) = (Some(id.cert.clone()), Some(id.key.clone()));
+        }
+        // A debug build's TLS handshakes on a loaded machine.
+        e.timeout = Duration::from_secs(5);
+        r.timeout = Duration::from_secs(5);
+        // Each store alone too: with both, the lease lives in etcd and a
+        // refused etcd leaves Redis untried.
+        match only {
+            "etcd" => publish(Some(e), None),
+            "redis" => publish(None, Some(r)),
+            _ => publish(Some(e), Some(r)),
+        }
+    };
+    let vm = routers(&[("vm", "Host(`vm.example.com`)")]);
+
+    // Refused: a wrong password; no client certificate.
+    for store in ["etcd", "redis"] {
+        for (what, cfg, reason) in [
+            (
+                "a wrong password",
+                config(Some(&sidecar), &wrong, store),
+                "auth",
+            ),
+            ("no client certificate", config(None, &right, store), ""),
+        ] {
+            let mut side = Sidecar::new(cfg);
+            side.set(&vm);
+            side.writer.step().await;
+            let (readyz, metrics) = (side.readyz(), side.metrics.encode());
+            assert!(!side.writer.leader(), "{what}: {readyz}");
+            assert!(
+                readyz["stores"][store]["error"].is_string(),
+                "{what}: {store}: {readyz}"
+            );
+            assert!(
+                metrics.contains(&format!("store=\"{store}\",outcome=\"{reason}")),
+                "{what}: {store}: {readyz}"
+            );
+            for shown in [readyz.to_string(), metrics] {
+                assert!(!shown.contains("never-shown"), "{what}: {shown}");
+            }
+        }
+    }
+    // The right certificate and password: both stores published.
+    let mut side = Sidecar::new(config(Some(&sidecar), &right, "both"));
+    side.set(&vm);
+    side.writer.step().await;
+    let readyz = side.readyz();
+    assert!(side.writer.leader(), "{readyz}");
+    for store in ["etcd", "redis"] {
+        assert!(readyz["stores"][store]["error"].is_null(), "{readyz}");
+        assert_eq!(side.metric("kv_keys", store), 5, "{store}");
+    }
+
+    // A Traefik with its own certificate and read-only users routes from both.
+    let traefik_bin =
+        tokio::task::spawn_blocking(|| traefik_openstack_e2e::lab::prepare().map(|p| p.traefik))
+            .await
+            .unwrap()
+            .expect("labctl.py prepare (Traefik)");
+    let tls = json!({
+        "ca": reader.ca.display().to_string(),
+        "cert": reader.cert.display().to_string(),
+        "key": reader.key.display().to_string(),
+    });
+    let extra = json!({"providers": {
+        "etcd": {"endpoints": [etcd.address()], "rootKey": root,
+                 "username": "traefik", "password": "traefik-pw", "tls": tls},
+        "redis": {"endpoints": [redis.address()], "rootKey": root,
+                  "username": "traefik", "password": "traefik-pw", "tls": tls},
+    }});
+    let traefik_dir = dir.join("traefik");
+    let traefik = tokio::task::spawn_blocking(move || {
+        Traefik::start_with(
+            &traefik_bin,
+            &traefik_dir,
+            Ports::free(),
+            "http://127.0.0.1:1/traefik",
+            None,
+            extra,
+        )
+    })
+    .await
+    .unwrap()
+    .expect("starting Traefik");
+    traefik_openstack_e2e::eventually(
+        "Traefik reads the router from both stores",
+        Duration::from_secs(30),
+        || async {
+            let raw = traefik.rawdata().await.map_err(|e| format!("{e:#}"))?;
+            let routers = &raw["routers"];
+            if ["vm@etcd", "vm@redis"]
+                .iter()
+                .all(|r| routers[*r]["rule"] == "Host(`vm.example.com`)")
+            {
+                Ok(())
+            } else {
+                Err(format!("routers {routers}\n{}", traefik.log_tail(10)))
+            }
+        },
+    )
+    .await;
+    side.writer.resign().await;
+}
+
+/// A full etcd (its quota reached: the NOSPACE alarm refuses every write) is
+/// reported as full, what it held stays whole, and once the operator has
+/// made room (a larger quota, the alarm disarmed) the next round catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_etcd_is_reported_keeps_what_it_held_and_is_caught_up_with() {
+    use traefik_openstack_e2e::stores::EtcdSetup;
+    let dir = run_dir("kv-full");
+    let mut etcd = Etcd::start_with(
+        &dir,
+        EtcdSetup {
+            limits: EtcdLimits::LARGE,
+            tls: None,
+            quota_backend_bytes: Some(1 << 20),
+        },
+    )
+    .unwrap();
+    let root = "full";
+    let mut config = publish(Some(etcd_config(&etcd.endpoint, root)), None);
+    config.etcd.as_mut().unwrap().timeout = Duration::from_secs(5);
+    let mut side = Sidecar::new(config);
+    let small = routers(&[("vm", "Host(`vm.example.com`)")]);
+    side.set(&small);
+    side.writer.step().await;
+    assert!(side.writer.leader(), "{}", side.readyz());
+    let store = Store::Etcd(etcd.endpoint.clone());
+    let before = held(&store, root).await;
+    assert_eq!(before.0.len(), 5);
+
+    // 3,000 routers with long rules: past the 1 MiB quota.
+    let long = "x".repeat(300);
+    let names: Vec<(String, String)> = (0..3000)
+        .map(|i| {
+            (
+                format!("vm-{i}"),
+                format!("Host(`vm-{i}.{long}.example.com`)"),
+            )
+        })
+        .collect();
+    let rules: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, r)| (n.as_str(), r.as_str()))
+        .collect();
+    let big = routers(&rules);
+    side.set(&big);
+    side.writer.step().await;
+    let (readyz, metrics) = (side.readyz(), side.metrics.encode());
+    let error = readyz["stores"]["etcd"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("space") && error.contains(&etcd.endpoint),
+        "the error names what failed and where: {readyz}"
+    );
+    assert!(
+        metrics.contains("store=\"etcd\",outcome=\"full\""),
+        "{metrics}"
+    );
+    assert_eq!(held(&store, root).await, before, "what it held stays whole");
+
+    // The operator makes room: a larger quota, the alarm disarmed.
+    etcd.stop();
+    etcd.setup_mut().quota_backend_bytes = Some(256 << 20);
+    etcd.start_again().unwrap();
+    etcd.etcdctl(None, &["alarm", "disarm"]).unwrap();
+    // The writer retries each round; etcd may still be settling.
+    let want = flatten(&big, root).keys.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        side.writer.step().await;
+        let got = held(&store, root).await.0.len();
+        if got == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not caught up: {got} of {want} keys held; {}",
+            side.readyz()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    side.writer.resign().await;
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use std::path::PathBuf;
 
+use traefik_openstack_e2e::certs::Ca;
 use traefik_openstack_e2e::host::{HostOptions, HostTls};
 use traefik_openstack_e2e::lab::ServerSpec;
 use traefik_openstack_e2e::scenario::{DOMAIN, Scenario};
@@ -243,45 +244,6 @@ async fn status_page_shows_each_vm_and_why_one_is_not_routed() -> R {
     Ok(())
 }
 
-/// A CA of the TLS case, and the certificates it signs, as PEM files.
-struct Ca(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        Ca(
-            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap(),
-        )
-    }
-
-    /// Writes `<stem>.crt` and `<stem>.key` for `name` into `dir`.
-    fn issue(&self, dir: &std::path::Path, stem: &str, name: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.0)
-            .unwrap();
-        let (c, k) = (
-            dir.join(format!("{stem}.crt")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-
-    fn write(&self, dir: &std::path::Path, stem: &str) -> PathBuf {
-        let path = dir.join(format!("{stem}.crt"));
-        std::fs::write(&path, self.0.pem()).unwrap();
-        path
-    }
-}
-
 /// The endpoint over mTLS: real Traefik's `providers.http.tls` (its CA, a
 /// client certificate and key) gets every route; a client without a
 /// certificate, or with one of another CA, is refused at the handshake.
@@ -293,9 +255,9 @@ async fn traefik_polls_over_mutual_tls_and_other_clients_are_refused() -> R {
     std::fs::create_dir_all(&certs)?;
     let (server_ca, client_ca, other_ca) =
         (Ca::new("server"), Ca::new("clients"), Ca::new("other"));
-    let (cert, key) = server_ca.issue(&certs, "server", "localhost");
-    let (client_cert, client_key) = client_ca.issue(&certs, "traefik", "traefik");
-    let (other_cert, other_key) = other_ca.issue(&certs, "stranger", "traefik");
+    let (cert, key) = server_ca.issue(&certs, "server", &["localhost"]);
+    let (client_cert, client_key) = client_ca.issue(&certs, "traefik", &["traefik"]);
+    let (other_cert, other_key) = other_ca.issue(&certs, "stranger", &["traefik"]);
     let server_ca_file = server_ca.write(&certs, "server-ca");
 
     let vms = [s.vm("tls-1", 1)?];

@@ -286,9 +286,17 @@ impl Etcd {
                 format!("etcd {url}: reading the answer: {e}"),
             )
         })?;
-        let v: Value = serde_json::from_str(&text).map_err(|_| {
-            StoreError::protocol(format!("etcd {url}: {status}, not JSON: {:.200}", text))
-        })?;
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            // etcd's own refusals in front of the gateway are plain text.
+            Err(_) if !status.is_success() => return Err(classify(&url, status, text.trim())),
+            Err(_) => {
+                return Err(StoreError::protocol(format!(
+                    "etcd {url}: {status}, not JSON: {:.200}",
+                    text
+                )));
+            }
+        };
         if status.is_success() && v.get("error").is_none() {
             return Ok(v);
         }
@@ -487,9 +495,18 @@ fn classify(url: &str, status: reqwest::StatusCode, message: &str) -> StoreError
                  publication's size"
             ),
         )
+    } else if m.contains("commonname of client") {
+        StoreError::new(
+            "auth",
+            format!(
+                "etcd {url}: {message}: with --client-cert-auth, etcd refuses JSON-gateway clients \
+                 whose certificate has a Common Name; issue the sidecar's client certificate \
+                 without one (subject alternative names only)"
+            ),
+        )
     } else if m.contains("auth") || m.contains("permission denied") || status == 401 {
         StoreError::new("auth", format!("etcd {url}: {message}"))
-    } else if m.contains("no space") || m.contains("quota") {
+    } else if m.contains("space exceeded") || m.contains("no space") || m.contains("quota") {
         StoreError::new("full", format!("etcd {url}: {message}"))
     } else {
         StoreError::new("refused", format!("etcd {url}: {status}: {message}"))
@@ -521,5 +538,23 @@ mod tests {
             "etcdserver: user name is empty",
         );
         assert_eq!(e.reason, "refused");
+    }
+
+    #[test]
+    fn a_full_store_and_a_named_client_certificate_are_told_apart() {
+        let e = classify(
+            "u",
+            reqwest::StatusCode::BAD_REQUEST,
+            "etcdserver: mvcc: database space exceeded",
+        );
+        assert_eq!(e.reason, "full");
+        // etcd 3.5's words, in plain text in front of the gateway.
+        let e = classify(
+            "u",
+            reqwest::StatusCode::BAD_REQUEST,
+            "CommonName of client sending a request against gateway will be ignored and not used as expected",
+        );
+        assert_eq!(e.reason, "auth");
+        assert!(e.message.contains("without one"), "{}", e.message);
     }
 }
