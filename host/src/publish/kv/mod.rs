@@ -412,32 +412,55 @@ impl KvWriter {
         leader
     }
 
+    /// Writes `config` to each store we lead that does not hold it yet; the
+    /// stores are written at the same time, so replicas reading the slower
+    /// one do not also wait for the other.
     async fn publish(&mut self, config: &serde_json::Value, etag: &str) {
-        let etag = etag.to_owned();
-        if let Some(side) = &mut self.etcd
-            && (side.written.as_deref() != Some(&etag) || side.held.is_none())
-            && self.status["etcd"].leader
-        {
+        let due = |written: &Option<String>, held: bool, status: &StoreStatus| {
+            (written.as_deref() != Some(etag) || !held) && status.leader
+        };
+        let Self {
+            etcd,
+            redis,
+            status,
+            token,
+            node,
+            ttl,
+            ..
+        } = self;
+        let follows_etcd = etcd.is_some();
+        let etcd_round = async {
+            let side = etcd
+                .as_mut()
+                .filter(|s| due(&s.written, s.held.is_some(), &status["etcd"]))?;
             let layout = flatten(config, &side.names.root);
-            let r = publish_etcd(side, &layout, &self.token, &self.node).await;
-            self.settle("etcd", r, &layout, &etag);
-        }
-        if let Some(side) = &mut self.redis
-            && (side.written.as_deref() != Some(&etag) || side.held.is_none())
-            && self.status["redis"].leader
-        {
+            let r = publish_etcd(side, &layout, token, node).await;
+            Some((r, layout))
+        };
+        let redis_round = async {
+            let side = redis
+                .as_mut()
+                .filter(|s| due(&s.written, s.held.is_some(), &status["redis"]))?;
             let layout = flatten(config, &side.names.root);
             // Following etcd's lease: renewed right before writing, since
             // a large etcd publication may have outlasted the last renewal.
-            let renewed = match &self.etcd {
-                Some(_) => side.client.follow(&side.names, &self.token, self.ttl).await,
-                None => Ok(()),
+            let renewed = if follows_etcd {
+                side.client.follow(&side.names, token, *ttl).await
+            } else {
+                Ok(())
             };
             let r = match renewed {
-                Ok(()) => publish_redis(side, &layout, &self.node).await,
+                Ok(()) => publish_redis(side, &layout, node).await,
                 Err(e) => Err(e),
             };
-            self.settle("redis", r, &layout, &etag);
+            Some((r, layout))
+        };
+        let (etcd_done, redis_done) = tokio::join!(etcd_round, redis_round);
+        if let Some((r, layout)) = etcd_done {
+            self.settle("etcd", r, &layout, etag);
+        }
+        if let Some((r, layout)) = redis_done {
+            self.settle("redis", r, &layout, etag);
         }
     }
 
