@@ -130,6 +130,12 @@ impl<C> Side<C> {
         self.held = None;
         self.written = None;
     }
+
+    /// Whether the snapshot `etag` still has to be written here: we lead
+    /// and the store does not hold it (or what it holds is unknown).
+    fn due(&self, etag: &str, status: &StoreStatus) -> bool {
+        status.leader && (self.written.as_deref() != Some(etag) || self.held.is_none())
+    }
 }
 
 /// Writes the publisher's configuration to etcd and/or Redis while this
@@ -259,6 +265,10 @@ impl KvWriter {
         let withdrawn = current.is_none() && self.publisher.readiness().status.withdrawn.is_some();
         if (current.is_some() || withdrawn) && self.lead().await {
             match current {
+                // Every store holds it already: the renewal round ends
+                // here, without reading a configuration that may be tens
+                // of megabytes.
+                Some(snapshot) if !self.due(&snapshot.etag) => {}
                 Some(snapshot) => match serde_json::from_slice(&snapshot.body.to_bytes()) {
                     Ok(config) => self.publish(&config, &snapshot.etag).await,
                     // The served body is the module's validated JSON: this
@@ -412,13 +422,23 @@ impl KvWriter {
         leader
     }
 
+    /// Whether any store has to be written `etag`.
+    fn due(&self, etag: &str) -> bool {
+        let etcd = self
+            .etcd
+            .as_ref()
+            .is_some_and(|s| s.due(etag, &self.status["etcd"]));
+        let redis = self
+            .redis
+            .as_ref()
+            .is_some_and(|s| s.due(etag, &self.status["redis"]));
+        etcd || redis
+    }
+
     /// Writes `config` to each store we lead that does not hold it yet; the
     /// stores are written at the same time, so replicas reading the slower
     /// one do not also wait for the other.
     async fn publish(&mut self, config: &serde_json::Value, etag: &str) {
-        let due = |written: &Option<String>, held: bool, status: &StoreStatus| {
-            (written.as_deref() != Some(etag) || !held) && status.leader
-        };
         let Self {
             etcd,
             redis,
@@ -430,17 +450,13 @@ impl KvWriter {
         } = self;
         let follows_etcd = etcd.is_some();
         let etcd_round = async {
-            let side = etcd
-                .as_mut()
-                .filter(|s| due(&s.written, s.held.is_some(), &status["etcd"]))?;
+            let side = etcd.as_mut().filter(|s| s.due(etag, &status["etcd"]))?;
             let layout = flatten(config, &side.names.root);
             let r = publish_etcd(side, &layout, token, node).await;
             Some((r, layout))
         };
         let redis_round = async {
-            let side = redis
-                .as_mut()
-                .filter(|s| due(&s.written, s.held.is_some(), &status["redis"]))?;
+            let side = redis.as_mut().filter(|s| s.due(etag, &status["redis"]))?;
             let layout = flatten(config, &side.names.root);
             // Following etcd's lease: renewed right before writing, since
             // a large etcd publication may have outlasted the last renewal.
