@@ -37,6 +37,15 @@ impl Chunked {
         &self.chunks
     }
 
+    /// Reads it from the chunks in place, for parsers that stream: a 60 MB
+    /// configuration is read without a second 60 MB copy.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            chunks: &self.chunks,
+            at: 0,
+        }
+    }
+
     /// All of it in one buffer: shared when it is one chunk, otherwise
     /// copied (for the rare reader that needs it whole).
     pub fn to_bytes(&self) -> Bytes {
@@ -51,6 +60,30 @@ impl Chunked {
                 out.freeze()
             }
         }
+    }
+}
+
+/// [`Chunked::reader`].
+pub struct Reader<'a> {
+    chunks: &'a [Bytes],
+    /// How far into the first chunk.
+    at: usize,
+}
+
+impl std::io::Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some((first, rest)) = self.chunks.split_first() {
+            let left = &first[self.at..];
+            if left.is_empty() {
+                (self.chunks, self.at) = (rest, 0);
+                continue;
+            }
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            self.at += n;
+            return Ok(n);
+        }
+        Ok(0)
     }
 }
 
@@ -124,5 +157,30 @@ mod tests {
         assert_eq!(cut.to_bytes(), whole.to_bytes());
         assert_eq!(cut.to_string(), "{\"a\":1}");
         assert_ne!(cut, Chunked::from("{\"a\":2}"));
+    }
+
+    #[test]
+    fn the_reader_reads_across_cuts_whatever_the_buffer() {
+        use std::io::Read;
+        let cut = Chunked::new(vec![
+            Bytes::from_static(b"{\"a\""),
+            Bytes::from_static(b":"),
+            Bytes::from_static(b"[1,2]}"),
+        ]);
+        for size in [1, 2, 3, 64] {
+            let (mut out, mut buf) = (Vec::new(), vec![0; size]);
+            let mut r = cut.reader();
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(out, b"{\"a\":[1,2]}", "buffer of {size}");
+        }
+        let v: serde_json::Value = serde_json::from_reader(cut.reader()).unwrap();
+        assert_eq!(v["a"][1], 2);
+        assert_eq!(Chunked::default().reader().read(&mut [0; 4]).unwrap(), 0);
     }
 }

@@ -189,7 +189,7 @@ fn spawn_state_writer(
                 state::write(
                     &path,
                     &Saved {
-                        body: s.body.to_bytes(),
+                        body: s.body.clone(),
                         made_at: s.made_at,
                         confirmed_at: job.confirmed_at,
                         module: job.module,
@@ -1200,7 +1200,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert_eq!(saved.body, served.as_bytes());
+        assert_eq!(saved.body.to_bytes(), served.as_bytes());
         assert_eq!((saved.instances, saved.routed), (2, 2));
         assert!(saved.module.contains("sha256"), "{}", saved.module);
         while !rig

@@ -41,8 +41,8 @@ struct Router {
 
 /// Router name -> the host names its rule matches. Only the fields needed
 /// are decoded: the rest of a large configuration is skipped, not built.
-pub(crate) fn by_router(config: &[u8]) -> HashMap<String, Vec<Link>> {
-    let Ok(dynamic) = serde_json::from_slice::<Dynamic>(config) else {
+pub(crate) fn by_router(config: impl std::io::Read) -> HashMap<String, Vec<Link>> {
+    let Ok(dynamic) = serde_json::from_reader::<_, Dynamic>(config) else {
         return HashMap::new();
     };
     let mut out: HashMap<String, Vec<Link>> = HashMap::new();
@@ -139,7 +139,7 @@ mod tests {
             }},
             "tcp": {"routers": {"db": {"rule": "HostSNI(`db.example.com`)", "tls": {}}}}
         }"#;
-        let links = by_router(config);
+        let links = by_router(&config[..]);
         assert_eq!(
             links["web"][0].url.as_deref(),
             Some("http://vm-1.example.com/")
@@ -151,6 +151,6 @@ mod tests {
         assert_eq!(links["odd"][0].url, None);
         assert_eq!(links["db"][0].host, "db.example.com");
         assert_eq!(links["db"][0].url, None);
-        assert!(by_router(b"not json").is_empty());
+        assert!(by_router(&b"not json"[..]).is_empty());
     }
 }

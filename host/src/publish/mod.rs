@@ -81,7 +81,7 @@ impl Snapshot {
     /// The configuration saved in a state file, served again until
     /// OpenStack answers. `/api/instances` has no instances to show for it.
     pub fn recovered(saved: &state::Saved, file: &std::path::Path) -> Self {
-        let (encoded, _) = Body::new(&Chunked::from(saved.body.clone()), None);
+        let (encoded, _) = Body::new(&saved.body, None);
         let mut s = Self::of(
             encoded,
             Arc::default(),
@@ -127,7 +127,7 @@ impl Snapshot {
     /// The `/api/instances` body: what was decided for each instance and why.
     /// Built when asked, since only operators ask.
     pub(crate) fn instances_report(&self) -> Vec<u8> {
-        instances_report(&self.instances, &self.findings, &self.body.to_bytes())
+        instances_report(&self.instances, &self.findings, &self.body)
     }
 
     /// The `/api/module` body's `logs`: the module's print debugging.
@@ -169,9 +169,9 @@ struct DiagnosticReport<'a> {
 }
 
 /// Builds the `/api/instances` body, sorted like the snapshot (by id).
-fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &[u8]) -> Vec<u8> {
+fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &Chunked) -> Vec<u8> {
     use std::collections::BTreeMap;
-    let links = hosts::by_router(config);
+    let links = hosts::by_router(config.reader());
     let routes: BTreeMap<&str, &wit::InstanceRoutes> = findings
         .routes()
         .map(|r| (r.instance_id.as_str(), r))

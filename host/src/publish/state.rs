@@ -17,6 +17,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::chunked::Chunked;
+
 /// Names the format in the header, so that another file is not mistaken for one.
 const FORMAT: &str = "traefik-openstack-state/1";
 
@@ -39,8 +41,8 @@ struct Header {
 /// A configuration as written to, or read from, the state file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Saved {
-    /// The body as served.
-    pub body: Bytes,
+    /// The body as served (its chunks: written out without joining them).
+    pub body: Chunked,
     /// When the module made it.
     pub made_at: SystemTime,
     /// When OpenStack last confirmed the instances it was made from; the
@@ -113,7 +115,13 @@ pub fn write(path: &Path, saved: &Saved) -> Result<(), StateError> {
         instances: saved.instances,
         routed: saved.routed,
         body_bytes: saved.body.len(),
-        body_sha256: hex::encode(Sha256::digest(&saved.body)),
+        body_sha256: {
+            let mut digest = Sha256::new();
+            for chunk in saved.body.chunks() {
+                digest.update(chunk);
+            }
+            hex::encode(digest.finalize())
+        },
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".traefik-openstack-state.")
@@ -122,7 +130,13 @@ pub fn write(path: &Path, saved: &Saved) -> Result<(), StateError> {
     let mut line = serde_json::to_vec(&header).expect("plain data");
     line.push(b'\n');
     tmp.write_all(&line)
-        .and_then(|()| tmp.write_all(&saved.body))
+        .and_then(|()| {
+            saved
+                .body
+                .chunks()
+                .iter()
+                .try_for_each(|chunk| tmp.write_all(chunk))
+        })
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io("cannot write", e))?;
     // On error the temporary file is removed when dropped.
@@ -186,7 +200,7 @@ pub fn read(path: &Path, max_stale: Duration, now: SystemTime) -> Result<Saved, 
         });
     }
     Ok(Saved {
-        body,
+        body: body.into(),
         made_at,
         confirmed_at,
         module: header.module,
@@ -201,7 +215,7 @@ mod tests {
 
     fn saved(body: &str, confirmed_at: SystemTime) -> Saved {
         Saved {
-            body: Bytes::from(body.to_owned()),
+            body: Chunked::from(body),
             made_at: confirmed_at - Duration::from_secs(60),
             confirmed_at,
             module: "built-in (routes@0.1.1, sha256 0123456789ab)".into(),

@@ -269,7 +269,7 @@ impl KvWriter {
                 // here, without reading a configuration that may be tens
                 // of megabytes.
                 Some(snapshot) if !self.due(&snapshot.etag) => {}
-                Some(snapshot) => match serde_json::from_slice(&snapshot.body.to_bytes()) {
+                Some(snapshot) => match serde_json::from_reader(snapshot.body.reader()) {
                     Ok(config) => self.publish(&config, &snapshot.etag).await,
                     // The served body is the module's validated JSON: this
                     // would be a bug, and it must not empty the stores.
