@@ -961,7 +961,6 @@ async fn a_10k_instance_cloud_goes_in_one_transaction_and_one_change_is_one_key(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sidecar_publishes_a_vm_that_traefik_routes_through_etcd_alone_and_redis_alone() {
     use traefik_openstack_e2e::scenario::Scenario;
-    use traefik_openstack_e2e::traefik::{Ports, Traefik};
     let stores = shared();
     let root = "sidecar";
     let lab = traefik_openstack_e2e::shared_lab();
@@ -987,20 +986,7 @@ async fn the_sidecar_publishes_a_vm_that_traefik_routes_through_etcd_alone_and_r
             lab.prepared.traefik.clone(),
             s.dir.join(format!("traefik-{store}")),
         );
-        let extra = json!({"providers": {store: provider}});
-        let traefik = tokio::task::spawn_blocking(move || {
-            Traefik::start_with(
-                &bin,
-                &dir,
-                Ports::free(),
-                "http://127.0.0.1:1/traefik",
-                None,
-                extra,
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let traefik = store_replica(bin, dir, json!({store: provider})).await;
         traefik_openstack_e2e::eventually(
             &format!("{fqdn} routed through {store}"),
             traefik_openstack_e2e::freshness(),
@@ -1085,7 +1071,6 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
     use traefik_openstack_e2e::host::Host;
     use traefik_openstack_e2e::lab::ServerSpec;
     use traefik_openstack_e2e::scenario::Scenario;
-    use traefik_openstack_e2e::traefik::{Ports, Traefik};
 
     const TTL: Duration = Duration::from_secs(2);
     // Stores of its own: the lease's 2 s TTL must not wait behind another
@@ -1143,22 +1128,12 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
             lab.prepared.traefik.clone(),
             s.dir.join(format!("traefik-{n}-{store}")),
         );
-        tokio::task::spawn_blocking(move || {
-            // A dead HTTP endpoint: what routes, routes through the store.
-            Traefik::start_with(
-                &bin,
-                &dir,
-                Ports::free(),
-                "http://127.0.0.1:1/traefik",
-                None,
-                json!({"providers": {store: provider}}),
-            )
-        })
+        store_replica(bin, dir, json!({store: provider}))
     };
     let kinds = ["etcd", "etcd", "redis"];
     let mut replicas = Vec::new();
     for (n, store) in kinds.iter().enumerate() {
-        replicas.push(start_replica(n, store).await.unwrap().unwrap());
+        replicas.push(start_replica(n, store).await);
     }
     const FIRST: &[&str] = &["fleet-1", "fleet-2"];
     const ALL: &[&str] = &["fleet-1", "fleet-2", "fleet-3"];
@@ -1211,7 +1186,7 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
     b.sigkill();
     let restarted = replicas.remove(0);
     drop(restarted);
-    replicas.insert(0, start_replica(3, "etcd").await.unwrap().unwrap());
+    replicas.insert(0, start_replica(3, "etcd").await);
     traefik_openstack_e2e::eventually(
         "a replica restarted without any sidecar routes every VM",
         traefik_openstack_e2e::freshness(),
@@ -1268,7 +1243,6 @@ async fn fleet_state(
 async fn stores_behind_mutual_tls_and_users_are_published_to_and_read_by_traefik() {
     use traefik_openstack_e2e::certs::Ca;
     use traefik_openstack_e2e::stores::{ClientTls, EtcdSetup, ServerTls};
-    use traefik_openstack_e2e::traefik::{Ports, Traefik};
 
     let dir = run_dir("kv-secure");
     let certs = dir.join("certs");
@@ -1432,26 +1406,13 @@ async fn stores_behind_mutual_tls_and_users_are_published_to_and_read_by_traefik
         "cert": reader.cert.display().to_string(),
         "key": reader.key.display().to_string(),
     });
-    let extra = json!({"providers": {
+    let extra = json!({
         "etcd": {"endpoints": [etcd.address()], "rootKey": root,
                  "username": "traefik", "password": "traefik-pw", "tls": tls},
         "redis": {"endpoints": [redis.address()], "rootKey": root,
                   "username": "traefik", "password": "traefik-pw", "tls": tls},
-    }});
-    let traefik_dir = dir.join("traefik");
-    let traefik = tokio::task::spawn_blocking(move || {
-        Traefik::start_with(
-            &traefik_bin,
-            &traefik_dir,
-            Ports::free(),
-            "http://127.0.0.1:1/traefik",
-            None,
-            extra,
-        )
-    })
-    .await
-    .unwrap()
-    .expect("starting Traefik");
+    });
+    let traefik = store_replica(traefik_bin, dir.join("traefik"), extra).await;
     traefik_openstack_e2e::eventually(
         "Traefik reads the router from both stores",
         Duration::from_secs(30),
@@ -1553,4 +1514,29 @@ async fn a_full_etcd_is_reported_keeps_what_it_held_and_is_caught_up_with() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     side.writer.resign().await;
+}
+
+/// A Traefik that reads only the stores in `providers` (Traefik's
+/// `providers` section): its HTTP provider points at a dead endpoint, so
+/// what routes, routes through a store.
+async fn store_replica(
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    providers: Value,
+) -> traefik_openstack_e2e::traefik::Traefik {
+    use traefik_openstack_e2e::traefik::{Ports, Traefik};
+    let extra = json!({ "providers": providers });
+    tokio::task::spawn_blocking(move || {
+        Traefik::start_with(
+            &bin,
+            &dir,
+            Ports::free(),
+            "http://127.0.0.1:1/traefik",
+            None,
+            extra,
+        )
+    })
+    .await
+    .expect("the Traefik start task")
+    .expect("starting a Traefik that reads the stores")
 }
