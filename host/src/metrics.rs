@@ -102,6 +102,10 @@ impl Metrics {
         let tls_handshake_failures = Counter::default();
         let connections = Gauge::default();
         let connections_closed = Family::<ReasonLabels, Counter>::default();
+        // At zero from the start, so rate() and alerts see the first one.
+        for reason in ["limit", "header_timeout", "header_too_large", "stalled"] {
+            let _ = connections_closed.get_or_create(&ReasonLabels { reason });
+        }
         let leader = Family::<StoreLabels, Gauge>::default();
         let kv_publications = Family::<StoreOutcomeLabels, Counter>::default();
         let kv_keys_written = Family::<StoreLabels, Counter>::default();
