@@ -154,8 +154,10 @@ impl hyper::body::Body for Body {
 pub struct Limits {
     /// A connection must deliver a request's headers (and finish its TLS
     /// handshake) within this, counted from when it opens or its previous
-    /// response ended; a response that makes no progress for this long is
-    /// abandoned too.
+    /// response ended. A response that makes no progress over a whole
+    /// period of it is abandoned too (checked once a period, so after one
+    /// to two periods): a client that stops reading must not hold its
+    /// connection, which cannot be closed for room while busy.
     pub request_timeout: Duration,
     /// Connections open at once; at the limit a new one closes the one
     /// that has waited longest for a request.
