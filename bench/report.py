@@ -68,6 +68,10 @@ def load(path):
         return None
 
 
+ATTACK_NAMES = {"idle": "2,000 idle connections", "slowloris": "2,000 slowloris connections",
+                "headers": "64 KiB headers flood", "flood": "new-connection flood"}
+
+
 def verdict(ok):
     return "**met**" if ok else "**MISSED**"
 
@@ -76,7 +80,7 @@ def report(out, results_json, results_md):
     prev = load(results_json) or {}
     res = {"generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine()}
-    for part in ("generate", "serving", "footprint", "footprint100k", "policies", "lab"):
+    for part in ("generate", "serving", "abuse", "footprint", "footprint100k", "policies", "lab"):
         fresh = load(os.path.join(out, part + ".json"))
         res[part] = fresh if fresh is not None else prev.get(part)
         if fresh is None and part in prev:
@@ -104,6 +108,21 @@ def report(out, results_json, results_md):
             targets.append({"id": "2", "what": names[case] + ": p99 host / nginx", "target": "<= 1.5x",
                             "value": s["p99_ratio"], "met": s["p99_ratio"] <= 1.5,
                             "detail": "%.1f vs %.1f ms" % (h["p99_us"] / 1000, n["p99_us"] / 1000)})
+    ab = res.get("abuse")
+    if ab:
+        base = ab["baseline"]["all"]
+        for p in ab["phases"]:
+            if p["name"] == "unattacked":
+                continue
+            targets.append({"id": "12", "what": "abuse, %s: Traefik's poll p99 / unattacked" % ATTACK_NAMES[p["name"]],
+                            "target": "<= 2.0x", "value": p["p99_ratio"], "met": p["p99_ratio"] <= 2.0,
+                            "detail": "%.2f vs %.2f ms; %d polls, %d failed, %d reconnected" % (
+                                p["poll"]["all"]["p99_ms"], base["p99_ms"], p["poll"]["all"]["n"], p["poll_errors"],
+                                p["poll_reconnects"])})
+            growth = p["rss_growth_kib"] / 1024
+            targets.append({"id": "12", "what": "abuse, %s: server VmRSS peak - first unattacked" % ATTACK_NAMES[p["name"]],
+                            "target": "<= 64 MiB", "value": round(growth, 1), "met": growth <= 64,
+                            "detail": "%.1f MiB after the attack" % (p["vm_rss_kib"]["after"] / 1024)})
     fp = res.get("footprint")
     if fp:
         m = fp["median"]
@@ -196,6 +215,27 @@ def markdown(r):
                 x = s[name]
                 L.append("| %s | %s | %.0f | %.2f | %.2f | %.0f | %d |" % (case, name, x["rps"], x["p50_us"] / 1000, x["p99_us"] / 1000,
                                                                      x["bytes_per_response"], x["errors"] + x["non2xx3xx"]))
+    ab = r.get("abuse")
+    if ab:
+        L += ["", "## 12. Abuse of the endpoint, %d instances (`bench/abuse.py`, %g s per phase, one run)" % (
+            ab["instances"], ab["phase_seconds"]), "",
+              "Traefik's poll from one keep-alive connection every %d ms (gzip 200 and 304 alternately) on CPU %d alone; "
+              "server on CPU %d with the attacker beside it at nice 10; %s. Open files limit: soft %s, hard %s, %s for the run. "
+              "Unattacked phases alternate with the attacks; the baseline pools them (p50 %.2f ms, p99 %.2f ms over %d polls). "
+              "Load average %s at the end." % (
+                  ab["interval_s"] * 1000, ab["client_cpu"], ab["server_cpu"], ab["limits"], ab["nofile"]["soft_default"],
+                  ab["nofile"]["hard"], "raised to %s" % ab["nofile"]["soft_raised_to"], ab["baseline"]["all"]["p50_ms"],
+                  ab["baseline"]["all"]["p99_ms"], ab["baseline"]["all"]["n"], " ".join(ab["loadavg_at_end"])), "",
+              "| Phase | polls | p50 (ms) | p99 (ms) | p99 / baseline | 304 p99 (ms) | failed | reconnects | VmRSS before / peak / after (MiB) | server fds | attacker |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for p in ab["phases"]:
+            a = p["attacker"] or {}
+            what = ", ".join("%s %s" % (k, v) for k, v in a.items() if k not in ("kind", "seconds", "bytes_received", "ready_at"))
+            v = p["vm_rss_kib"]
+            L.append("| %s | %d | %.2f | %.2f | %.2f | %.2f | %d | %d | %.1f / %.1f / %.1f | %d | %s |" % (
+                ATTACK_NAMES.get(p["name"], p["name"]), p["poll"]["all"]["n"], p["poll"]["all"]["p50_ms"], p["poll"]["all"]["p99_ms"],
+                p["p99_ratio"], p["poll"]["not_modified"]["p99_ms"], p["poll_errors"], p["poll_reconnects"],
+                v["before"] / 1024, v["peak"] / 1024, v["after"] / 1024, p["server_fds_at_end"], what or "-"))
     fp = r.get("footprint")
     if fp:
         L += ["", "## 5. Footprint and start-up, %d instances (median of %d starts)" % (fp["instances"], fp["rounds"]), "",

@@ -6,6 +6,7 @@
 #   bench/run.sh --no-lab   # skip the Keystone/Nova/Traefik lab (targets 3 and 4)
 #   BENCH_ONLY="generate serving" bench/run.sh   # a subset, merged into the last results
 #   BENCH_ONLY=policies bench/run.sh              # 6. the example policies (Python, JS)
+#   BENCH_ONLY=abuse bench/run.sh                 # 12. idle, slowloris, big-header and connection floods
 #   BENCH_ONLY=lab BENCH_LAB_SERVERS=10000 bench/run.sh  # 3./4. and the fleet (etcd + Redis) at 10k VMs
 set -euo pipefail
 
@@ -20,7 +21,7 @@ for a in "$@"; do
     *) echo "unknown argument $a" >&2; exit 2 ;;
   esac
 done
-ONLY="${BENCH_ONLY:-generate serving footprint footprint100k policies lab}"
+ONLY="${BENCH_ONLY:-generate serving abuse footprint footprint100k policies lab}"
 [ "$LAB" = 1 ] || ONLY="${ONLY//lab/}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -35,13 +36,21 @@ FAIR=(--config 'profile.bench.package.traefik-openstack-guest.codegen-units=1')
 JOBS=(-j "${BENCH_JOBS:-2}")
 
 echo "== build" >&2
-cargo build "${JOBS[@]}" --release -p traefik-openstack --bin traefik-openstack >&2
-cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${FAIR[@]}" >&2
-FIXTURE="$(cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${FAIR[@]}" --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
+# Only what the chosen benchmarks run: a subset need not wait for the rest.
+if want footprint || want footprint100k || want policies; then
+  cargo build "${JOBS[@]}" --release -p traefik-openstack --bin traefik-openstack >&2
+fi
+FIXTURE=
+if want generate || want serving || want abuse; then
+  BENCHES=()
+  want generate || BENCHES=(--bench serve_fixture)
+  cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${BENCHES[@]}" "${FAIR[@]}" >&2
+  FIXTURE="$(cargo bench "${JOBS[@]}" -p traefik-openstack --no-run "${BENCHES[@]}" "${FAIR[@]}" --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="serve_fixture" and m.get("executable"): print(m["executable"])')"
+fi
 if want lab; then
   cargo build "${JOBS[@]}" --release -p traefik-openstack-e2e --bin bench_openstack >&2
 fi
@@ -57,6 +66,12 @@ if want serving; then
   echo "== 2. serving (wrk: host vs nginx)" >&2
   python3 bench/serving.py --fixture "$FIXTURE" --instances 10000 --duration 10 --connections 64 \
     --rounds "${BENCH_SERVING_ROUNDS:-2}" --workdir "$OUT/serving" > "$OUT/serving.json"
+fi
+
+if want abuse; then
+  echo "== 12. abuse: idle, slowloris, big headers, connection flood vs Traefik's poll" >&2
+  python3 bench/abuse.py --fixture "$FIXTURE" --instances 10000 --phase-seconds "${BENCH_ABUSE_SECONDS:-10}" \
+    --connections 2000 --workdir "$OUT/abuse" > "$OUT/abuse.json"
 fi
 
 if want footprint; then

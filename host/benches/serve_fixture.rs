@@ -122,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         server::serve(
             listener,
             state,
-            Duration::from_secs(10),
+            server::Limits::default(),
             None,
             shutdown,
             Duration::from_secs(1),

@@ -39,9 +39,19 @@ pub struct ServerConfig {
     /// File holding a bearer token required on the configuration endpoint and
     /// on `/api/instances` (pair with Traefik's `providers.http.headers`).
     pub token_file: Option<PathBuf>,
-    /// Upper bound on handling one request, headers included.
+    /// How long a connection may take to deliver a request's headers,
+    /// counted from when it opens or its previous response ended: a client
+    /// that sends nothing, or its headers a byte at a time, or sits idle
+    /// between keep-alive requests, is disconnected after it.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Connections open at once. At the limit, a new connection closes the
+    /// one that has been waiting longest for a request; see
+    /// [`crate::server::Limits`].
+    pub max_connections: usize,
+    /// Largest request line plus headers, in bytes; larger requests are
+    /// answered 431 and the connection closed.
+    pub max_header_bytes: usize,
     /// Serve HTTPS with this certificate chain (PEM); needs `tls_key_file`.
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM).
@@ -49,6 +59,13 @@ pub struct ServerConfig {
     /// Require client certificates signed by these CAs (PEM): mTLS.
     pub client_ca_file: Option<PathBuf>,
 }
+
+/// Below this a Traefik poll with a bearer token and a few custom headers
+/// could be refused.
+const MIN_HEADER_BYTES: usize = 1024;
+/// hyper's default read buffer (about 400 KiB) refuses larger headers anyway;
+/// staying under it keeps this key the one limit that applies.
+const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 impl ServerConfig {
     /// The TLS files, when TLS is on.
@@ -68,6 +85,8 @@ impl Default for ServerConfig {
             path: "/traefik".into(),
             token_file: None,
             request_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_header_bytes: 16 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
             client_ca_file: None,
@@ -502,6 +521,18 @@ impl Config {
         if s.request_timeout.is_zero() {
             return Err("server.request_timeout: must be more than 0s".into());
         }
+        if s.max_connections < 2 {
+            return Err(format!(
+                "server.max_connections: must be at least 2, got {}",
+                s.max_connections
+            ));
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&s.max_header_bytes) {
+            return Err(format!(
+                "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}, got {}",
+                s.max_header_bytes
+            ));
+        }
         match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(_), None) => return Err("server.tls_cert_file: needs tls_key_file".into()),
             (None, Some(_)) => return Err("server.tls_key_file: needs tls_cert_file".into()),
@@ -620,6 +651,24 @@ mod tests {
         assert!(err.contains("listen"), "{err}");
         let err = Config::parse("[server]\npath = \"traefik\"\n").unwrap_err();
         assert!(err.contains("server.path"), "{err}");
+        let err = Config::parse("[server]\nmax_connections = 1\n").unwrap_err();
+        assert!(
+            err.contains("server.max_connections: must be at least 2"),
+            "{err}"
+        );
+        let err = Config::parse("[server]\nmax_connections = -1\n").unwrap_err();
+        assert!(err.contains("max_connections"), "{err}");
+        let err = Config::parse("[server]\nmax_header_bytes = 100\n").unwrap_err();
+        assert!(
+            err.contains("server.max_header_bytes: must be between 1024"),
+            "{err}"
+        );
+        let err = Config::parse("[server]\nmax_header_bytes = 1048576\n").unwrap_err();
+        assert!(err.contains("server.max_header_bytes"), "{err}");
+        let s = Config::parse("[server]\nmax_connections = 4096\nmax_header_bytes = 8192\n")
+            .unwrap()
+            .server;
+        assert_eq!((s.max_connections, s.max_header_bytes), (4096, 8192));
         let err = Config::parse("[openstack]\ninterface = \"private\"\n").unwrap_err();
         assert!(err.contains("openstack.interface"), "{err}");
         let err = Config::parse("[server]\ntls_cert_file = \"c.pem\"\n").unwrap_err();

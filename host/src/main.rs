@@ -227,6 +227,28 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     }
     let kv_writer = KvWriter::new(&config.publish, publisher.clone(), metrics.clone())
         .map_err(anyhow::Error::msg)?;
+    let mut limits = server::Limits::of(&config.server);
+    match server::raise_open_files_limit() {
+        Ok(files) => {
+            let room = files.saturating_sub(server::RESERVED_FILES).max(2);
+            if room < limits.max_connections as u64 {
+                // Past the open files limit accept() fails (EMFILE) before a
+                // waiting connection can be closed for the new one, and
+                // Traefik's poll would wait behind the flood: keep the
+                // connection limit below it.
+                tracing::warn!(
+                    open_files_limit = files,
+                    max_connections = limits.max_connections,
+                    lowered_to = room,
+                    "server.max_connections does not fit the open files limit ({} kept for \
+                     the rest); raise the limit (LimitNOFILE=, ulimit -n) or lower max_connections",
+                    server::RESERVED_FILES
+                );
+                limits.max_connections = room as usize;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the open files limit (RLIMIT_NOFILE)"),
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -260,7 +282,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     let server = tokio::spawn(server::serve(
         listener,
         state,
-        config.server.request_timeout,
+        limits,
         tls,
         shutdown.clone().cancelled_owned(),
         std::time::Duration::from_secs(5),

@@ -31,6 +31,11 @@ pub(crate) struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CloudLabels {
     /// The operator's name for the cloud (or "<clouds.yaml entry>/<region>").
     pub(crate) cloud: String,
@@ -60,6 +65,8 @@ pub struct Metrics {
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
     pub(crate) module_healthy: Gauge,
     pub(crate) tls_handshake_failures: Counter,
+    pub(crate) connections: Gauge,
+    pub(crate) connections_closed: Family<ReasonLabels, Counter>,
     pub(crate) cloud_up: Family<CloudLabels, Gauge>,
     pub(crate) cloud_instances: Family<CloudLabels, Gauge>,
     pub(crate) cloud_last_success: Family<CloudLabels, Gauge<f64, AtomicU64>>,
@@ -93,6 +100,12 @@ impl Metrics {
         let module_swaps = Family::<OutcomeLabels, Counter>::default();
         let module_healthy = Gauge::default();
         let tls_handshake_failures = Counter::default();
+        let connections = Gauge::default();
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        // At zero from the start, so rate() and alerts see the first one.
+        for reason in ["limit", "header_timeout", "header_too_large", "stalled"] {
+            let _ = connections_closed.get_or_create(&ReasonLabels { reason });
+        }
         let leader = Family::<StoreLabels, Gauge>::default();
         let kv_publications = Family::<StoreOutcomeLabels, Counter>::default();
         let kv_keys_written = Family::<StoreLabels, Counter>::default();
@@ -148,6 +161,16 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes refused or timed out (no or a wrong client certificate, not TLS)",
             tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "HTTP connections open (Traefik, scrapers, anyone else), at most server.max_connections",
+            connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections the server closed: limit (room made for a new one), header_timeout (headers unfinished within request_timeout), header_too_large (431), stalled (response made no progress)",
+            connections_closed.clone(),
         );
         registry.register(
             "leader",
@@ -238,6 +261,8 @@ impl Metrics {
             module_swaps,
             module_healthy,
             tls_handshake_failures,
+            connections,
+            connections_closed,
             leader,
             kv_publications,
             kv_keys_written,
@@ -284,6 +309,13 @@ impl Metrics {
     /// Counts a TLS handshake that did not complete.
     pub(crate) fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
+    }
+
+    /// Counts a connection the server closed, for `reason`.
+    pub(crate) fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// The registry in Prometheus text format.

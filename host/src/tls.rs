@@ -231,7 +231,10 @@ mod tests {
         tokio::spawn(serve(
             listener,
             state,
-            Duration::from_secs(5),
+            crate::server::Limits {
+                request_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
             Some(tls),
             stop.clone().cancelled_owned(),
             Duration::from_secs(1),

@@ -705,7 +705,7 @@ async fn traefik_reads_the_same_configuration_from_http_etcd_and_redis() {
     tokio::spawn(traefik_openstack::server::serve(
         listener,
         state,
-        Duration::from_secs(10),
+        traefik_openstack::server::Limits::default(),
         None,
         stop.clone().notified_owned(),
         Duration::from_secs(1),
