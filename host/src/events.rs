@@ -38,6 +38,12 @@ impl Event for Refreshed<'_> {
         };
         metrics.cloud_up.get_or_create(&labels).set(1);
         metrics.cloud_last_success.get_or_create(&labels).set(now);
+        if let Some(offset) = stats.clock_offset {
+            metrics
+                .cloud_clock_offset
+                .get_or_create(&labels)
+                .set(offset);
+        }
         tracing::info!(
             cloud,
             full = stats.full,

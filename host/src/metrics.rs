@@ -63,6 +63,7 @@ pub struct Metrics {
     pub(crate) cloud_up: Family<CloudLabels, Gauge>,
     pub(crate) cloud_instances: Family<CloudLabels, Gauge>,
     pub(crate) cloud_last_success: Family<CloudLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) cloud_clock_offset: Family<CloudLabels, Gauge>,
     pub(crate) stale_since: Gauge<f64, AtomicU64>,
     pub(crate) state_file_writes: Family<OutcomeLabels, Counter>,
     pub(crate) state_file_ok: Gauge,
@@ -185,6 +186,12 @@ impl Metrics {
         let cloud_up = Family::<CloudLabels, Gauge>::default();
         let cloud_instances = Family::<CloudLabels, Gauge>::default();
         let cloud_last_success = Family::<CloudLabels, Gauge<f64, AtomicU64>>::default();
+        let cloud_clock_offset = Family::<CloudLabels, Gauge>::default();
+        registry.register(
+            "cloud_clock_offset_seconds",
+            "Per cloud: Nova's Date less the local clock at its last listing (a jump shows here; changes-since does not follow one ahead)",
+            cloud_clock_offset.clone(),
+        );
         let stale_since = Gauge::<f64, AtomicU64>::default();
         let state_file_writes = Family::<OutcomeLabels, Counter>::default();
         let state_file_ok = Gauge::default();
@@ -224,6 +231,7 @@ impl Metrics {
             cloud_up,
             cloud_instances,
             cloud_last_success,
+            cloud_clock_offset,
             stale_since,
             state_file_writes,
             state_file_ok,

@@ -448,6 +448,7 @@ impl SyncLoop {
                         if let Some(c) = s.clouds.get_mut(n) {
                             c.error = None;
                             c.withdrawn = false;
+                            c.clock_offset_seconds = stats.clock_offset;
                             c.last_success = Some(Instant::now());
                             c.last_success_at = Some(state::rfc3339(now));
                         }

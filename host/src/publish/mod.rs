@@ -269,6 +269,8 @@ pub(crate) struct CloudStatus {
     pub(crate) last_success_at: Option<String>,
     /// Its instances were withdrawn: no successful refresh for `max_stale`.
     pub(crate) withdrawn: bool,
+    /// Nova's `Date` less the local clock at its last listing, in seconds.
+    pub(crate) clock_offset_seconds: Option<i64>,
     /// Instances it lists that an earlier cloud also lists (ignored here).
     pub(crate) duplicates: usize,
     #[serde(skip)]
@@ -286,6 +288,7 @@ impl CloudStatus {
             error: None,
             last_success_at: None,
             withdrawn: false,
+            clock_offset_seconds: None,
             duplicates: 0,
             last_success: None,
             stale_after,
