@@ -371,6 +371,22 @@ impl Event for StateWritten<'_> {
     }
 }
 
+/// A compiled module was (or could not be) written to the compile cache.
+pub(crate) struct CompileCacheWritten<'a> {
+    pub(crate) error: Option<&'a str>,
+}
+
+impl Event for CompileCacheWritten<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let outcome = if self.error.is_some() { "error" } else { "ok" };
+        metrics
+            .compile_cache_writes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        // the engine logged the failure where it happened
+    }
+}
+
 /// A publication to a KV store committed (or had nothing to change).
 pub(crate) struct KvPublished<'a> {
     pub(crate) store: &'static str,

@@ -252,6 +252,9 @@ pub(crate) struct Status {
     pub(crate) withdrawn: Option<String>,
     /// Why the last write of the state file failed, until one succeeds.
     pub(crate) state_file_error: Option<String>,
+    /// Why the compiled module could not be written to the compile cache,
+    /// until a write succeeds (the module is used all the same).
+    pub(crate) compile_cache_error: Option<String>,
     /// The KV stores written to (`[publish.etcd]`, `[publish.redis]`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) stores: std::collections::BTreeMap<&'static str, kv::StoreStatus>,
