@@ -117,6 +117,9 @@ pub struct RouteWatch {
     may_appear: Mutex<BTreeSet<String>>,
     /// VMs that must reach their backends.
     vms: Mutex<Vec<String>>,
+    /// VMs being deleted: their routes may stay until first seen gone,
+    /// and must not come back after.
+    leaving: Mutex<BTreeSet<String>>,
     stop: AtomicBool,
     /// Rounds checked.
     pub rounds: AtomicU64,
@@ -128,6 +131,7 @@ impl RouteWatch {
             kept: Mutex::new(kept),
             may_appear: Mutex::new(BTreeSet::new()),
             vms: Mutex::new(vms.iter().map(|v| v.to_string()).collect()),
+            leaving: Mutex::new(BTreeSet::new()),
             stop: AtomicBool::new(false),
             rounds: AtomicU64::new(0),
         }
@@ -153,13 +157,14 @@ impl RouteWatch {
         Ok(())
     }
 
-    /// `vm` goes away (the case deletes it): its route is no longer kept,
-    /// and must not come back.
+    /// `vm` goes away (the case deletes it): its route is no longer kept;
+    /// once seen gone it must not come back.
     pub fn forget(&self, vm: &str) {
         let fqdn = Scenario::fqdn(vm);
         lock(&self.kept).retain(|_, rule| !rule.contains(&fqdn));
         lock(&self.may_appear).remove(&fqdn);
         lock(&self.vms).retain(|v| v != vm);
+        lock(&self.leaving).insert(fqdn);
     }
 
     /// Ends [`RouteWatch::run`] after its current round.
@@ -184,8 +189,11 @@ impl RouteWatch {
                     );
                 }
                 let may = lock(&self.may_appear).clone();
+                // a leaving VM seen gone is gone for good
+                lock(&self.leaving).retain(|fqdn| now.values().any(|v| v.contains(fqdn.as_str())));
+                let leaving = lock(&self.leaving).clone();
                 for (k, v) in &now {
-                    if kept.contains_key(k) {
+                    if kept.contains_key(k) || leaving.iter().any(|f| v.contains(f.as_str())) {
                         continue;
                     }
                     assert!(
