@@ -284,6 +284,7 @@ impl Metrics {
         let _ = self.cloud_up.get_or_create(&labels);
         let _ = self.cloud_instances.get_or_create(&labels);
         let _ = self.cloud_last_success.get_or_create(&labels);
+        let _ = self.cloud_clock_offset.get_or_create(&labels);
     }
 
     /// Exports a configured KV store's series at zero before its first
