@@ -321,7 +321,8 @@ async fn token_expires_between_pages() -> R {
     Ok(())
 }
 
-/// Compute requests the proxy has answered so far.
+/// Waits until the proxy has taken `more` more connections: as many
+/// requests to Nova while HTTP faults are set (one exchange per connection).
 async fn wait_requests(lab: &Lab, more: u64, what: &str) {
     let base = lab.proxy.requests();
     eventually(what, freshness(), || async {
