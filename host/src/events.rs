@@ -38,6 +38,12 @@ impl Event for Refreshed<'_> {
         };
         metrics.cloud_up.get_or_create(&labels).set(1);
         metrics.cloud_last_success.get_or_create(&labels).set(now);
+        if let Some(offset) = stats.clock_offset {
+            metrics
+                .cloud_clock_offset
+                .get_or_create(&labels)
+                .set(offset);
+        }
         tracing::info!(
             cloud,
             full = stats.full,
@@ -362,6 +368,22 @@ impl Event for StateWritten<'_> {
             Some(e) => tracing::error!(error = %e, "state file not written; serving goes on"),
             None => tracing::debug!("state file written"),
         }
+    }
+}
+
+/// A compiled module was (or could not be) written to the compile cache.
+pub(crate) struct CompileCacheWritten<'a> {
+    pub(crate) error: Option<&'a str>,
+}
+
+impl Event for CompileCacheWritten<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let outcome = if self.error.is_some() { "error" } else { "ok" };
+        metrics
+            .compile_cache_writes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        // the engine logged the failure where it happened
     }
 }
 

@@ -25,6 +25,24 @@ use crate::wit;
 /// count as a change.
 const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
 
+/// How far Nova's `Date` may stray from what the local clock says it should
+/// read (the last listing's `Date` plus the local time since) before it is
+/// a jump: logged, and never followed forward.
+const CLOCK_JUMP: Duration = Duration::from_secs(30);
+
+/// How far ahead of the first listing's offset between the clocks a `Date`
+/// may be and still be taken as is: its one-second resolution and the
+/// latency of a request. Well within [`CHANGES_SINCE_MARGIN`].
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(2);
+
+/// `a - b` in milliseconds.
+fn signed_millis(a: SystemTime, b: SystemTime) -> i64 {
+    match a.duration_since(b) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
 /// A snapshot of the instances, sorted by id.
 pub type Instances = Arc<Vec<Arc<wit::Instance>>>;
 
@@ -46,6 +64,13 @@ pub struct Inventory {
     last_full: Option<Instant>,
     /// Nova's time at the start of the last successful listing.
     watermark: Option<SystemTime>,
+    /// Local time when that listing began: the watermark plus the time
+    /// since is the most Nova's clock can read now.
+    watermark_at: Option<Instant>,
+    /// Nova's `Date` less the local clock at the last listing, in seconds.
+    clock_offset: Option<i64>,
+    /// The same at the first listing, in milliseconds.
+    clock_baseline: Option<i64>,
     /// Neutron port id -> server id, for floating IPs without `port_details`.
     port_devices: HashMap<String, String>,
     /// The strings servers share (status, project, metadata, ...), held
@@ -66,6 +91,9 @@ pub struct RefreshStats {
     pub bytes: u64,
     /// Instances in the snapshot.
     pub total: usize,
+    /// Nova's `Date` less the local clock at this listing's start, in
+    /// seconds (`None` without a `Date`).
+    pub clock_offset: Option<i64>,
 }
 
 /// Why a refresh failed (the snapshot is then untouched).
@@ -105,6 +133,8 @@ enum Next {
     /// Nothing changed; only Nova's clock moved on.
     Unchanged {
         watermark: Option<SystemTime>,
+        /// Nova's `Date` when the listing began.
+        date: Option<SystemTime>,
     },
     Picture(Picture),
 }
@@ -113,6 +143,8 @@ struct Picture {
     servers: BTreeMap<Text, Arc<wit::Instance>>,
     snapshot: Vec<Arc<wit::Instance>>,
     watermark: Option<SystemTime>,
+    /// Nova's `Date` when the listing began.
+    date: Option<SystemTime>,
     port_devices: HashMap<String, String>,
 }
 
@@ -209,6 +241,9 @@ impl Inventory {
             snapshot: Arc::new(Vec::new()),
             last_full: None,
             watermark: None,
+            watermark_at: None,
+            clock_offset: None,
+            clock_baseline: None,
             port_devices: HashMap::new(),
             interner: Default::default(),
         }
@@ -229,23 +264,28 @@ impl Inventory {
                 .last_full
                 .is_none_or(|t| t.elapsed() >= self.full_sync_interval);
         let began = Instant::now();
+        let began_wall = SystemTime::now();
         let mut tally = Tally::default();
-        let changed = match self.build(full, &mut tally).await? {
-            Next::Unchanged { watermark } => {
-                self.watermark = watermark;
-                false
-            }
+        let next = self.build(full, &mut tally).await?;
+        let (listed, date) = match &next {
+            Next::Unchanged { watermark, date } => (*watermark, *date),
+            Next::Picture(p) => (p.watermark, p.date),
+        };
+        let watermark = self.next_watermark(listed, date, began, began_wall);
+        let changed = match next {
+            Next::Unchanged { .. } => false,
             Next::Picture(picture) => {
                 let changed = first || *self.snapshot != picture.snapshot;
                 if changed {
                     self.snapshot = Arc::new(picture.snapshot);
                 }
                 self.servers = picture.servers;
-                self.watermark = picture.watermark;
                 self.port_devices = picture.port_devices;
                 changed
             }
         };
+        self.watermark = watermark;
+        self.watermark_at = Some(began);
         if full {
             self.last_full = Some(began);
             // Strings of servers gone or changed since the last full
@@ -264,9 +304,57 @@ impl Inventory {
             requests: tally.requests,
             bytes: tally.bytes,
             total: self.snapshot.len(),
+            clock_offset: self.clock_offset,
         };
         tracing::debug!(?stats, "inventory refreshed");
         Ok(stats)
+    }
+
+    /// The watermark after a listing that began at `began` (`began_wall` on
+    /// the local clock) and found `listed`, Nova's `Date` being `date`.
+    ///
+    /// A `Date` jumping ahead (a skewed API node, a clock set wrong) must
+    /// not become the watermark: `changes-since` would skip every change
+    /// until that time comes, or until a full listing. So the watermark is
+    /// never later than the last one plus the local time since, unless it
+    /// agrees with the offset between Nova's clock and the local one seen
+    /// at the first listing (which is how it catches up after a jump back).
+    /// A `Date` behind is followed: asking for more changes than needed
+    /// costs requests, never a change.
+    fn next_watermark(
+        &mut self,
+        listed: Option<SystemTime>,
+        date: Option<SystemTime>,
+        began: Instant,
+        began_wall: SystemTime,
+    ) -> Option<SystemTime> {
+        if let Some(date) = date {
+            let offset_ms = signed_millis(date, began_wall);
+            let offset = offset_ms.div_euclid(1000);
+            if let Some(before) = self.clock_offset
+                && offset.abs_diff(before) > CLOCK_JUMP.as_secs()
+            {
+                tracing::warn!(
+                    cloud = %self.client.cloud().name,
+                    offset_seconds = offset,
+                    before_seconds = before,
+                    "Nova's Date jumped; changes-since does not follow it ahead"
+                );
+            }
+            self.clock_offset = Some(offset);
+            self.clock_baseline.get_or_insert(offset_ms);
+        }
+        let (Some(listed), Some(last), Some(at)) = (listed, self.watermark, self.watermark_at)
+        else {
+            return listed.or(self.watermark);
+        };
+        // what Nova's clock reads now if it kept the first offset (the
+        // `Date`'s one-second resolution and the request's latency allowed)
+        let agrees = self.clock_baseline.is_some_and(|base| {
+            signed_millis(listed, began_wall) <= base + CLOCK_TOLERANCE.as_millis() as i64
+        });
+        let most = last + began.saturating_duration_since(at);
+        Some(if agrees { listed } else { listed.min(most) })
     }
 
     /// The next picture, built aside from the current one.
@@ -279,6 +367,7 @@ impl Inventory {
         if !full && fold.listed == 0 && !self.neutron_floating_ips {
             return Ok(Next::Unchanged {
                 watermark: started.or(self.watermark),
+                date: started,
             });
         }
         // Nova's clock when the listing began; failing that the newest
@@ -301,6 +390,7 @@ impl Inventory {
             servers,
             snapshot,
             watermark,
+            date: started,
             port_devices,
         }))
     }
@@ -459,6 +549,50 @@ mod tests {
         // Nova's clock at the listing start, less the margin.
         assert_eq!(reqs[0].param("changes-since"), Some("2023-11-14T22:13:15Z"));
         assert_eq!(reqs[0].headers["x-auth-token"], "gAAAAA-token-1");
+    }
+
+    /// Nova's `Date` jumping a day ahead must not become the watermark:
+    /// `changes-since` would skip every change until then. One jumping
+    /// back is followed (a wider window, nothing missed). Both show in the
+    /// stats' clock offset.
+    #[tokio::test]
+    async fn a_date_jumping_ahead_does_not_move_changes_since_ahead() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fake.with(|s| s.date = Some(nova_now));
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        let first = inv.refresh().await.unwrap();
+        let offset = first.clock_offset.unwrap();
+        // a day ahead, twice
+        fake.with(|s| s.date = Some(nova_now + Duration::from_secs(86_400)));
+        let skewed = inv.refresh().await.unwrap();
+        assert!(
+            skewed.clock_offset.unwrap() - offset >= 86_399,
+            "{skewed:?}"
+        );
+        inv.refresh().await.unwrap();
+        let reqs = fake.take_requests();
+        let since: Vec<_> = reqs
+            .iter()
+            .filter_map(|r| r.param("changes-since"))
+            .collect();
+        // the watermark stayed on the local clock (the test takes well
+        // under a second)
+        assert_eq!(since, ["2023-11-14T22:13:15Z", "2023-11-14T22:13:15Z"]);
+        // 10 minutes back: followed
+        fake.with(|s| s.date = Some(nova_now - Duration::from_secs(600)));
+        let back = inv.refresh().await.unwrap();
+        assert!(back.clock_offset.unwrap() - offset <= -599, "{back:?}");
+        inv.refresh().await.unwrap();
+        let reqs = fake.take_requests();
+        assert_eq!(reqs[1].param("changes-since"), Some("2023-11-14T22:03:15Z"));
+        // back to normal, as the first listing saw it: caught up
+        fake.with(|s| s.date = Some(nova_now));
+        inv.refresh().await.unwrap();
+        inv.refresh().await.unwrap();
+        let reqs = fake.take_requests();
+        assert_eq!(reqs[1].param("changes-since"), Some("2023-11-14T22:13:15Z"));
     }
 
     #[tokio::test]

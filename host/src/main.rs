@@ -301,6 +301,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
             return Err(e);
         }
     };
+    sync::report_cache_write(&engine, &publisher, &metrics);
     tracing::info!(module = %sync::describe(&module), "route module loaded");
     let sync = SyncLoop {
         incremental: Default::default(),

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub(crate) cloud_up: Family<CloudLabels, Gauge>,
     pub(crate) cloud_instances: Family<CloudLabels, Gauge>,
     pub(crate) cloud_last_success: Family<CloudLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) cloud_clock_offset: Family<CloudLabels, Gauge>,
+    pub(crate) compile_cache_writes: Family<OutcomeLabels, Counter>,
     pub(crate) stale_since: Gauge<f64, AtomicU64>,
     pub(crate) state_file_writes: Family<OutcomeLabels, Counter>,
     pub(crate) state_file_ok: Gauge,
@@ -208,6 +210,20 @@ impl Metrics {
         let cloud_up = Family::<CloudLabels, Gauge>::default();
         let cloud_instances = Family::<CloudLabels, Gauge>::default();
         let cloud_last_success = Family::<CloudLabels, Gauge<f64, AtomicU64>>::default();
+        let cloud_clock_offset = Family::<CloudLabels, Gauge>::default();
+        let compile_cache_writes = Family::<OutcomeLabels, Counter>::default();
+        let _ = compile_cache_writes.get_or_create(&OutcomeLabels { outcome: "ok" });
+        let _ = compile_cache_writes.get_or_create(&OutcomeLabels { outcome: "error" });
+        registry.register(
+            "cloud_clock_offset_seconds",
+            "Per cloud: Nova's Date less the local clock at its last listing (a jump shows here; changes-since does not follow one ahead)",
+            cloud_clock_offset.clone(),
+        );
+        registry.register(
+            "compile_cache_writes",
+            "Writes of compiled modules to the compile cache by outcome: ok or error (the module is used either way)",
+            compile_cache_writes.clone(),
+        );
         let stale_since = Gauge::<f64, AtomicU64>::default();
         let state_file_writes = Family::<OutcomeLabels, Counter>::default();
         let state_file_ok = Gauge::default();
@@ -247,6 +263,8 @@ impl Metrics {
             cloud_up,
             cloud_instances,
             cloud_last_success,
+            cloud_clock_offset,
+            compile_cache_writes,
             stale_since,
             state_file_writes,
             state_file_ok,
@@ -291,6 +309,7 @@ impl Metrics {
         let _ = self.cloud_up.get_or_create(&labels);
         let _ = self.cloud_instances.get_or_create(&labels);
         let _ = self.cloud_last_success.get_or_create(&labels);
+        let _ = self.cloud_clock_offset.get_or_create(&labels);
     }
 
     /// Exports a configured KV store's series at zero before its first

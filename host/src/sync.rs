@@ -248,6 +248,20 @@ pub fn merge_instances(lists: &[Instances]) -> Instances {
     merge(lists).0
 }
 
+/// Reports the engine's last write to the compile cache, if there was
+/// one since the last report: counted in `/metrics`, shown in `/readyz`
+/// until a write succeeds.
+pub fn report_cache_write(engine: &Engine, publisher: &Publisher, metrics: &Metrics) {
+    if let Some(written) = engine.take_cache_write() {
+        let error = written.err();
+        events::CompileCacheWritten {
+            error: error.as_deref(),
+        }
+        .emit(metrics);
+        publisher.update_status(|s| s.compile_cache_error = error);
+    }
+}
+
 /// The module file as last seen, to notice replacement cheaply.
 #[derive(PartialEq)]
 struct FileStamp(Option<(SystemTime, u64)>);
@@ -448,6 +462,7 @@ impl SyncLoop {
                         if let Some(c) = s.clouds.get_mut(n) {
                             c.error = None;
                             c.withdrawn = false;
+                            c.clock_offset_seconds = stats.clock_offset;
                             c.last_success = Some(Instant::now());
                             c.last_success_at = Some(state::rfc3339(now));
                         }
@@ -811,6 +826,7 @@ impl SyncLoop {
     /// Swaps in a loaded module (and its settings) if it runs on the current
     /// instances; `Some(published)` when it did.
     async fn adopt(&mut self, loaded: Result<Result<Loaded, String>, JoinError>) -> Option<bool> {
+        report_cache_write(&self.engine, &self.publisher, &self.metrics);
         let loaded = loaded
             .map_err(|e| format!("loading task failed: {e}"))
             .and_then(|r| r);

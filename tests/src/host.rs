@@ -74,6 +74,15 @@ pub struct HostOptions {
     /// `[publish.etcd]`, `[publish.redis]`: see `stores::Etcd::publish_table`);
     /// left out when empty.
     pub publish: toml::Table,
+    /// `openstack.page_size`; the host's default when `None`.
+    pub page_size: Option<u32>,
+    /// `engine.cache_dir`; the e2e runs' shared cache when `None`.
+    pub cache_dir: Option<PathBuf>,
+    /// The host's `RUST_LOG`; `$E2E_HOST_LOG` or `info` when `None`.
+    pub log: Option<String>,
+    /// Authenticate with this application credential (id, secret) of
+    /// `project`'s user instead of the password.
+    pub app_credential: Option<(String, String)>,
 }
 
 /// The host's TLS files; its certificate must name `localhost`.
@@ -109,6 +118,10 @@ impl HostOptions {
             tls: None,
             more_clouds: Vec::new(),
             publish: toml::Table::new(),
+            page_size: None,
+            cache_dir: None,
+            log: None,
+            app_credential: None,
         }
     }
 }
@@ -120,7 +133,10 @@ pub struct Host {
     pub token: Option<String>,
     /// Whether it serves HTTPS (as `localhost`).
     pub tls: bool,
-    proc: Proc,
+    proc: std::sync::Mutex<Proc>,
+    /// How it was started, for [`Host::restart`].
+    opts: HostOptions,
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Host {
@@ -162,6 +178,9 @@ impl Host {
             "refresh_interval".into(),
             format!("{}ms", opts.refresh_interval.as_millis()).into(),
         );
+        if let Some(n) = opts.page_size {
+            os.insert("page_size".into(), i64::from(n).into());
+        }
         if let Some(full) = opts.full_sync_interval {
             os.insert(
                 "full_sync_interval".into(),
@@ -179,10 +198,11 @@ impl Host {
         if let Some(m) = &opts.module {
             engine.insert("module".into(), m.display().to_string().into());
         }
-        let cache_dir = match &opts.container {
+        let cache_dir = match (&opts.container, &opts.cache_dir) {
             // The image's root is read-only; /tmp is its tmpfs.
-            Some(_) => "/tmp/cache".into(),
-            None => target_dir().join("e2e/module-cache").display().to_string(),
+            (Some(_), _) => "/tmp/cache".into(),
+            (None, Some(dir)) => dir.display().to_string(),
+            (None, None) => target_dir().join("e2e/module-cache").display().to_string(),
         };
         engine.insert("cache_dir".into(), cache_dir.into());
         let mut config = toml::Table::new();
@@ -210,15 +230,71 @@ impl Host {
         std::fs::write(&config_file, toml::to_string_pretty(&config)?)?;
         let clouds_yaml = dir.join("clouds.yaml");
         lab.write_clouds_yaml_entries(&clouds_yaml, &clouds)?;
+        if let Some((id, secret)) = &opts.app_credential {
+            lab.write_clouds_yaml_app_credential(&clouds_yaml, "lab", id, secret)?;
+        }
         let clouds = clouds_yaml;
 
+        let mut env: Vec<(String, std::ffi::OsString)> = vec![(
+            "RUST_LOG".into(),
+            opts.log
+                .clone()
+                .or_else(|| std::env::var("E2E_HOST_LOG").ok())
+                .unwrap_or_else(|| "info".into())
+                .into(),
+        )];
+        if opts.env_credentials {
+            let p = &opts.project;
+            for (k, v) in [
+                ("OS_AUTH_URL", lab.keystone_url()),
+                ("OS_USERNAME", p.user.clone()),
+                ("OS_PASSWORD", p.password.clone()),
+                ("OS_PROJECT_NAME", p.name.clone()),
+                ("OS_USER_DOMAIN_NAME", "Default".into()),
+                ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+                ("OS_REGION_NAME", crate::lab::REGION.into()),
+            ] {
+                env.push((k.into(), v.into()));
+            }
+        } else {
+            env.push(("OS_CLIENT_CONFIG_FILE".into(), clouds.into()));
+        }
+        let (mut proc, log_start) = Self::launch(dir, port, opts, &config_file, &env)?;
+        Self::wait_started(&mut proc, port, opts, log_start)?;
+        Ok(Host {
+            dir: dir.to_path_buf(),
+            port,
+            config_file,
+            token: opts.token.clone(),
+            tls: opts.tls.is_some(),
+            proc: std::sync::Mutex::new(proc),
+            opts: opts.clone(),
+            env,
+        })
+    }
+
+    /// Starts the process; returns it and where its output begins in the log.
+    fn launch(
+        dir: &Path,
+        port: u16,
+        opts: &HostOptions,
+        config_file: &Path,
+        env: &[(String, std::ffi::OsString)],
+    ) -> anyhow::Result<(Proc, u64)> {
+        let bin = binary();
+        let log = dir.join("host.log");
+        // a restarted host appends: the log of the whole case stays
+        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut cmd = match &opts.container {
             None => Command::new(&bin),
             Some(c) => {
                 // The image's user (uid 65532) reads the case's files,
                 // mounted read-only at the same path.
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&clouds, std::fs::Permissions::from_mode(0o644))?;
+                std::fs::set_permissions(
+                    dir.join("clouds.yaml"),
+                    std::fs::Permissions::from_mode(0o644),
+                )?;
                 let mut cmd = Command::new("podman");
                 cmd.env("CONTAINERS_CONF", &c.containers_conf)
                     .args(["run", "--rm", "--network", "host", "--read-only"])
@@ -234,30 +310,28 @@ impl Host {
         };
         cmd.arg("serve")
             .arg("--config")
-            .arg(&config_file)
+            .arg(config_file)
             .current_dir(dir);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OS_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("E2E_HOST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-        if opts.env_credentials {
-            let p = &opts.project;
-            cmd.env("OS_AUTH_URL", lab.keystone_url())
-                .env("OS_USERNAME", &p.user)
-                .env("OS_PASSWORD", &p.password)
-                .env("OS_PROJECT_NAME", &p.name)
-                .env("OS_USER_DOMAIN_NAME", "Default")
-                .env("OS_PROJECT_DOMAIN_NAME", "Default")
-                .env("OS_REGION_NAME", crate::lab::REGION);
-        } else {
-            cmd.env("OS_CLIENT_CONFIG_FILE", &clouds);
+        for (k, v) in env {
+            cmd.env(k, v);
         }
-        let mut proc = Proc::spawn_tied("traefik-openstack", cmd, &dir.join("host.log"))?;
+        let proc = Proc::spawn_tied("traefik-openstack", cmd, &log)?;
+        Ok((proc, log_start))
+    }
+
+    /// Waits until the host answers `/healthz` and has loaded its module.
+    fn wait_started(
+        proc: &mut Proc,
+        port: u16,
+        opts: &HostOptions,
+        log_start: u64,
+    ) -> anyhow::Result<()> {
+        let log = proc.log_path().to_path_buf();
         let addr = format!("127.0.0.1:{port}");
         wait_blocking(
             "traefik-openstack /healthz",
@@ -283,7 +357,6 @@ impl Host {
         // started now would meet 503s and back off for many seconds, so the
         // cases start it once the module is in (as a deployment's readiness
         // gate would).
-        let log = dir.join("host.log");
         wait_blocking(
             "traefik-openstack loading its route module",
             Duration::from_secs(300),
@@ -291,7 +364,9 @@ impl Host {
                 if let Some(st) = proc.exited() {
                     return Err(format!("exited with {st}; log:\n{}", proc.log_tail(40)));
                 }
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let text = std::fs::read(&log).unwrap_or_default();
+                let text =
+                    String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default());
                 if text.contains("route module loaded") {
                     Ok(())
                 } else {
@@ -299,14 +374,42 @@ impl Host {
                 }
             },
         )?;
-        Ok(Host {
-            dir: dir.to_path_buf(),
-            port,
-            config_file,
-            token: opts.token.clone(),
-            tls: opts.tls.is_some(),
-            proc,
+        Ok(())
+    }
+
+    /// Starts the host again (after [`Host::sigkill`]) with the same
+    /// configuration, on the same port (Traefik polls the same URL); waits
+    /// without blocking the runtime until it has loaded its module.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.sigkill();
+        let (proc, log_start) = Self::launch(
+            &self.dir,
+            self.port,
+            &self.opts,
+            &self.config_file,
+            &self.env,
+        )?;
+        *self.lock() = proc;
+        let log = self.dir.join("host.log");
+        let what = "the restarted traefik-openstack loading its route module";
+        crate::util::try_eventually(what, Duration::from_secs(300), || async {
+            if let Some(st) = self.lock().exited() {
+                return Err(format!("exited with {st}; log:\n{}", self.log_tail(40)));
+            }
+            let text = std::fs::read(&log).unwrap_or_default();
+            let text = String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default());
+            if text.contains("route module loaded") {
+                Ok(())
+            } else {
+                Err(self.log_tail(5))
+            }
         })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Proc> {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The binary with this host's configuration and credentials, for its
@@ -367,27 +470,28 @@ impl Host {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        self.proc.log_tail(lines)
+        crate::proc::log_tail(&self.dir.join("host.log"), lines)
     }
 
-    /// The whole log so far.
+    /// The whole log so far (of every run, after restarts).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.proc.log_path()).unwrap_or_default()
+        let bytes = std::fs::read(self.dir.join("host.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Stops the host at once (SIGTERM, SIGKILL without grace): nothing
     /// it would do on the way out is waited for.
     pub fn kill(&mut self) {
-        self.proc.stop(Duration::ZERO);
+        self.lock().stop(Duration::ZERO);
     }
 
     /// SIGKILL: no graceful shutdown at all (no lease given up).
-    pub fn sigkill(&mut self) {
-        self.proc.sigkill();
+    pub fn sigkill(&self) {
+        self.lock().sigkill();
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.proc.exited().is_none()
+        self.lock().exited().is_none()
     }
 }
 

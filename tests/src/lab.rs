@@ -315,9 +315,11 @@ impl Lab {
         })
     }
 
-    /// Restarts stopped services and sets the proxy back to pass.
+    /// Restarts stopped services and sets the proxy back to pass, without
+    /// HTTP-level faults.
     pub fn heal(&self) -> anyhow::Result<()> {
         self.proxy.set_mode(crate::proxy::Mode::Pass);
+        self.proxy.set_faults(crate::proxy::HttpFaults::default());
         for s in [&self.keystone, &self.stub, &self.nova] {
             if !s.is_running() {
                 s.start()?;
@@ -448,6 +450,27 @@ impl Lab {
                 q(REGION),
             );
         }
+        std::fs::write(path, yaml)?;
+        Ok(())
+    }
+
+    /// A clouds.yaml with one entry, `cloud`, authenticating with the
+    /// application credential `id` / `secret`.
+    pub fn write_clouds_yaml_app_credential(
+        &self,
+        path: &Path,
+        cloud: &str,
+        id: &str,
+        secret: &str,
+    ) -> anyhow::Result<()> {
+        let q = |s: &str| serde_json::to_string(s).expect("string");
+        let yaml = format!(
+            "clouds:\n  {cloud}:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: {}\n      application_credential_id: {}\n      application_credential_secret: {}\n    region_name: {}\n    interface: public\n    identity_api_version: 3\n",
+            q(&self.keystone_url()),
+            q(id),
+            q(secret),
+            q(REGION),
+        );
         std::fs::write(path, yaml)?;
         Ok(())
     }

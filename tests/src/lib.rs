@@ -8,6 +8,8 @@
 //!   `tests/lab/`), projects and seeded servers.
 //! - [`nova`]: Keystone tokens and the Nova API calls the cases mutate with.
 //! - [`proxy`]: a switchable fault-injecting proxy in front of Nova.
+//! - [`faults`]: what every fault case checks (routes kept, the fault
+//!   reported, recovery); [`secrets`]: no secret in anything the host shows.
 //! - [`backend`]: tiny HTTP servers standing in for the VMs.
 //! - [`host`]: the `traefik-openstack` binary under test.
 //! - [`modules`], [`examples`]: route modules to swap in (test variants, and
@@ -23,6 +25,7 @@ pub mod backend;
 pub mod certs;
 pub mod docker;
 pub mod examples;
+pub mod faults;
 pub mod host;
 pub mod lab;
 pub mod modules;
@@ -30,6 +33,7 @@ pub mod nova;
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
+pub mod secrets;
 pub mod stores;
 pub mod tools;
 pub mod traefik;

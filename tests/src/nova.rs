@@ -60,6 +60,42 @@ pub async fn revoke_token(lab: &Lab, subject: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates an application credential of `project`'s user, on its project,
+/// through Keystone's API; returns its id and secret.
+pub async fn application_credential(
+    lab: &Lab,
+    project: &Project,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let own = token(
+        &lab.keystone_url(),
+        &project.user,
+        &project.password,
+        &project.name,
+    )
+    .await?;
+    let r = Client::new()
+        .post(format!(
+            "{}/users/{}/application_credentials",
+            lab.keystone_url(),
+            project.user_id
+        ))
+        .header("X-Auth-Token", own)
+        .json(&json!({"application_credential": {"name": name}}))
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await.context("application credential reply")?;
+    if status != StatusCode::CREATED {
+        bail!("creating application credential {name}: {status} {v}");
+    }
+    let cred = &v["application_credential"];
+    Ok((
+        cred["id"].as_str().context("no id")?.to_owned(),
+        cred["secret"].as_str().context("no secret")?.to_owned(),
+    ))
+}
+
 /// Enables or disables a Keystone user with an admin token; disabling
 /// also revokes the user's tokens.
 pub async fn set_user_enabled(lab: &Lab, user_id: &str, enabled: bool) -> anyhow::Result<()> {
@@ -208,6 +244,16 @@ impl Nova {
         self.call(Method::DELETE, &format!("/servers/{id}"), None)
             .await?;
         Ok(())
+    }
+
+    /// The id of this project's server `name`, if there is one.
+    pub async fn server_id(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let (_, v) = self.call(Method::GET, "/servers", None).await?;
+        Ok(v["servers"].as_array().and_then(|a| {
+            a.iter()
+                .find(|s| s["name"].as_str() == Some(name))
+                .and_then(|s| s["id"].as_str().map(String::from))
+        }))
     }
 
     /// Names of the servers this project sees.

@@ -1109,7 +1109,7 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
         let (dir, opts) = (s.dir.join(name), opts.clone());
         tokio::task::spawn_blocking(move || Host::start(lab, &dir, &opts))
     };
-    let mut a = start_sidecar("sidecar-a").await.unwrap().unwrap();
+    let a = start_sidecar("sidecar-a").await.unwrap().unwrap();
     traefik_openstack_e2e::eventually("sidecar a leads", Duration::from_secs(30), || async {
         match leader_of(&a).await {
             Ok(true) => Ok(()),
@@ -1117,7 +1117,7 @@ async fn a_fleet_survives_the_leader_s_death_and_a_traefik_restart_without_sidec
         }
     })
     .await;
-    let mut b = start_sidecar("sidecar-b").await.unwrap().unwrap();
+    let b = start_sidecar("sidecar-b").await.unwrap().unwrap();
 
     let start_replica = |n: usize, store: &'static str| {
         let provider = match store {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::time::Instant;
-use traefik_openstack_e2e::host::metric_sum;
+use traefik_openstack_e2e::faults::{assert_routes_kept, wait_fault_reported};
 use traefik_openstack_e2e::lab::Heal;
 use traefik_openstack_e2e::lab::Lab;
 use traefik_openstack_e2e::nova::revoke_token;
@@ -17,6 +17,8 @@ use traefik_openstack_e2e::scenario::Scenario;
 use traefik_openstack_e2e::{REFRESH_INTERVAL, eventually, freshness, shared_lab};
 
 type R = anyhow::Result<()>;
+
+const STEADY: [&str; 2] = ["steady-1", "steady-2"];
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -28,36 +30,6 @@ const OUTAGE: Duration = Duration::from_secs(6);
 /// than a plain refresh.
 fn recovery() -> Duration {
     freshness() + Duration::from_secs(20)
-}
-
-/// Checks Traefik's routes and both VMs every 300 ms for `how_long`.
-async fn assert_routes_kept(
-    s: &Scenario<'_>,
-    routes: &std::collections::BTreeMap<String, String>,
-    how_long: Duration,
-    what: &str,
-) -> R {
-    let t = s.traefik();
-    let until = Instant::now() + how_long;
-    while Instant::now() < until {
-        let now = t.router_rules().await?;
-        assert_eq!(
-            &now,
-            routes,
-            "{what}: Traefik's routes changed during the outage\n{}",
-            s.logs()
-        );
-        for vm in ["steady-1", "steady-2"] {
-            let r = s.reaches(&Scenario::fqdn(vm)).await?;
-            assert_eq!(
-                r.backend.as_deref(),
-                Some(vm),
-                "{what}: {vm} during the outage: {r:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Ok(())
 }
 
 /// One outage: set up two routed VMs, `break_it`, check the routes stay (and,
@@ -90,42 +62,21 @@ async fn outage(
     let broke = Instant::now();
     if notices {
         // both: /readyz says why, /metrics counts failed refreshes
-        eventually(
-            "/readyz and /metrics report the failed refreshes",
-            freshness(),
-            || async {
-                let (st, body) = host.readyz().await.map_err(|e| e.to_string())?;
-                let m = host.metrics().await.map_err(|e| e.to_string())?;
-                let failed = metric_sum(&m, "traefik_openstack_refreshes_total", &[])
-                    .unwrap_or(0.0)
-                    - metric_sum(
-                        &m,
-                        "traefik_openstack_refreshes_total",
-                        &[("outcome", "ok")],
-                    )
-                    .unwrap_or(0.0);
-                if st == StatusCode::SERVICE_UNAVAILABLE && !body.trim().is_empty() && failed > 0.0
-                {
-                    Ok(())
-                } else {
-                    Err(format!("/readyz {st} {body}; failed refreshes {failed}"))
-                }
-            },
-        )
-        .await;
+        wait_fault_reported(host, "", None, "", name).await;
     }
     // routes kept, from the break to well after the host noticed
     let held = broke.elapsed();
     assert_routes_kept(
         &s,
         &routes,
+        &STEADY,
         OUTAGE.saturating_sub(held).max(REFRESH_INTERVAL * 3),
         name,
     )
     .await?;
 
     fix_it(lab).await?;
-    assert_routes_kept(&s, &routes, REFRESH_INTERVAL, name).await?;
+    assert_routes_kept(&s, &routes, &STEADY, REFRESH_INTERVAL, name).await?;
     // the host comes back by itself: a change made now shows up
     s.seed(&[after])?;
     s.wait_reaches_within(&Scenario::fqdn("after"), "after", recovery())

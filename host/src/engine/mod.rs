@@ -239,6 +239,9 @@ pub struct Engine {
     budget: Budget,
     grants: Grants,
     cache_dir: Option<PathBuf>,
+    /// How the last write to the compile cache went, until taken (see
+    /// [`Engine::take_cache_write`]).
+    cache_write: std::sync::Mutex<Option<Result<(), String>>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -290,8 +293,19 @@ impl Engine {
                 random: cfg.host_random,
             },
             cache_dir: resolve_cache_dir(cfg.cache_dir.as_deref()),
+            cache_write: std::sync::Mutex::new(None),
             ticker_stop,
         })
+    }
+
+    /// How the last write to the compile cache went, if one was tried since
+    /// the last call: a full or read-only disk under the cache costs a
+    /// compilation at every start, which `/readyz` and `/metrics` show.
+    pub fn take_cache_write(&self) -> Option<Result<(), String>> {
+        self.cache_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The module built into the binary.
@@ -362,9 +376,11 @@ impl Engine {
             }
         }
         let compiled = self.engine.precompile_component(bytes)?;
-        if let Err(e) = write_cache_entry(dir, &path, &compiled) {
+        let written = write_cache_entry(dir, &path, &compiled).map_err(|e| {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
-        }
+            format!("{}: {e}", dir.display())
+        });
+        *self.cache_write.lock().unwrap_or_else(|p| p.into_inner()) = Some(written);
         // SAFETY: the bytes were produced just above by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }
     }
@@ -780,8 +796,13 @@ fn write_cache_entry(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<(
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    // A full disk leaves a partial file behind: removed, not left to fill
+    // the disk further at every start.
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -804,6 +825,30 @@ mod tests {
         );
         assert_eq!(b.for_instances(100_000), (Duration::from_secs(26), 4096));
         assert_eq!(b.for_instances(usize::MAX).1, 4096);
+    }
+
+    #[test]
+    fn a_cache_write_failing_is_reported_and_the_module_still_loads() {
+        let dir = std::env::temp_dir().join(format!("to-cache-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // a file where the cache directory should be: every write fails
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let engine = Engine::new(&EngineConfig {
+            cache_dir: Some(dir.join("cache")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(engine.take_cache_write().is_none());
+        engine
+            .load_default()
+            .expect("the module loads without its cache");
+        let err = engine.take_cache_write().unwrap().unwrap_err();
+        assert!(err.contains("cache"), "{err}");
+        assert!(engine.take_cache_write().is_none(), "taken once");
+        std::fs::remove_file(&dir).unwrap();
+        engine.load_default().unwrap();
+        assert_eq!(engine.take_cache_write(), Some(Ok(())));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

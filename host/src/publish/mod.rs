@@ -252,6 +252,9 @@ pub(crate) struct Status {
     pub(crate) withdrawn: Option<String>,
     /// Why the last write of the state file failed, until one succeeds.
     pub(crate) state_file_error: Option<String>,
+    /// Why the compiled module could not be written to the compile cache,
+    /// until a write succeeds (the module is used all the same).
+    pub(crate) compile_cache_error: Option<String>,
     /// The KV stores written to (`[publish.etcd]`, `[publish.redis]`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) stores: std::collections::BTreeMap<&'static str, kv::StoreStatus>,
@@ -269,6 +272,8 @@ pub(crate) struct CloudStatus {
     pub(crate) last_success_at: Option<String>,
     /// Its instances were withdrawn: no successful refresh for `max_stale`.
     pub(crate) withdrawn: bool,
+    /// Nova's `Date` less the local clock at its last listing, in seconds.
+    pub(crate) clock_offset_seconds: Option<i64>,
     /// Instances it lists that an earlier cloud also lists (ignored here).
     pub(crate) duplicates: usize,
     #[serde(skip)]
@@ -286,6 +291,7 @@ impl CloudStatus {
             error: None,
             last_success_at: None,
             withdrawn: false,
+            clock_offset_seconds: None,
             duplicates: 0,
             last_success: None,
             stale_after,
