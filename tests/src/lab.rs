@@ -513,6 +513,29 @@ fn ksinit(
 /// service, sets the proxy to fail) leaves it whole even when it panics.
 pub struct Heal(pub &'static Lab);
 
+/// One case's turn with the shared lab's faults (the Nova proxy, stopped
+/// services): such cases take turns, each on a lab healed before it and
+/// again however it ends (panics included).
+pub struct Exclusive {
+    // Dropped in this order: healed, then the next case's turn.
+    _heal: Heal,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Waits for this case's turn (see [`Exclusive`]).
+    pub async fn exclusive(&'static self) -> anyhow::Result<Exclusive> {
+        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let turn = TURN.lock().await;
+        // whatever a failed case left broken is mended, now and after this one
+        self.heal()?;
+        Ok(Exclusive {
+            _heal: Heal(self),
+            _turn: turn,
+        })
+    }
+}
+
 impl Drop for Heal {
     fn drop(&mut self) {
         if let Err(e) = self.0.heal() {

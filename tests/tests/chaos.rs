@@ -14,7 +14,7 @@
 //! authenticating with an application credential, through the faults.
 //!
 //! The faults are the lab's shared proxy's, so the cases run one at a time
-//! (`SERIAL`).
+//! (`Lab::exclusive`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use traefik_openstack_e2e::faults::{RouteWatch, wait_fault_reported, wait_ready};
 use traefik_openstack_e2e::host::{HostOptions, metric_sum};
-use traefik_openstack_e2e::lab::{Heal, Lab, ServerSpec};
+use traefik_openstack_e2e::lab::{Lab, ServerSpec};
 use traefik_openstack_e2e::nova::{application_credential, revoke_token};
 use traefik_openstack_e2e::proxy::{Hook, HttpFaults};
 use traefik_openstack_e2e::scenario::Scenario;
@@ -31,8 +31,6 @@ use traefik_openstack_e2e::secrets::{Secrets, assert_no_secrets};
 use traefik_openstack_e2e::{REFRESH_INTERVAL, eventually, freshness, shared_lab};
 
 type R = anyhow::Result<()>;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The hosts' log filter: everything at trace, but for the code generator's
 /// own chatter (it sees wasm, never a secret, and would write hundreds of
@@ -129,10 +127,8 @@ async fn routes_of(s: &Scenario<'_>, vms: &[String]) -> anyhow::Result<RouteWatc
 /// `/metrics` counts refreshes failed for `reason`, Traefik keeps every
 /// route; cleared, the host recovers.
 async fn listing_fault(name: &str, faults: HttpFaults, reason: &str, readyz_says: &str) -> R {
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let (mut s, vms) = start(lab, name, VMS, paged).await?;
     let after = s.vm("after", VMS + 1)?;
     let watch = routes_of(&s, &vms).await?;
@@ -240,10 +236,8 @@ fn ok_refreshes(metrics: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expires_between_pages() -> R {
     let name = "chaos-token";
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let (mut s, vms) = start(lab, name, VMS, paged).await?;
     let after = s.vm("after", VMS + 1)?;
     let watch = routes_of(&s, &vms).await?;
@@ -346,10 +340,8 @@ async fn wait_requests(lab: &Lab, more: u64, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nova_date_jumps() -> R {
     let name = "chaos-date";
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let (mut s, vms) = start(lab, name, 3, |o| {
         o.full_sync_interval = Some(Duration::from_secs(3600));
     })
@@ -438,10 +430,8 @@ async fn nova_date_jumps() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_refresh_then_restart() -> R {
     let name = "chaos-sigkill";
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let (mut s, vms) = start(lab, name, VMS, paged).await?;
     let after = s.vm("after", VMS + 1)?;
     let watch = routes_of(&s, &vms).await?;
@@ -552,10 +542,8 @@ fn cache_writes(metrics: &str, outcome: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compile_cache_on_a_full_disk() -> R {
     let name = "chaos-disk-full";
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let fs = traefik_openstack_e2e::util::run_dir("chaos-disk-full-fs").join("fs");
     // A real full filesystem needs a mount: the suite runs as root (as CI
     // does); elsewhere this case fails and says why rather than pass unseen.
@@ -642,10 +630,8 @@ async fn compile_cache_on_a_full_disk() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_at_trace_level() -> R {
     let name = "chaos-secrets";
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let project = lab.project(name)?;
     let (cred_id, cred_secret) = application_credential(lab, &project, name).await?;
     let (s, _) = start(lab, name, 4, |o| {

@@ -4,13 +4,12 @@
 //! `max_stale`.
 //!
 //! Both cases break parts of the shared lab (a user, Keystone), so they run
-//! one at a time (`SERIAL`).
+//! one at a time (`Lab::exclusive`).
 
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use traefik_openstack_e2e::host::{Host, HostOptions, metric_sum};
-use traefik_openstack_e2e::lab::Heal;
 use traefik_openstack_e2e::nova::set_user_enabled;
 use traefik_openstack_e2e::proxy::Mode;
 use traefik_openstack_e2e::scenario::Scenario;
@@ -18,8 +17,6 @@ use traefik_openstack_e2e::traefik::{Ports, Traefik};
 use traefik_openstack_e2e::{eventually, freshness, shared_lab};
 
 type R = anyhow::Result<()>;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What `/readyz` says, parsed.
 async fn readyz(host: &Host) -> Result<(StatusCode, serde_json::Value), String> {
@@ -30,10 +27,8 @@ async fn readyz(host: &Host) -> Result<(StatusCode, serde_json::Value), String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projects_as_two_clouds_one_failing() -> R {
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let mut s = Scenario::new(lab, "clouds-a").await?;
     let b = lab.project("clouds-b")?;
     // Whatever an earlier run left: b's user works.
@@ -105,10 +100,8 @@ async fn two_projects_as_two_clouds_one_failing() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_while_openstack_is_down_serves_the_state_file_until_max_stale() -> R {
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let mut s = Scenario::new(lab, "restart").await?;
     let vms = [s.vm("r-1", 1)?, s.vm("r-2", 2)?];
     s.seed(&vms)?;

@@ -2,14 +2,13 @@
 //! outage, and the host recovers by itself afterwards.
 //!
 //! The cases stop or break services of the shared lab, so they run one at a
-//! time (`SERIAL`); each still has its own project, host and Traefik.
+//! time (`Lab::exclusive`); each still has its own project, host and Traefik.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::time::Instant;
 use traefik_openstack_e2e::faults::{assert_routes_kept, wait_fault_reported};
-use traefik_openstack_e2e::lab::Heal;
 use traefik_openstack_e2e::lab::Lab;
 use traefik_openstack_e2e::nova::revoke_token;
 use traefik_openstack_e2e::proxy::Mode;
@@ -19,8 +18,6 @@ use traefik_openstack_e2e::{REFRESH_INTERVAL, eventually, freshness, shared_lab}
 type R = anyhow::Result<()>;
 
 const STEADY: [&str; 2] = ["steady-1", "steady-2"];
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long every outage lasts once the host has noticed it: several
 /// refreshes and Traefik polls.
@@ -41,11 +38,8 @@ async fn outage(
     break_it: impl AsyncFnOnce(&Lab, &Scenario<'_>) -> R,
     fix_it: impl AsyncFnOnce(&Lab) -> R,
 ) -> R {
-    let _serial = SERIAL.lock().await;
     let lab = shared_lab();
-    // whatever a failed case left broken is mended, now and after this one
-    lab.heal()?;
-    let _heal = Heal(lab);
+    let _turn = lab.exclusive().await?;
     let mut s = Scenario::new(lab, name).await?;
     let vms = [s.vm("steady-1", 1)?, s.vm("steady-2", 2)?];
     s.seed(&vms)?;
