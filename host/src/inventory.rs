@@ -287,7 +287,19 @@ impl Inventory {
         self.watermark = watermark;
         self.watermark_at = Some(began);
         if full {
-            self.last_full = Some(began);
+            // Counted from the end: a listing that takes longer than the
+            // interval (a slow Nova, a large cloud) would otherwise make
+            // every refresh a full one, and each change wait for a whole
+            // listing instead of one refresh interval.
+            self.last_full = Some(Instant::now());
+            let took = began.elapsed();
+            if !first && took > self.full_sync_interval {
+                tracing::warn!(
+                    took = ?took,
+                    full_sync_interval = ?self.full_sync_interval,
+                    "a full listing took longer than full_sync_interval; changes made meanwhile wait for it to end"
+                );
+            }
             // Strings of servers gone or changed since the last full
             // listing, held only by the interner (after the first one
             // there is nothing to forget).
@@ -646,6 +658,26 @@ mod tests {
                 .iter()
                 .all(|a| before.iter().any(|b| Arc::ptr_eq(a, b)))
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_listing_slower_than_the_interval_is_followed_by_changes_since() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let mut cfg = config(1000);
+        cfg.full_sync_interval = Duration::from_millis(300);
+        cfg.request_timeout = Duration::from_secs(5);
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        let body = serde_json::json!({ "servers": servers(5) }).to_string();
+        let mut slow = Canned::status(200, &body).header("date", "Tue, 14 Nov 2023 22:13:20 GMT");
+        slow.delay = Duration::from_millis(600);
+        fake.fault("/servers/detail", 0, slow);
+        assert!(inv.refresh().await.unwrap().full);
+        // Counted from its start, the listing's 600 ms would be past the
+        // 300 ms interval already: every refresh a full one.
+        assert!(!inv.refresh().await.unwrap().full);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(inv.refresh().await.unwrap().full);
     }
 
     #[tokio::test]
