@@ -121,6 +121,16 @@ impl Interner {
     }
 }
 
+/// `from` mapped into a vector of exactly its length. `collect` would
+/// reuse `from`'s buffer in place: sized for the parser's larger elements
+/// and its doublings (9 metadata pairs kept 768 bytes, not 288), and kept
+/// for as long as the instance (about 840 bytes each at 100,000).
+fn exact<T, U>(from: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
+    let mut out = Vec::with_capacity(from.len());
+    out.extend(from.into_iter().map(f));
+    out
+}
+
 impl Instance {
     /// From the guest library's model (what Nova's JSON and the instance
     /// files are read into), sharing repeated strings through `interner`.
@@ -159,33 +169,27 @@ impl Instance {
             created: shared(created),
             updated: shared(updated),
             description: description.map(Into::into),
-            metadata: metadata
-                .into_iter()
-                .map(|(k, v)| (shared(k), shared(v)))
-                .collect(),
-            tags: tags.into_iter().map(&mut shared).collect(),
-            addresses: addresses
-                .into_iter()
-                .map(|a| {
-                    let guest::Address {
-                        network,
-                        ip,
-                        version,
-                        kind,
-                        mac,
-                    } = a;
-                    Address {
-                        network: shared(network),
-                        ip: ip.into(),
-                        version,
-                        kind: match kind {
-                            guest::AddressKind::Fixed => AddressKind::Fixed,
-                            guest::AddressKind::Floating => AddressKind::Floating,
-                        },
-                        mac: mac.map(Into::into),
-                    }
-                })
-                .collect(),
+            metadata: exact(metadata, |(k, v)| (shared(k), shared(v))),
+            tags: exact(tags, &mut shared),
+            addresses: exact(addresses, |a| {
+                let guest::Address {
+                    network,
+                    ip,
+                    version,
+                    kind,
+                    mac,
+                } = a;
+                Address {
+                    network: shared(network),
+                    ip: ip.into(),
+                    version,
+                    kind: match kind {
+                        guest::AddressKind::Fixed => AddressKind::Fixed,
+                        guest::AddressKind::Floating => AddressKind::Floating,
+                    },
+                    mac: mac.map(Into::into),
+                }
+            }),
         }
     }
 
