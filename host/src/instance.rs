@@ -4,12 +4,13 @@
 //! bindgen record has some forty separate `String`s per server (about
 //! 4.5 KB each); most of them repeat from server to server (status,
 //! project, user, cloud, region, zone, flavor, image, times, network names,
-//! metadata keys and values, tags). Here every such string is an
-//! `Arc<str>` taken from an [`Interner`], so a repeated one is held once,
-//! and the lists are sized exactly. The type lowers to the contract's
-//! record directly (wasmtime's derives; `Arc<str>` lowers as a `string`),
-//! so nothing is converted when a module runs, and the engine checks it
-//! against the module's `instance` type when it loads the module.
+//! tags). Here every such string is an `Arc<str>` taken from an
+//! [`Interner`], so a repeated one is held once, and the lists are sized
+//! exactly. Metadata, mostly the instance's own text, is held in one piece
+//! ([`Metadata`]). The type lowers to the contract's record directly
+//! (wasmtime's derives; `Arc<str>` lowers as a `string`), so nothing is
+//! converted when a module runs, and the engine checks it against the
+//! module's `instance` type when it loads the module.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,7 +18,10 @@ use std::sync::Arc;
 use traefik_openstack_guest as guest;
 use wasmtime::component::{ComponentType, Lower};
 
+mod metadata;
+
 pub use crate::wit::AddressKind;
+pub use metadata::Metadata;
 
 /// Text shared between instances (and with the engine's cache, for ids).
 pub type Text = Arc<str>;
@@ -67,7 +71,7 @@ pub struct Instance {
     pub description: Option<Text>,
     /// Metadata, in Nova's order.
     #[component(name = "metadata")]
-    pub metadata: Vec<(Text, Text)>,
+    pub metadata: Metadata,
     /// Tags.
     #[component(name = "tags")]
     pub tags: Vec<Text>,
@@ -169,7 +173,7 @@ impl Instance {
             created: shared(created),
             updated: shared(updated),
             description: description.map(Into::into),
-            metadata: exact(metadata, |(k, v)| (shared(k), shared(v))),
+            metadata: metadata.into_iter().collect(),
             tags: exact(tags, &mut shared),
             addresses: exact(addresses, |a| {
                 let guest::Address {
@@ -228,7 +232,7 @@ impl Instance {
             created: own(created),
             updated: own(updated),
             description: description.as_ref().map(own),
-            metadata: metadata.iter().map(|(k, v)| (own(k), own(v))).collect(),
+            metadata: metadata.to_vec(),
             tags: tags.iter().map(own).collect(),
             addresses: addresses
                 .iter()
@@ -272,7 +276,7 @@ mod tests {
             &mut interner,
         );
         assert!(Arc::ptr_eq(&a.project_id, &b.project_id));
-        assert!(Arc::ptr_eq(&a.metadata[0].0, &b.metadata[0].0));
+        assert!(Arc::ptr_eq(&a.status, &b.status));
         assert!(!Arc::ptr_eq(&a.id, &b.id));
         assert_eq!(
             a.to_model(),

@@ -552,7 +552,7 @@ fn sample_instance() -> wit::Instance {
         created: "2026-01-01T00:00:00Z".into(),
         updated: "2026-01-01T00:00:00Z".into(),
         description: None,
-        metadata: vec![],
+        metadata: Default::default(),
         tags: vec![],
         addresses: vec![
             wit::Address {

@@ -138,15 +138,17 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
     }
     let label = format!("{label_prefix}.");
     for i in instances.iter_mut() {
-        for (key, value) in &mut i.metadata {
-            if key.starts_with(&label) {
-                // Router and service names are often the instance's name.
-                *key = r.within(key).into();
-                *value = r.within(value).into();
-            } else {
-                *value = r.token("value", value).into();
+        i.metadata.edit(|pairs| {
+            for (key, value) in pairs {
+                if key.starts_with(&label) {
+                    // Router and service names are often the instance's name.
+                    *key = r.within(key).into();
+                    *value = r.within(value).into();
+                } else {
+                    *value = r.token("value", value).into();
+                }
             }
-        }
+        });
         for tag in &mut i.tags {
             *tag = match tag.split_once('=') {
                 Some((key, value)) if key.starts_with(&label) => {
@@ -263,11 +265,12 @@ mod tests {
             description: Some("alice's box".into()),
             metadata: vec![
                 (
-                    "traefik.http.routers.web.rule".into(),
-                    format!("Host(`{name}.example.com`) || ClientIP(`{ip}`)").into(),
+                    "traefik.http.routers.web.rule".to_string(),
+                    format!("Host(`{name}.example.com`) || ClientIP(`{ip}`)"),
                 ),
                 ("owner".into(), "alice@acme.example".into()),
-            ],
+            ]
+            .into(),
             tags: vec!["traefik.enable=true".into(), "acme".into()],
             addresses: vec![wit::Address {
                 network: "acme-net".into(),
@@ -297,8 +300,8 @@ mod tests {
         assert_eq!(list[0].project_id, list[1].project_id);
         // labels keep their meaning, pointing at the stand-ins
         assert_eq!(
-            *list[1].metadata[0].1,
-            *format!(
+            list[1].metadata.iter().next().unwrap().1,
+            format!(
                 "Host(`{}.example.com`) || ClientIP(`{}`)",
                 list[1].name, list[1].addresses[0].ip
             )

@@ -89,7 +89,7 @@ fn edit(list: &mut [Arc<wit::Instance>], at: usize, f: impl FnOnce(&mut wit::Ins
 }
 
 fn label(i: &mut wit::Instance, key: &str, value: &str) {
-    i.metadata.push((key.into(), value.into()));
+    i.metadata.edit(|m| m.push((key.into(), value.into())));
 }
 
 #[test]
@@ -105,7 +105,9 @@ fn each_change_reruns_only_what_it_touches_and_gives_what_generate_gives() {
     assert_eq!(rig.step(&copies), Work::default());
 
     // One VM's port: one route, one merge of one.
-    edit(&mut list, 7, |i| i.metadata[0].1 = "9090".into());
+    edit(&mut list, 7, |i| {
+        i.metadata.edit(|m| m[0].1 = "9090".into())
+    });
     let w = rig.step(&list);
     assert_eq!((w.routed, w.groups, w.merged_parts), (1, 1, 1));
 
@@ -138,7 +140,9 @@ fn each_change_reruns_only_what_it_touches_and_gives_what_generate_gives() {
         });
     }
     rig.step(&list);
-    edit(&mut list, 21, |i| i.metadata.pop().map(drop).unwrap_or(()));
+    edit(&mut list, 21, |i| {
+        i.metadata.edit(|m| m.pop().map(drop).unwrap_or(()))
+    });
     let w = rig.step(&list);
     assert_eq!((w.routed, w.groups, w.merged_parts), (2, 2, 2));
 
@@ -168,7 +172,7 @@ fn instances_of_several_projects_keep_their_names() {
     rig.step(&list);
     // And lets go of it.
     edit(&mut list, 6, |i| {
-        i.metadata.retain(|(k, _)| !k.contains(&taken))
+        i.metadata.edit(|m| m.retain(|(k, _)| !k.contains(&taken)))
     });
     rig.step(&list);
 }

@@ -251,7 +251,7 @@ mod tests {
             created: "".into(),
             updated: "".into(),
             description: None,
-            metadata: vec![],
+            metadata: Default::default(),
             tags: vec![],
             addresses,
         }

@@ -359,8 +359,8 @@ mod tests {
         assert_eq!(&*i.created, "2013-09-03T04:01:32Z");
         assert_eq!(i.description, None); // "" in the sample
         assert_eq!(
-            i.metadata,
-            vec![("My Server Name".into(), "Apache1".into())]
+            i.metadata.iter().collect::<Vec<_>>(),
+            [("My Server Name", "Apache1")]
         );
         assert_eq!(
             i.addresses,
@@ -390,8 +390,8 @@ mod tests {
         assert_eq!(i.image_id, None);
         assert_eq!(i.flavor_name.as_deref(), Some("m1.tiny.specs"));
         assert_eq!(
-            i.metadata,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+            i.metadata.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2")]
         );
         v["status"] = "DELETED".into();
         v["OS-EXT-STS:vm_state"] = "deleted".into();
