@@ -215,7 +215,14 @@ impl<'a> Fold<'a> {
 
     fn finish(self) -> BTreeMap<Text, Arc<wit::Instance>> {
         match (self.servers, self.full) {
-            (Some(s), _) => s,
+            (Some(mut s), true) => {
+                // Filled in Nova's order, not the map's.
+                if crate::memory::worth_compacting(s.len(), s.len()) {
+                    crate::memory::compact_map(&mut s);
+                }
+                s
+            }
+            (Some(s), false) => s,
             (None, true) => BTreeMap::new(),
             (None, false) => self.known.clone(),
         }

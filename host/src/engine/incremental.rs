@@ -182,6 +182,9 @@ impl Incremental {
         self.merge_all(engine, module, settings, components, &fresh, &mut logs)?;
         drop(fresh);
         let merged_at = started.elapsed();
+        if crate::memory::worth_compacting(self.slots.len(), work.routed) {
+            crate::memory::compact_map(&mut self.slots);
+        }
         let out = self.output(logs, started);
         tracing::debug!(
             ?work,

@@ -118,6 +118,8 @@ pub(crate) enum EntryError {
 #[derive(Debug)]
 pub(crate) struct Joined {
     entries: BTreeMap<Path, Slot>,
+    /// Entries made since `entries` was last compacted.
+    inserted: usize,
     /// One per cut entry (the chunk ends after it) and the tail.
     chunks: BTreeMap<End, Chunk>,
 }
@@ -126,6 +128,7 @@ impl Default for Joined {
     fn default() -> Self {
         Joined {
             entries: BTreeMap::new(),
+            inserted: 0,
             chunks: BTreeMap::from([(End::Tail, Chunk::dirty())]),
         }
     }
@@ -264,6 +267,7 @@ impl Joined {
                         cut: path.cuts_after(),
                         given: SmallVec::new(),
                     };
+                    self.inserted += 1;
                     (self.entries.entry(path.clone()).or_insert(slot), true)
                 }
             };
@@ -329,6 +333,10 @@ impl Joined {
     /// keys in byte order, empty levels left out. Only chunks with a
     /// changed entry (or a changed context) are written again.
     pub(crate) fn document(&mut self) -> Document {
+        if crate::memory::worth_compacting(self.entries.len(), self.inserted) {
+            crate::memory::compact_map(&mut self.entries);
+            self.inserted = 0;
+        }
         let mut chunks = Vec::with_capacity(self.chunks.len() + 2);
         let mut diagnostics = Vec::new();
         let mut dropped_routers = BTreeSet::new();
