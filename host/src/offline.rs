@@ -142,10 +142,10 @@ pub fn redact(instances: &mut [wit::Instance], label_prefix: &str) {
             for (key, value) in pairs {
                 if key.starts_with(&label) {
                     // Router and service names are often the instance's name.
-                    *key = r.within(key).into();
-                    *value = r.within(value).into();
+                    *key = r.within(key);
+                    *value = r.within(value);
                 } else {
-                    *value = r.token("value", value).into();
+                    *value = r.token("value", value);
                 }
             }
         });

@@ -322,3 +322,24 @@ fn render_says_which_instance_formats_it_expected() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_binary_allocates_with_jemalloc_as_configured() {
+    // jemalloc prints its options at exit when asked; the settings in
+    // main.rs must reach it (a renamed symbol would silently drop them
+    // and bring back the memory figures of bench/NOTES.md's first rows).
+    let out = run(&["--help"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    let text = text(&out);
+    for option in [
+        "opt.narenas: 1",
+        "opt.dirty_decay_ms: 0",
+        "opt.muzzy_decay_ms: 0",
+        "opt.tcache_max: 1024",
+    ] {
+        assert!(
+            text.contains(option),
+            "{option} missing from:\n{}",
+            &text[..text.len().min(4000)]
+        );
+    }
+}
