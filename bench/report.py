@@ -126,11 +126,17 @@ def report(out, results_json, results_md):
     fp = res.get("footprint")
     if fp:
         m = fp["median"]
-        hwm = max(m["warm_cache"]["vm_hwm_kib_steady"], m["no_cache"]["vm_hwm_kib_steady"]) / 1024
+        # Issue 10's rule: steady RSS, and the peak within 1.5x of it. A
+        # process that compiled the module (no cache) is reported beside it.
         rss = m["warm_cache"]["vm_rss_kib_steady"] / 1024
-        targets.append({"id": "5", "what": "host memory, %d instances (VmHWM, steady)" % fp["instances"],
-                        "target": "<= 64 MiB", "value": round(hwm, 1), "met": hwm <= 64,
-                        "detail": "VmRSS %.1f MiB" % rss})
+        hwm = m["warm_cache"]["vm_hwm_kib_steady"] / 1024
+        targets.append({"id": "5", "what": "host memory, %d instances: steady VmRSS (warm compile cache)" % fp["instances"],
+                        "target": "<= 64 MiB", "value": round(rss, 1), "met": rss <= 64,
+                        "detail": "after compiling the module (no cache): VmRSS %.1f MiB, VmHWM %.1f MiB" % (
+                            m["no_cache"]["vm_rss_kib_steady"] / 1024, m["no_cache"]["vm_hwm_kib_steady"] / 1024)})
+        targets.append({"id": "5", "what": "host memory, %d instances: peak / steady" % fp["instances"],
+                        "target": "<= 1.5x", "value": round(hwm / max(rss, 1), 2), "met": hwm <= 1.5 * rss,
+                        "detail": "VmHWM %.1f MiB" % hwm})
         warm = m["warm_cache"]["openstack_answer_to_first_config_ms"]
         targets.append({"id": "5", "what": "start-up: OpenStack's answer -> first config, warm compile cache",
                         "target": "<= 300 ms", "value": warm, "met": warm <= 300,
