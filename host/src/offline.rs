@@ -12,6 +12,7 @@ use std::path::Path;
 
 use traefik_openstack_guest as guest;
 
+use crate::engine::Route;
 use crate::wit;
 
 /// Why an instances file could not be used.
@@ -92,16 +93,16 @@ pub(crate) fn diagnostic_model(d: &wit::Diagnostic) -> guest::Diagnostic {
 }
 
 /// The guest library's model of an instance's routes, for JSON output.
-pub(crate) fn routes_model(r: &wit::InstanceRoutes) -> guest::InstanceRoutes {
-    let wit::InstanceRoutes {
+pub(crate) fn routes_model(r: &Route) -> guest::InstanceRoutes {
+    let Route {
         instance_id,
         address,
         routers,
     } = r;
     guest::InstanceRoutes {
-        instance_id: instance_id.clone(),
-        address: address.clone(),
-        routers: routers.clone(),
+        instance_id: instance_id.to_string(),
+        address: address.as_deref().map(str::to_owned),
+        routers: routers.iter().map(|n| n.to_string()).collect(),
     }
 }
 

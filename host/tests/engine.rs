@@ -71,7 +71,13 @@ fn golden_cases_give_the_same_output_in_wasm_as_natively() {
         let wasm_routes: Vec<(String, Option<String>, Vec<String>)> = in_wasm
             .findings
             .routes()
-            .map(|r| (r.instance_id.clone(), r.address.clone(), r.routers.clone()))
+            .map(|r| {
+                (
+                    r.instance_id.to_string(),
+                    r.address.as_deref().map(str::to_owned),
+                    r.routers.iter().map(|n| n.to_string()).collect(),
+                )
+            })
             .collect();
         let native_routes: Vec<(String, Option<String>, Vec<String>)> = natively
             .routes

@@ -26,7 +26,7 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use super::join::{GroupId, Joined, Packed, Path};
-use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece};
+use super::{Engine, Findings, GenerateError, Generated, LogLine, Module, Piece, Route};
 use crate::wit::{Diagnostic, Instance, Merged, Part};
 
 /// Instances per `route` call: small enough that a call's memory stays
@@ -334,34 +334,36 @@ impl Incremental {
             size += c.len();
             batches.last_mut().expect("pushed above").push(c);
         }
-        let merged = in_parallel(&batches, |members| {
-            let groups: Vec<Vec<Arc<Part>>> = members
-                .iter()
-                .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
-                .collect();
-            engine.merge(module, settings, &groups)
-        })?;
-        for (members, ran) in batches.into_iter().zip(merged) {
-            logs.extend(ran.logs);
-            self.hold(members, ran.value, fresh)?;
-        }
-        Ok(())
+        in_parallel(
+            &batches,
+            |members| {
+                let groups: Vec<Vec<Arc<Part>>> = members
+                    .iter()
+                    .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
+                    .collect();
+                engine.merge(module, settings, &groups)
+            },
+            |at, ran| {
+                logs.extend(ran.logs);
+                self.hold(&batches[at], ran.value, fresh)
+            },
+        )
     }
 
     /// Holds one batch's merged groups.
     fn hold(
         &mut self,
-        members: Vec<Vec<Arc<str>>>,
+        members: &[Vec<Arc<str>>],
         merged: Vec<Merged>,
         fresh: &HashMap<Arc<str>, Arc<Part>>,
     ) -> Result<(), GenerateError> {
         let mut values = Packed::new(merged.iter().flat_map(|m| &m.entries));
-        for (members, merged) in members.into_iter().zip(merged) {
+        for (members, merged) in members.iter().zip(merged) {
             super::join::Joined::check(&merged.entries)
                 .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
             let id = self.next_group.max(1);
             self.next_group = id + 1;
-            for m in &members {
+            for m in members {
                 if let Some(slot) = self.slots.get_mut(m) {
                     slot.group = id;
                 }
@@ -376,14 +378,19 @@ impl Incremental {
                 .flat_map(|m| fresh[m].diagnostics.iter().cloned())
                 .collect();
             diagnostics.extend(merged.diagnostics);
+            let routes = merged
+                .routes
+                .into_iter()
+                .map(|r| Route::new(r, intern))
+                .collect();
             let findings = Arc::new(Piece {
                 diagnostics,
-                routes: merged.routes,
+                routes,
             });
             self.groups.insert(
                 id,
                 Group {
-                    members: SmallVec::from_vec(members),
+                    members: members.iter().cloned().collect(),
                     paths,
                     findings,
                 },
@@ -410,7 +417,12 @@ impl Incremental {
             // Rare: the join dropped a router this group made.
             let mut routes = g.findings.routes.clone();
             for r in &mut routes {
-                r.routers.retain(|n| !doc.dropped(n));
+                r.routers = r
+                    .routers
+                    .iter()
+                    .filter(|n| !doc.dropped(n))
+                    .cloned()
+                    .collect();
             }
             pieces.push(Arc::new(Piece {
                 diagnostics: g.findings.diagnostics.clone(),
@@ -441,64 +453,177 @@ fn route_all(
     logs: &mut Vec<LogLine>,
 ) -> Result<Vec<Part>, GenerateError> {
     let batches: Vec<&[Arc<Instance>]> = instances.chunks(ROUTE_BATCH).collect();
-    let ran = in_parallel(&batches, |batch| engine.route(module, settings, batch))?;
     let mut parts = Vec::with_capacity(instances.len());
-    for r in ran {
-        logs.extend(r.logs);
-        parts.extend(r.value);
-    }
+    in_parallel(
+        &batches,
+        |batch| engine.route(module, settings, batch),
+        |_, ran| {
+            logs.extend(ran.logs);
+            parts.extend(ran.value);
+            Ok(())
+        },
+    )?;
     Ok(parts)
 }
 
 /// `call` on every batch, spread over the cores (each call has its own
-/// store); the results in the order of `batches`. The first failure ends
-/// the run: the other workers take no new batch.
+/// store), and `each` on the results in the order of `batches`, on this
+/// thread, as soon as a result and all before it are in. Results are
+/// handed on while later batches run rather than all held at once: a large
+/// first run's merged groups, held together, left what `hold` kept
+/// scattered in the holes they left (at 100,000 instances about 20 MiB of
+/// the heap was such holes). The first failure ends the run: the workers
+/// take no new batch.
 fn in_parallel<B: Sync, T: Send>(
     batches: &[B],
     call: impl Fn(&B) -> Result<T, GenerateError> + Sync,
-) -> Result<Vec<T>, GenerateError> {
+    mut each: impl FnMut(usize, T) -> Result<(), GenerateError>,
+) -> Result<(), GenerateError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(batches.len());
     if workers <= 1 {
-        return batches.iter().map(&call).collect();
+        for (at, batch) in batches.iter().enumerate() {
+            each(at, call(batch)?)?;
+        }
+        return Ok(());
     }
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<T, GenerateError>>> =
-        (0..batches.len()).map(|_| None).collect();
+    let stop = || next.store(usize::MAX / 2, Ordering::Relaxed);
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let at = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = batches.get(at) else { break };
-                        let r = call(batch);
-                        let failed = r.is_err();
-                        mine.push((at, r));
-                        if failed {
-                            next.store(usize::MAX / 2, Ordering::Relaxed);
-                            break;
-                        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let (tx, call, next) = (tx.clone(), &call, &next);
+            s.spawn(move || {
+                loop {
+                    let at = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = batches.get(at) else { break };
+                    let r = call(batch);
+                    let failed = r.is_err();
+                    if failed {
+                        next.store(usize::MAX / 2, Ordering::Relaxed);
                     }
-                    mine
-                })
-            })
-            .collect();
-        for h in handles {
-            for (at, r) in h.join().expect("an engine worker panicked") {
-                results[at] = Some(r);
+                    if tx.send((at, r)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Results that came before an earlier batch's.
+        let mut waiting: BTreeMap<usize, T> = BTreeMap::new();
+        let mut due = 0;
+        let mut outcome = Ok(());
+        // Ends when every worker has stopped.
+        for (at, r) in rx {
+            match r {
+                Ok(value) if outcome.is_ok() => {
+                    waiting.insert(at, value);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
+                }
+            }
+            while outcome.is_ok() {
+                let Some(value) = waiting.remove(&due) else {
+                    break;
+                };
+                outcome = each(due, value);
+                due += 1;
+            }
+            if outcome.is_err() {
+                stop();
             }
         }
-    });
-    // In batch order; a batch skipped after a failure is followed by it.
-    let mut out = Vec::with_capacity(batches.len());
-    for r in results.into_iter().flatten() {
-        out.push(r?);
+        outcome?;
+        if due != batches.len() {
+            return Err(GenerateError::Trap("a batch did not run".into()));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn results_are_handed_on_in_batch_order_whatever_order_they_finish_in() {
+        // The first batches take longest, so later ones finish first.
+        let batches: Vec<u64> = (0..8).collect();
+        let mut seen = Vec::new();
+        in_parallel(
+            &batches,
+            |b| {
+                std::thread::sleep(Duration::from_millis(5 * (8 - b)));
+                Ok(b * 10)
+            },
+            |at, v| {
+                seen.push((at, v));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let expected: Vec<(usize, u64)> = (0..8).map(|b| (b as usize, b * 10)).collect();
+        assert_eq!(seen, expected);
     }
-    if out.len() != batches.len() {
-        return Err(GenerateError::Trap("a batch did not run".into()));
+
+    #[test]
+    fn a_failed_batch_ends_the_run_and_nothing_after_it_is_handed_on() {
+        let batches: Vec<u64> = (0..64).collect();
+        let mut seen = Vec::new();
+        let err = in_parallel(
+            &batches,
+            |&b| {
+                if b == 3 {
+                    Err(GenerateError::Trap(format!("batch {b}")))
+                } else {
+                    Ok(b)
+                }
+            },
+            |at, _| {
+                seen.push(at);
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, GenerateError::Trap(ref m) if m == "batch 3"),
+            "{err:?}"
+        );
+        assert!(seen.iter().all(|&at| at < 3), "{seen:?}");
     }
-    Ok(out)
+
+    #[test]
+    fn a_refusal_while_handing_on_ends_the_run() {
+        let batches: Vec<u64> = (0..64).collect();
+        let ran = AtomicUsize::new(0);
+        let mut seen = Vec::new();
+        let err = in_parallel(
+            &batches,
+            |&b| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(b)
+            },
+            |at, _| {
+                seen.push(at);
+                if at == 1 {
+                    return Err(GenerateError::InvalidOutput("refused".into()));
+                }
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, GenerateError::InvalidOutput(_)), "{err:?}");
+        assert_eq!(seen, [0, 1]);
+        assert!(
+            ran.load(Ordering::Relaxed) < 64,
+            "the workers stopped early"
+        );
+    }
 }

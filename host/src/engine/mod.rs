@@ -27,7 +27,7 @@ use wasmtime::{Config, ResourceLimiter, Store, Trap};
 use crate::chunked::Chunked;
 use crate::config::EngineConfig;
 use crate::wit::{self, Instance, Merged, Output, Part};
-pub use findings::{Findings, Piece};
+pub use findings::{Findings, Piece, Route};
 pub use incremental::{Incremental, Work};
 use sandbox::{Grants, RunState};
 pub use sandbox::{LogLine, Stream};

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::chunked::Chunked;
 use crate::engine::sandbox::LogLine;
-use crate::engine::{Findings, Generated};
+use crate::engine::{Findings, Generated, Route};
 use crate::inventory::Instances;
 use crate::wit::{self, Instance};
 
@@ -156,7 +156,7 @@ struct InstanceReport<'a> {
     addresses: Vec<String>,
     routed: bool,
     address: Option<&'a str>,
-    routers: &'a [String],
+    routers: &'a [Box<str>],
     /// The host names its routers answer.
     hosts: Vec<hosts::Link>,
     diagnostics: Vec<DiagnosticReport<'a>>,
@@ -172,10 +172,7 @@ struct DiagnosticReport<'a> {
 fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &Chunked) -> Vec<u8> {
     use std::collections::BTreeMap;
     let links = hosts::by_router(config.reader());
-    let routes: BTreeMap<&str, &wit::InstanceRoutes> = findings
-        .routes()
-        .map(|r| (r.instance_id.as_str(), r))
-        .collect();
+    let routes: BTreeMap<&str, &Route> = findings.routes().map(|r| (&*r.instance_id, r)).collect();
     let mut by_instance: BTreeMap<&str, Vec<DiagnosticReport>> = BTreeMap::new();
     for d in findings.diagnostics() {
         by_instance
@@ -212,12 +209,12 @@ fn instances_report(instances: &[Arc<Instance>], findings: &Findings, config: &C
                     .collect(),
                 routed: route.is_some_and(|r| !r.routers.is_empty()),
                 address: route.and_then(|r| r.address.as_deref()),
-                routers: route.map_or(&[], |r| r.routers.as_slice()),
+                routers: route.map_or(&[], |r| &r.routers[..]),
                 hosts: {
                     let mut hosts: Vec<hosts::Link> = route
-                        .map_or(&[][..], |r| r.routers.as_slice())
+                        .map_or(&[][..], |r| &r.routers[..])
                         .iter()
-                        .flat_map(|name| links.get(name).into_iter().flatten())
+                        .flat_map(|name| links.get(&**name).into_iter().flatten())
                         .cloned()
                         .collect();
                     hosts.sort_by(|a, b| a.host.cmp(&b.host).then(b.url.cmp(&a.url)));
