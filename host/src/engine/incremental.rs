@@ -58,6 +58,14 @@ struct Slot {
     group: GroupId,
 }
 
+/// Groups merged in one call: their members, and their parts until a
+/// worker takes them.
+#[derive(Default)]
+struct Batch {
+    members: Vec<Vec<Arc<str>>>,
+    parts: std::sync::Mutex<Vec<Vec<Arc<Part>>>>,
+}
+
 /// One group's merge, as held.
 struct Group {
     /// Almost always one: held inline.
@@ -179,8 +187,7 @@ impl Incremental {
             groups: components.len(),
             merged_parts: components.iter().map(Vec::len).sum(),
         };
-        self.merge_all(engine, module, settings, components, &fresh, &mut logs)?;
-        drop(fresh);
+        self.merge_all(engine, module, settings, components, fresh, &mut logs)?;
         let merged_at = started.elapsed();
         if crate::memory::worth_compacting(self.slots.len(), work.routed) {
             crate::memory::compact_map(&mut self.slots);
@@ -321,44 +328,62 @@ impl Incremental {
         module: &Module,
         settings: &str,
         components: Vec<Vec<Arc<str>>>,
-        fresh: &HashMap<Arc<str>, Arc<Part>>,
+        mut fresh: HashMap<Arc<str>, Arc<Part>>,
         logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
-        let mut batches: Vec<Vec<Vec<Arc<str>>>> = Vec::new();
+        let mut batches: Vec<Batch> = Vec::new();
         let mut size = 0;
         for c in components {
             if batches.is_empty() || size + c.len() > MERGE_BATCH {
-                batches.push(Vec::new());
+                batches.push(Batch::default());
                 size = 0;
             }
             size += c.len();
-            batches.last_mut().expect("pushed above").push(c);
+            let batch = batches.last_mut().expect("pushed above");
+            let parts = c.iter().filter_map(|id| fresh.remove(id)).collect();
+            batch
+                .parts
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(parts);
+            batch.members.push(c);
         }
+        drop(fresh);
         in_parallel(
             &batches,
-            |members| {
-                let groups: Vec<Vec<Arc<Part>>> = members
+            |batch| {
+                // Taken, so that the parts go once merged: at 100,000
+                // instances they are most of what a first run adds.
+                let groups =
+                    std::mem::take(&mut *batch.parts.lock().unwrap_or_else(|p| p.into_inner()));
+                let ran = engine.merge(module, settings, &groups)?;
+                let routed: Vec<Vec<Diagnostic>> = groups
                     .iter()
-                    .map(|m| m.iter().map(|id| fresh[id].clone()).collect())
+                    .map(|g| {
+                        g.iter()
+                            .flat_map(|p| p.diagnostics.iter().cloned())
+                            .collect()
+                    })
                     .collect();
-                engine.merge(module, settings, &groups)
+                Ok((ran, routed))
             },
-            |at, ran| {
+            |at, (ran, routed)| {
                 logs.extend(ran.logs);
-                self.hold(&batches[at], ran.value, fresh)
+                self.hold(&batches[at].members, ran.value, routed)
             },
         )
     }
 
-    /// Holds one batch's merged groups.
+    /// Holds one batch's merged groups; `routed` has each group's
+    /// diagnostics from phase one.
     fn hold(
         &mut self,
         members: &[Vec<Arc<str>>],
         merged: Vec<Merged>,
-        fresh: &HashMap<Arc<str>, Arc<Part>>,
+        routed: Vec<Vec<Diagnostic>>,
     ) -> Result<(), GenerateError> {
         let mut values = Packed::new(merged.iter().flat_map(|m| &m.entries));
-        for (members, merged) in members.iter().zip(merged) {
+        for ((members, merged), mut diagnostics) in members.iter().zip(merged).zip(routed) {
             super::join::Joined::check(&merged.entries)
                 .map_err(|e| GenerateError::InvalidOutput(e.to_string()))?;
             let id = self.next_group.max(1);
@@ -373,10 +398,6 @@ impl Incremental {
             let paths = self.joined.add(id, merged.entries, &mut values, intern);
             // Phase one's messages first: each instance's stay in the order
             // they arose.
-            let mut diagnostics: Vec<Diagnostic> = members
-                .iter()
-                .flat_map(|m| fresh[m].diagnostics.iter().cloned())
-                .collect();
             diagnostics.extend(merged.diagnostics);
             let routes = merged
                 .routes
