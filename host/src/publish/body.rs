@@ -63,26 +63,30 @@ impl Body {
             .map(|p| p.chunks.iter().map(|c| (key(&c.plain), c)).collect())
             .unwrap_or_default();
         let mut reuse = Reuse::default();
-        let chunks: Vec<Chunk> = pieces
+        // The same chunk, but holding the new body's bytes: a chunk must
+        // not keep its old body (60 MB) alive.
+        let found: Vec<Result<Chunk, Bytes>> = pieces
             .into_iter()
-            .map(|bytes| {
-                reuse.chunks += 1;
-                let found = known.get(&key(&bytes)).copied();
-                match found {
-                    // The same chunk, but holding the new body's bytes: a
-                    // chunk must not keep its old body (60 MB) alive.
-                    Some(c) if c.plain == bytes => Chunk {
-                        plain: bytes,
-                        sha256: c.sha256,
-                        deflate: c.deflate.clone(),
-                        crc: c.crc,
-                    },
-                    _ => {
-                        reuse.compressed += 1;
-                        Chunk::new(bytes)
-                    }
-                }
+            .map(|bytes| match known.get(&key(&bytes)).copied() {
+                Some(c) if c.plain == bytes => Ok(Chunk {
+                    plain: bytes,
+                    sha256: c.sha256,
+                    deflate: c.deflate.clone(),
+                    crc: c.crc,
+                }),
+                _ => Err(bytes),
             })
+            .collect();
+        reuse.chunks = found.len();
+        let missing: Vec<Bytes> = found
+            .iter()
+            .filter_map(|f| f.as_ref().err().cloned())
+            .collect();
+        reuse.compressed = missing.len();
+        let mut compressed = compress_all(missing).into_iter();
+        let chunks: Vec<Chunk> = found
+            .into_iter()
+            .map(|f| f.unwrap_or_else(|_| compressed.next().expect("one per missing chunk")))
             .collect();
         drop(known);
         let mut digest = Sha256::new();
@@ -97,6 +101,55 @@ impl Body {
         };
         (body, reuse)
     }
+}
+
+/// Below this much text to compress, one thread does it all.
+const PARALLEL_FROM: usize = 2 * WINDOW;
+
+/// The chunks of `pieces`, in order, compressed over the cores when there
+/// is much to do: a first configuration's 6 MB at 10k instances took 76 ms
+/// on one core, 60 MB at 100k over half a second.
+fn compress_all(pieces: Vec<Bytes>) -> Vec<Chunk> {
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers <= 1 || total < PARALLEL_FROM {
+        return compress_each(pieces);
+    }
+    // Contiguous shares of about equal size.
+    let share = total.div_ceil(workers);
+    let mut shares: Vec<Vec<Bytes>> = vec![Vec::new()];
+    let mut size = 0;
+    for p in pieces {
+        if size >= share {
+            shares.push(Vec::new());
+            size = 0;
+        }
+        size += p.len();
+        shares.last_mut().expect("pushed above").push(p);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| s.spawn(|| compress_each(share)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("compressing a chunk cannot panic"))
+            .collect()
+    })
+}
+
+/// The chunks of `pieces` with one compressor: its state (some 300 KB)
+/// allocated once, not per chunk.
+fn compress_each(pieces: Vec<Bytes>) -> Vec<Chunk> {
+    let mut z = Compress::new(Compression::default(), false);
+    pieces
+        .into_iter()
+        .map(|p| {
+            z.reset();
+            Chunk::new(p, &mut z)
+        })
+        .collect()
 }
 
 /// How a chunk is recognised: its length and first bytes (then compared
@@ -119,8 +172,8 @@ fn pieces(plain: &Chunked) -> Vec<Bytes> {
 }
 
 impl Chunk {
-    fn new(plain: Bytes) -> Self {
-        let mut z = Compress::new(Compression::default(), false);
+    /// `plain`, compressed with `z` (reset).
+    fn new(plain: Bytes, z: &mut Compress) -> Self {
         let mut out = Vec::with_capacity(plain.len() / 4 + 64);
         loop {
             let consumed = z.total_in() as usize;
@@ -219,6 +272,22 @@ mod tests {
                 .unwrap();
             assert_eq!(multi, body);
             assert!(b.gzip.len() < body.len() / 3 + 64);
+        }
+    }
+
+    #[test]
+    fn chunks_compressed_over_the_cores_are_those_of_one_thread_in_order() {
+        let body = text(60_000, 3);
+        let pieces = pieces(&cut(&body, &[1000, 300_000, 300_001]));
+        assert!(body.len() >= PARALLEL_FROM && pieces.len() > 4);
+        let spread = compress_all(pieces.clone());
+        let alone = compress_each(pieces);
+        assert_eq!(spread.len(), alone.len());
+        for (a, b) in spread.iter().zip(&alone) {
+            assert_eq!(
+                (&a.plain, a.sha256, &a.deflate, a.crc),
+                (&b.plain, b.sha256, &b.deflate, b.crc)
+            );
         }
     }
 
