@@ -514,7 +514,7 @@ fn in_parallel<B: Sync, T: Send>(
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..workers {
-            let (tx, call, next) = (tx.clone(), &call, &next);
+            let (tx, call, next, stop) = (tx.clone(), &call, &next, &stop);
             s.spawn(move || {
                 loop {
                     let at = next.fetch_add(1, Ordering::Relaxed);
@@ -522,7 +522,7 @@ fn in_parallel<B: Sync, T: Send>(
                     let r = call(batch);
                     let failed = r.is_err();
                     if failed {
-                        next.store(usize::MAX / 2, Ordering::Relaxed);
+                        stop();
                     }
                     if tx.send((at, r)).is_err() || failed {
                         break;
