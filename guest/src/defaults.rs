@@ -15,6 +15,7 @@ use crate::names::safe_name;
 use crate::resource::Resource;
 use crate::safety;
 use crate::settings::Settings;
+use crate::sorted::Json;
 use crate::template::Data;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -128,7 +129,7 @@ fn valid_port(p: &str) -> Option<String> {
 
 /// Splits a decoded `loadBalancer` into the label-only `server` part and the
 /// options that go to Traefik as they are.
-fn split_lb(mut svc: Object) -> (Object, BTreeMap<String, Value>) {
+fn split_lb(mut svc: Object) -> (Object, BTreeMap<String, Json>) {
     let mut lb = match svc.remove("loadBalancer") {
         Some(Value::Object(lb)) => lb,
         _ => Object::new(),
@@ -137,7 +138,8 @@ fn split_lb(mut svc: Object) -> (Object, BTreeMap<String, Value>) {
         Some(Value::Object(s)) => s,
         _ => Object::new(),
     };
-    (server, lb.into_iter().collect())
+    let options = lb.into_iter().map(|(k, v)| (k, Json::new(&v))).collect();
+    (server, options)
 }
 
 fn str_of(o: &Object, k: &str) -> Option<String> {
@@ -201,7 +203,7 @@ impl Builder<'_> {
                     };
                     let mut svc = Service::new(lb);
                     svc.middlewares = middlewares;
-                    cfg.services.insert(name, svc);
+                    cfg.services.insert(name, Box::new(svc));
                 }
                 Err(e) => self.d.push(
                     Level::Error,
@@ -250,7 +252,7 @@ impl Builder<'_> {
             if r.entry_points.is_empty() {
                 r.entry_points = self.s.entry_points.clone();
             }
-            cfg.routers.insert(name, r);
+            cfg.routers.insert(name, Box::new(r));
         }
         cfg.middlewares = self.middlewares(sec.middlewares);
         Some(cfg)
@@ -358,11 +360,11 @@ impl Builder<'_> {
         }
     }
 
-    fn middlewares(&mut self, mws: BTreeMap<String, Object>) -> BTreeMap<String, Value> {
+    fn middlewares(&mut self, mws: BTreeMap<String, Object>) -> BTreeMap<String, Json> {
         let mut out = BTreeMap::new();
         for (name, obj) in mws {
             if obj.len() == 1 {
-                out.insert(name, Value::Object(obj));
+                out.insert(name, Json::new(&Value::Object(obj)));
             } else {
                 let types: Vec<&str> = obj.keys().map(String::as_str).collect();
                 self.d.push(
@@ -396,7 +398,7 @@ impl Builder<'_> {
                 servers: vec![srv],
                 options,
             };
-            cfg.services.insert(name, Service::new(lb));
+            cfg.services.insert(name, Box::new(Service::new(lb)));
         }
         for (name, obj) in sec.routers {
             let mut r: Router = match serde_json::from_value(Value::Object(obj)) {
@@ -419,7 +421,7 @@ impl Builder<'_> {
                 continue;
             }
             if self.assign_service(&format!("tcp {name}"), &mut r.service, cfg.services.keys()) {
-                cfg.routers.insert(name, r);
+                cfg.routers.insert(name, Box::new(r));
             }
         }
         cfg.middlewares = self.middlewares(sec.middlewares);
@@ -443,7 +445,7 @@ impl Builder<'_> {
                 }],
                 options,
             };
-            cfg.services.insert(name, Service::new(lb));
+            cfg.services.insert(name, Box::new(Service::new(lb)));
         }
         for (name, obj) in sec.routers {
             let mut r: UdpRouter = match serde_json::from_value(Value::Object(obj)) {
@@ -457,7 +459,7 @@ impl Builder<'_> {
                 }
             };
             if self.assign_service(&format!("udp {name}"), &mut r.service, cfg.services.keys()) {
-                cfg.routers.insert(name, r);
+                cfg.routers.insert(name, Box::new(r));
             }
         }
         cfg
@@ -585,7 +587,7 @@ mod tests {
         assert_eq!(c.http.routers["r"].service, "s");
         let lb = &c.http.services["s"].load_balancer;
         assert_eq!(lb.servers[0].url, "https://10.0.0.1:8080");
-        assert_eq!(lb.options["passHostHeader"], Value::Bool(false));
+        assert_eq!(lb.options["passHostHeader"].value(), Value::Bool(false));
     }
 
     #[test]

@@ -4,20 +4,25 @@
 //! input: Traefik hashes the body to skip needless reloads. Empty maps and
 //! sections are never written, because Traefik rejects e.g. `"http":{}`.
 //! Options that the policy does not interpret (TLS, health checks,
-//! middlewares) stay JSON values, typed earlier by the label schema.
+//! middlewares) stay JSON, typed earlier by the label schema and held as
+//! canonical text (`sorted::Json`).
 //!
 //! The document is serialized straight from these types, with every object's
 //! keys in byte order (what Traefik's body hash sees): struct fields are
-//! declared in the order of their JSON names, and `sorted` takes care of
-//! the JSON values and of the load balancer's flattened options.
+//! declared in the order of their JSON names, the held JSON is sorted when
+//! made, and the load balancer slots `servers` in among its options.
+//!
+//! Routers and services sit behind a `Box` in their maps: a B-tree node
+//! holds eleven values inline, so a map of one 200-byte router was a 2.5 KB
+//! node, and every instance's contribution holds a few such maps until the
+//! merge.
 
-use crate::sorted::{self, Sorted};
+use crate::sorted::Json;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
-type Extra = BTreeMap<String, Value>;
+type Extra = BTreeMap<String, Json>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -27,12 +32,8 @@ pub struct Router {
     pub entry_points: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middlewares: Vec<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "sorted::option"
-    )]
-    pub observability: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<Json>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -41,12 +42,8 @@ pub struct Router {
     pub rule_syntax: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "sorted::option"
-    )]
-    pub tls: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Json>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,7 +77,7 @@ impl<S: Serialize> Serialize for LoadBalancer<S> {
                     continue;
                 }
             }
-            m.serialize_entry(k, &Sorted(v))?;
+            m.serialize_entry(k, v)?;
         }
         if pending {
             m.serialize_entry(SERVERS, &self.servers)?;
@@ -95,7 +92,7 @@ impl<'de, S: serde::de::DeserializeOwned> Deserialize<'de> for LoadBalancer<S> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut options = Extra::deserialize(d)?;
         let servers = match options.remove("servers") {
-            Some(v) => serde_json::from_value(v).map_err(serde::de::Error::custom)?,
+            Some(v) => serde_json::from_str(v.text()).map_err(serde::de::Error::custom)?,
             None => Vec::new(),
         };
         Ok(LoadBalancer { servers, options })
@@ -204,38 +201,32 @@ pub type UdpService = Service<UdpServer>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct HttpConfig {
-    #[serde(
-        skip_serializing_if = "BTreeMap::is_empty",
-        serialize_with = "sorted::map"
-    )]
-    pub middlewares: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub routers: BTreeMap<String, Router>,
+    pub middlewares: BTreeMap<String, Json>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub services: BTreeMap<String, HttpService>,
+    pub routers: BTreeMap<String, Box<Router>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Box<HttpService>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct TcpConfig {
-    #[serde(
-        skip_serializing_if = "BTreeMap::is_empty",
-        serialize_with = "sorted::map"
-    )]
-    pub middlewares: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub routers: BTreeMap<String, Router>,
+    pub middlewares: BTreeMap<String, Json>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub services: BTreeMap<String, TcpService>,
+    pub routers: BTreeMap<String, Box<Router>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Box<TcpService>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct UdpConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub routers: BTreeMap<String, UdpRouter>,
+    pub routers: BTreeMap<String, Box<UdpRouter>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub services: BTreeMap<String, UdpService>,
+    pub services: BTreeMap<String, Box<UdpService>>,
 }
 
 impl HttpConfig {
@@ -294,12 +285,12 @@ mod tests {
         let mut http = HttpConfig::default();
         http.routers.insert(
             "r".into(),
-            Router {
+            Box::new(Router {
                 entry_points: vec!["web".into()],
                 rule: "Host(`a`)".into(),
                 service: "s".into(),
                 ..Default::default()
-            },
+            }),
         );
         let mut lb = LoadBalancer::default();
         lb.servers.push(HttpServer {
@@ -307,9 +298,11 @@ mod tests {
             weight: None,
             preserve_path: None,
         });
-        lb.options
-            .insert("passHostHeader".into(), Value::Bool(true));
-        http.services.insert("s".into(), Service::new(lb));
+        lb.options.insert(
+            "passHostHeader".into(),
+            crate::sorted::Json::new(&serde_json::Value::Bool(true)),
+        );
+        http.services.insert("s".into(), Box::new(Service::new(lb)));
         let c = Configuration::new(http, TcpConfig::default(), UdpConfig::default());
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

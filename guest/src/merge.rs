@@ -114,7 +114,7 @@ fn merge_servers<S>(old: &mut Service<S>, new: Service<S>) -> bool {
 }
 
 /// Keeps the first server added for each target, then sorts them.
-fn finish_servers<S: Target + Ord>(m: &mut BTreeMap<String, Service<S>>) {
+fn finish_servers<S: Target + Ord>(m: &mut BTreeMap<String, Box<Service<S>>>) {
     for s in m.values_mut() {
         let servers = &mut s.load_balancer.servers;
         // Stable: among equal targets, the first added stays first.
@@ -156,7 +156,7 @@ pub fn combine(
             routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.http.services) {
-            services.add(at, n, s, merge_servers);
+            services.add(at, n, s, |old, new| merge_servers(old, *new));
         }
         for (n, m) in std::mem::take(&mut c.http.middlewares) {
             middlewares.add(at, n, m, same);
@@ -166,7 +166,7 @@ pub fn combine(
             tcp_routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.tcp.services) {
-            tcp_services.add(at, n, s, merge_servers);
+            tcp_services.add(at, n, s, |old, new| merge_servers(old, *new));
         }
         for (n, m) in std::mem::take(&mut c.tcp.middlewares) {
             tcp_middlewares.add(at, n, m, same);
@@ -176,7 +176,7 @@ pub fn combine(
             udp_routers.add(at, n, r, same);
         }
         for (n, s) in std::mem::take(&mut c.udp.services) {
-            udp_services.add(at, n, s, merge_servers);
+            udp_services.add(at, n, s, |old, new| merge_servers(old, *new));
         }
         router_names.push(names);
     }
@@ -232,11 +232,11 @@ mod tests {
         let mut http = HttpConfig::default();
         http.routers.insert(
             "web".into(),
-            Router {
+            Box::new(Router {
                 rule: rule.into(),
                 service: "web".into(),
                 ..Default::default()
-            },
+            }),
         );
         let mut lb = LoadBalancer {
             servers: vec![HttpServer {
@@ -246,8 +246,12 @@ mod tests {
             }],
             options: Default::default(),
         };
-        lb.options.insert("passHostHeader".into(), pass.into());
-        http.services.insert("web".into(), Service::new(lb));
+        lb.options.insert(
+            "passHostHeader".into(),
+            crate::sorted::Json::new(&pass.into()),
+        );
+        http.services
+            .insert("web".into(), Box::new(Service::new(lb)));
         Contribution {
             instance_id: id.into(),
             project_id: "p".into(),

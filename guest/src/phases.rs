@@ -26,7 +26,6 @@ use crate::model::{Entry, Instance, Merged, Part};
 use crate::ownership;
 use crate::resource::Resource;
 use crate::settings::Settings;
-use crate::sorted::Sorted;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -214,14 +213,12 @@ fn entries(config: &Configuration, definers: &Definers) -> Result<Vec<Entry>, St
     if let Some(h) = &config.http {
         table(&mut out, HttpRouter, &h.routers, definers)?;
         table(&mut out, HttpService, &h.services, definers)?;
-        let sorted = h.middlewares.iter().map(|(n, v)| (n, Sorted(v)));
-        table(&mut out, HttpMiddleware, sorted, definers)?;
+        table(&mut out, HttpMiddleware, &h.middlewares, definers)?;
     }
     if let Some(t) = &config.tcp {
         table(&mut out, TcpRouter, &t.routers, definers)?;
         table(&mut out, TcpService, &t.services, definers)?;
-        let sorted = t.middlewares.iter().map(|(n, v)| (n, Sorted(v)));
-        table(&mut out, TcpMiddleware, sorted, definers)?;
+        table(&mut out, TcpMiddleware, &t.middlewares, definers)?;
     }
     if let Some(u) = &config.udp {
         table(&mut out, UdpRouter, &u.routers, definers)?;

@@ -6,9 +6,11 @@
 //! `BTreeMap` and the keys are already sorted: the check is one pass, and
 //! nothing is copied, unlike rebuilding the whole tree before writing it.
 
+use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::fmt;
 
 /// A value written with sorted object keys.
 pub struct Sorted<'a>(pub &'a Value);
@@ -46,27 +48,77 @@ fn object<S: Serializer>(m: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error
     out.end()
 }
 
-/// `serialize_with` for an optional value.
-pub fn option<S: Serializer>(v: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => Sorted(v).serialize(s),
-        None => s.serialize_none(),
+/// A JSON value held as its text: compact, every object's keys in byte
+/// order. Options the policy passes through to Traefik untouched (TLS,
+/// health checks, middlewares) are kept so. As `Value`s, each level of a
+/// small object was a B-tree node of 512 bytes in wasm32 (632 natively),
+/// and every instance's were held until the merge: most of a run's memory,
+/// and of its page faults. Equal values have equal texts, so comparing the
+/// texts compares the values.
+#[derive(Clone)]
+pub struct Json(Box<RawValue>);
+
+impl Json {
+    pub fn new(v: &Value) -> Self {
+        Json(serde_json::value::to_raw_value(&Sorted(v)).expect("a JSON value always serializes"))
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value again, for tests.
+    #[cfg(test)]
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.text()).expect("held text is JSON")
     }
 }
 
-/// `serialize_with` for a map of values (the map itself is a `BTreeMap`).
-pub fn map<S: Serializer>(m: &BTreeMap<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    let mut out = s.serialize_map(Some(m.len()))?;
-    for (k, v) in m {
-        out.serialize_entry(k, &Sorted(v))?;
+impl PartialEq for Json {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
     }
-    out.end()
+}
+
+impl fmt::Debug for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+/// Written as it is held (serde_json copies the text).
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Read as a value, then held in the canonical form, whatever the source's
+/// key order or spacing.
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(|v| Json::new(&v))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_is_held_canonical_and_compared_by_value() {
+        let a: Json = serde_json::from_str(r#"{ "b": [1, {"z": 1, "a": 2}], "a": 1.5 }"#).unwrap();
+        let b = Json::new(&json!({"a": 1.5, "b": [1, {"a": 2, "z": 1}]}));
+        assert_eq!(a.text(), r#"{"a":1.5,"b":[1,{"a":2,"z":1}]}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, Json::new(&json!({"a": 1.5, "b": [1, {"a": 2, "z": 2}]})));
+        assert_eq!(
+            serde_json::to_string(&[&a]).unwrap(),
+            format!("[{}]", a.text())
+        );
+        assert_eq!(a.value(), b.value());
+    }
 
     #[test]
     fn nested_keys_sorted() {
