@@ -63,7 +63,7 @@ struct Slot {
 #[derive(Default)]
 struct Batch {
     members: Vec<Vec<Arc<str>>>,
-    parts: std::sync::Mutex<Vec<Vec<Arc<Part>>>>,
+    parts: std::sync::Mutex<Vec<Vec<Part>>>,
 }
 
 /// One group's merge, as held.
@@ -153,7 +153,7 @@ impl Incremental {
             }
         }
         // This run's parts, by instance.
-        let mut fresh: HashMap<Arc<str>, Arc<Part>> = HashMap::with_capacity(parts.len());
+        let mut fresh: HashMap<Arc<str>, Part> = HashMap::with_capacity(parts.len());
         for (instance, part) in changed.into_iter().zip(parts) {
             let id: Arc<str> = instance.id.clone();
             if let Some(old) = self.slots.remove(&id) {
@@ -162,7 +162,7 @@ impl Incremental {
             let keys = self.hash_keys(&part);
             self.index(&id, &keys);
             seeds.push(id.clone());
-            fresh.insert(id.clone(), Arc::new(part));
+            fresh.insert(id.clone(), part);
             self.slots.insert(
                 id,
                 Slot {
@@ -265,7 +265,7 @@ impl Incremental {
         module: &Module,
         settings: &str,
         components: &[Vec<Arc<str>>],
-        fresh: &mut HashMap<Arc<str>, Arc<Part>>,
+        fresh: &mut HashMap<Arc<str>, Part>,
         logs: &mut Vec<LogLine>,
     ) -> Result<usize, GenerateError> {
         let missing: Vec<Arc<Instance>> = components
@@ -283,7 +283,7 @@ impl Incremental {
                     instance.id
                 )));
             }
-            fresh.insert((*id).clone(), Arc::new(part));
+            fresh.insert((*id).clone(), part);
         }
         Ok(missing.len())
     }
@@ -328,7 +328,7 @@ impl Incremental {
         module: &Module,
         settings: &str,
         components: Vec<Vec<Arc<str>>>,
-        mut fresh: HashMap<Arc<str>, Arc<Part>>,
+        mut fresh: HashMap<Arc<str>, Part>,
         logs: &mut Vec<LogLine>,
     ) -> Result<(), GenerateError> {
         let mut batches: Vec<Batch> = Vec::new();
@@ -358,12 +358,8 @@ impl Incremental {
                     std::mem::take(&mut *batch.parts.lock().unwrap_or_else(|p| p.into_inner()));
                 let ran = engine.merge(module, settings, &groups)?;
                 let routed: Vec<Vec<Diagnostic>> = groups
-                    .iter()
-                    .map(|g| {
-                        g.iter()
-                            .flat_map(|p| p.diagnostics.iter().cloned())
-                            .collect()
-                    })
+                    .into_iter()
+                    .map(|g| g.into_iter().flat_map(|p| p.diagnostics).collect())
                     .collect();
                 Ok((ran, routed))
             },

@@ -474,13 +474,13 @@ impl Engine {
         &self,
         module: &Module,
         settings: &str,
-        groups: &[Vec<Arc<Part>>],
+        groups: &[Vec<Part>],
     ) -> Result<Ran<Vec<Merged>>, GenerateError> {
         let (_, merge) = module.exports.phases.expect("merge on a phased module");
         let parts = groups.iter().map(Vec::len).sum();
         let ran = self.call(module, parts, |store, instance| {
             instance
-                .get_typed_func::<(&str, &[Vec<Arc<Part>>]), (Result<Vec<Merged>, String>,)>(
+                .get_typed_func::<(&str, &[Vec<Part>]), (Result<Vec<Merged>, String>,)>(
                     &mut *store,
                     &merge,
                 )?
