@@ -52,24 +52,21 @@ pub fn template_data(inst: &Instance, own: &[Label], s: &Settings) -> Data {
 /// Renders every default label, in the order of their keys.
 pub fn render(s: &Settings, data: &Data) -> Result<Vec<Label>, String> {
     let mut out = Vec::with_capacity(s.default_labels.len());
-    for (raw, kt, vt) in &s.default_labels {
-        let ctx = |e: String| format!("default label {raw:?}: {e}");
-        // A name written without a template is the same for every instance:
-        // the operator's, whichever project the instance is in.
-        let shared = raw
-            .get(s.label_prefix.len() + 1..)
-            .is_some_and(|rest| rest.splitn(4, '.').take(3).all(|p| !p.contains("{{")));
-        let key = kt
+    for l in &s.default_labels {
+        let ctx = |e: String| format!("default label {:?}: {e}", l.raw);
+        let key = l
+            .key
             .render(data)
             .map_err(|e| ctx(format!("template error: {e}")))?;
         safety::check_key(&key).map_err(ctx)?;
-        let value = vt
+        let value = l
+            .value
             .render(data)
             .map_err(|e| ctx(format!("template error in value: {e}")))?;
         out.push(Label {
             key: key.text,
             value: value.text,
-            origin: Origin::Operator { shared },
+            origin: Origin::Operator { shared: l.shared },
             // Rules and lists are checked by `decode`, which knows the option.
             tainted: value.tainted,
         });
@@ -96,8 +93,9 @@ struct Fixed {
 pub fn constant_names(s: &Settings) -> BTreeSet<(Resource, String)> {
     let mut fixed: BTreeMap<(Resource, String), Fixed> = BTreeMap::new();
     let mut templated: BTreeSet<Resource> = BTreeSet::new();
-    for (raw, _, vt) in &s.default_labels {
-        let Some(rest) = raw.get(s.label_prefix.len() + 1..) else {
+    for l in &s.default_labels {
+        let vt = &l.value;
+        let Some(rest) = l.raw.get(s.label_prefix.len() + 1..) else {
             continue;
         };
         let mut segs = rest.splitn(4, '.');

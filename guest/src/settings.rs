@@ -31,12 +31,23 @@ struct Raw {
     label_prefix: Option<String>,
 }
 
+/// One of the operator's `default_labels`.
+#[derive(Debug, Clone)]
+pub struct DefaultLabel {
+    /// As written.
+    pub raw: String,
+    pub key: Template,
+    pub value: Template,
+    /// The key names its router, service or middleware without a template.
+    pub shared: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub default_rule: Template,
     pub exposed_by_default: bool,
-    /// (key, value) templates, in key order.
-    pub default_labels: Vec<(String, Template, Template)>,
+    /// In key order.
+    pub default_labels: Vec<DefaultLabel>,
     pub address: AddressSettings,
     pub entry_points: Vec<String>,
     pub constraints: Option<Expr>,
@@ -89,7 +100,18 @@ impl Settings {
                 .map_err(|e| err("default_labels", format!("key {k:?}: {e}")))?;
             let vt = Template::parse(&v)
                 .map_err(|e| err("default_labels", format!("value of {k:?}: {e}")))?;
-            default_labels.push((k, kt, vt));
+            // A name written without a template is the same for every
+            // instance: the operator's, whichever project the instance is in.
+            // Known here once, not at every instance's render.
+            let shared = k
+                .get(label_prefix.len() + 1..)
+                .is_some_and(|rest| rest.splitn(4, '.').take(3).all(|p| !p.contains("{{")));
+            default_labels.push(DefaultLabel {
+                raw: k,
+                key: kt,
+                value: vt,
+                shared,
+            });
         }
 
         let address = parse_address(raw.address.as_ref()).map_err(|e| err("address", e))?;
@@ -124,9 +146,9 @@ impl Settings {
 
         let mut template_fields = BTreeSet::new();
         default_rule.fields(&mut template_fields);
-        for (_, kt, vt) in &default_labels {
-            kt.fields(&mut template_fields);
-            vt.fields(&mut template_fields);
+        for l in &default_labels {
+            l.key.fields(&mut template_fields);
+            l.value.fields(&mut template_fields);
         }
 
         Ok(Settings {
