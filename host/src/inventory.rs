@@ -139,6 +139,11 @@ enum Next {
     Picture(Picture),
 }
 
+/// Where a listing hands each page's new and changed instances as it
+/// arrives, so that routing them can begin before the listing ends (see
+/// `Incremental::prime`). A closed receiver only stops the handing on.
+pub type Feed = std::sync::mpsc::Sender<Vec<Arc<wit::Instance>>>;
+
 struct Picture {
     servers: BTreeMap<Text, Arc<wit::Instance>>,
     snapshot: Vec<Arc<wit::Instance>>,
@@ -157,6 +162,7 @@ struct Fold<'a> {
     cloud: &'a crate::openstack::clouds::CloudConfig,
     interner: &'a std::sync::Mutex<Interner>,
     servers: Option<BTreeMap<Text, Arc<wit::Instance>>>,
+    feed: Option<&'a Feed>,
     /// Servers listed.
     listed: usize,
     /// The newest `updated` seen.
@@ -169,6 +175,7 @@ impl<'a> Fold<'a> {
         known: &'a BTreeMap<Text, Arc<wit::Instance>>,
         cloud: &'a crate::openstack::clouds::CloudConfig,
         interner: &'a std::sync::Mutex<Interner>,
+        feed: Option<&'a Feed>,
     ) -> Self {
         Fold {
             full,
@@ -176,6 +183,7 @@ impl<'a> Fold<'a> {
             cloud,
             interner,
             servers: None,
+            feed,
             listed: 0,
             max_updated: None,
         }
@@ -189,6 +197,7 @@ impl<'a> Fold<'a> {
             false => known.clone(),
         });
         self.listed += page.len();
+        let mut fed = Vec::new();
         let mut interner = self.interner.lock().unwrap_or_else(|p| p.into_inner());
         for server in page {
             self.max_updated = self.max_updated.max(keystone::parse_time(&server.updated));
@@ -207,9 +216,23 @@ impl<'a> Fold<'a> {
                 // An instance Nova reports unchanged keeps its `Arc`: the
                 // engine then knows without comparing that it is the same.
                 let same = known.get(&instance.id).filter(|k| ***k == instance);
-                let arc = same.cloned().unwrap_or_else(|| Arc::new(instance));
+                let arc = match same {
+                    Some(same) => same.clone(),
+                    None => {
+                        let arc = Arc::new(instance);
+                        if self.feed.is_some() {
+                            fed.push(arc.clone());
+                        }
+                        arc
+                    }
+                };
                 servers.insert(arc.id.clone(), arc);
             }
+        }
+        if let Some(feed) = self.feed
+            && !fed.is_empty()
+        {
+            let _ = feed.send(fed);
         }
     }
 
@@ -265,6 +288,18 @@ impl Inventory {
     /// `full_sync_interval`, otherwise only what changed. On error the
     /// snapshot is untouched.
     pub async fn refresh(&mut self) -> Result<RefreshStats, RefreshError> {
+        self.refresh_feeding(None).await
+    }
+
+    /// [`refresh`](Self::refresh), handing each page's new and changed
+    /// instances to `feed` as it arrives. Not with Neutron's floating IPs:
+    /// they are attached once the listing ends, so the instances served
+    /// are not those of the pages.
+    pub async fn refresh_feeding(
+        &mut self,
+        feed: Option<&Feed>,
+    ) -> Result<RefreshStats, RefreshError> {
+        let feed = feed.filter(|_| !self.neutron_floating_ips);
         let first = self.last_full.is_none();
         let full = self.watermark.is_none()
             || self
@@ -273,7 +308,7 @@ impl Inventory {
         let began = Instant::now();
         let began_wall = SystemTime::now();
         let mut tally = Tally::default();
-        let next = self.build(full, &mut tally).await?;
+        let next = self.build(full, &mut tally, feed).await?;
         let (listed, date) = match &next {
             Next::Unchanged { watermark, date } => (*watermark, *date),
             Next::Picture(p) => (p.watermark, p.date),
@@ -377,8 +412,19 @@ impl Inventory {
     }
 
     /// The next picture, built aside from the current one.
-    async fn build(&self, full: bool, tally: &mut Tally) -> Result<Next, RefreshError> {
-        let mut fold = Fold::new(full, &self.servers, self.client.cloud(), &self.interner);
+    async fn build(
+        &self,
+        full: bool,
+        tally: &mut Tally,
+        feed: Option<&Feed>,
+    ) -> Result<Next, RefreshError> {
+        let mut fold = Fold::new(
+            full,
+            &self.servers,
+            self.client.cloud(),
+            &self.interner,
+            feed,
+        );
         let started = self.list_servers(full, tally, &mut fold).await?;
         // The steady state: Nova reports no change and no Neutron lookup can
         // bring one. Copying the whole picture to find that out would cost
@@ -642,6 +688,46 @@ mod tests {
             assert!(Arc::ptr_eq(&before[old], &after[new]), "{}", after[new].id);
         }
         assert!(!Arc::ptr_eq(&before[4], &after[3]));
+    }
+
+    #[tokio::test]
+    async fn each_page_hands_on_its_new_and_changed_instances_as_served() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let (mut inv, _) = inventory(&fake, &config(2)).await;
+        let (feed, pages) = std::sync::mpsc::channel();
+        inv.refresh_feeding(Some(&feed)).await.unwrap();
+        let fed: Vec<Vec<Arc<wit::Instance>>> = pages.try_iter().collect();
+        // Three pages, in Nova's order, each the very instances served.
+        let ids: Vec<Vec<&str>> = fed
+            .iter()
+            .map(|p| p.iter().map(|i| &*i.id).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            [vec!["id-4", "id-3"], vec!["id-2", "id-1"], vec!["id-0"]]
+        );
+        let served = inv.instances();
+        for i in fed.iter().flatten() {
+            assert!(served.iter().any(|s| Arc::ptr_eq(s, i)), "{}", i.id);
+        }
+
+        // A full listing again: only the server that changed is handed on.
+        fake.with(|s| s.servers[1]["name"] = "vm-3-renamed".into());
+        inv.request_full_sync();
+        inv.refresh_feeding(Some(&feed)).await.unwrap();
+        let fed: Vec<_> = pages.try_iter().flatten().collect();
+        assert_eq!(fed.len(), 1);
+        assert_eq!(&*fed[0].name, "vm-3-renamed");
+
+        // With Neutron's floating IPs, what is served is made after the
+        // listing: nothing is handed on.
+        let mut cfg = config(2);
+        cfg.neutron_floating_ips = true;
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        inv.refresh_feeding(Some(&feed)).await.unwrap();
+        assert_eq!(inv.instances().len(), 5);
+        assert_eq!(pages.try_iter().count(), 0);
     }
 
     #[tokio::test]

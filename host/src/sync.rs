@@ -431,17 +431,25 @@ impl SyncLoop {
         let due: Vec<usize> = (0..self.clouds.len())
             .filter(|&n| self.clouds[n].next_due <= started)
             .collect();
+        // Not while a failed run is owed: that run decides when the module
+        // runs again.
+        let primer = (self.module.is_phased() && !matches!(owed, Owed::Failed { .. }))
+            .then(|| self.start_primer());
+        let feed = primer.as_ref().map(|p| &p.feed);
         let results = futures_util::future::join_all(
             self.clouds
                 .iter_mut()
                 .filter(|c| c.next_due <= started)
                 .map(|c| async {
                     let began = Instant::now();
-                    let result = c.inventory.refresh().await;
+                    let result = c.inventory.refresh_feeding(feed).await;
                     (result, began.elapsed())
                 }),
         )
         .await;
+        if let Some(primer) = primer {
+            primer.finish().await;
+        }
         let mut failed = false;
         let several = self.clouds.len() > 1;
         for (n, (result, elapsed)) in due.into_iter().zip(results) {
@@ -745,7 +753,7 @@ impl SyncLoop {
         let cache = self.incremental.clone();
         let generated = tokio::task::spawn_blocking(move || {
             if module.is_phased() {
-                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                let mut cache = lock_cache(&cache);
                 let (generated, work) = cache.run(&engine, &module, &settings, &instances)?;
                 crate::memory::after_run(work.routed);
                 Ok(generated)
@@ -761,6 +769,26 @@ impl SyncLoop {
             duration: generated.duration,
         });
         Ok(generated)
+    }
+
+    /// Routes the pages of this refresh's listings as they arrive, into
+    /// the cache the run that follows uses: at start-up most of the work is
+    /// done by the time the last page is in.
+    fn start_primer(&self) -> Primer {
+        let (feed, pages) = std::sync::mpsc::channel::<Vec<Arc<crate::wit::Instance>>>();
+        let (engine, module) = (self.engine.clone(), self.module.clone());
+        let (settings, cache) = (self.settings.clone(), self.incremental.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            for page in pages {
+                let mut cache = lock_cache(&cache);
+                if let Err(e) = cache.prime(&engine, &module, &settings, &page) {
+                    // The run meets it again, and reports it.
+                    tracing::debug!(error = %e, "routing pages as they arrive stopped");
+                    break;
+                }
+            }
+        });
+        Primer { feed, done }
     }
 
     fn publish(&self, instances: Instances, generated: Generated) {
@@ -897,6 +925,30 @@ impl SyncLoop {
 }
 
 /// A module file compiled, with the settings read beside it.
+/// The incremental cache; one a panic left half-applied starts over.
+fn lock_cache(cache: &Mutex<Incremental>) -> std::sync::MutexGuard<'_, Incremental> {
+    cache.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        *guard = Incremental::default();
+        cache.clear_poison();
+        guard
+    })
+}
+
+/// See [`SyncLoop::start_primer`].
+struct Primer {
+    feed: crate::inventory::Feed,
+    done: JoinHandle<()>,
+}
+
+impl Primer {
+    /// Waits for the pages handed on so far to be routed.
+    async fn finish(self) {
+        drop(self.feed);
+        let _ = self.done.await;
+    }
+}
+
 struct Loaded {
     module: Module,
     settings: Arc<str>,

@@ -201,3 +201,68 @@ fn new_settings_or_a_failed_run_start_over() {
     rig.settings = good;
     assert_eq!(rig.step(&list).routed, 30);
 }
+
+impl Rig {
+    /// Primes the cache with `pages`, as the listing's pages arrive;
+    /// returns what that did.
+    fn prime(&mut self, pages: std::slice::Chunks<'_, Arc<wit::Instance>>) -> Work {
+        let mut done = Work::default();
+        for page in pages {
+            done += self
+                .cache
+                .prime(&self.engine, &self.module, &self.settings, page)
+                .unwrap();
+        }
+        done
+    }
+}
+
+#[test]
+fn pages_primed_as_they_arrive_leave_the_run_only_what_differs() {
+    let mut rig = Rig::new();
+    let mut list = cloud(300);
+    // A VM of the last page points at a service of the first: the group
+    // the first page made is merged again when the last arrives.
+    let neighbour = list[5].name.clone();
+    edit(&mut list, 250, |i| {
+        let name = i.name.clone();
+        label(
+            i,
+            &format!("traefik.http.routers.{name}-https.service"),
+            &neighbour,
+        );
+    });
+    let primed = rig.prime(list.chunks(100));
+    assert_eq!((primed.routed, primed.groups), (301, 300));
+    // The run finds every page done: it reports the primed work, no more.
+    assert_eq!(rig.step(&list), primed);
+    // The next run has nothing left to report.
+    assert_eq!(rig.step(&list), Work::default());
+
+    // A listing whose pages differ from what the run is given (a VM
+    // changed, one dropped, one never listed): the run redoes what
+    // differs and gives what `generate` gives.
+    let mut listed = cloud(300);
+    edit(&mut listed, 40, |i| {
+        i.metadata.edit(|m| m[0].1 = "7070".into())
+    });
+    listed.push(Arc::new(common::to_wit(&common::instance(9000))));
+    rig.prime(listed.chunks(64));
+    let mut given = listed.clone();
+    given.remove(300);
+    given.remove(12);
+    edit(&mut given, 40, |i| {
+        i.metadata.edit(|m| m[0].1 = "6060".into())
+    });
+    given.push(Arc::new(common::to_wit(&common::instance(9001))));
+    let w = rig.step(&given);
+    assert!(w.routed >= 2, "{w:?}");
+
+    // Pages primed with other settings: the run starts over.
+    rig.settings = common::SETTINGS
+        .replace("apps.example.com", "labs.example.com")
+        .into();
+    rig.prime(listed.chunks(100));
+    rig.settings = common::SETTINGS.into();
+    assert_eq!(rig.step(&given).routed, given.len());
+}

@@ -49,6 +49,11 @@ pub struct Incremental {
     groups: HashMap<GroupId, Group>,
     next_group: GroupId,
     joined: Joined,
+    /// Instances routed into `slots` since it was last compacted.
+    inserted: usize,
+    /// What `prime` did since the last run, reported with that run.
+    primed: Work,
+    primed_logs: Vec<LogLine>,
 }
 
 struct Slot {
@@ -88,10 +93,19 @@ pub struct Work {
     pub merged_parts: usize,
 }
 
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, other: Work) {
+        self.routed += other.routed;
+        self.groups += other.groups;
+        self.merged_parts += other.merged_parts;
+    }
+}
+
 impl Incremental {
     /// Brings the configuration up to `instances`, re-running only what
     /// changed since the last successful run with this module and these
-    /// settings (everything, the first time).
+    /// settings (everything, the first time), and what `prime` did not do
+    /// already.
     pub fn run(
         &mut self,
         engine: &Engine,
@@ -99,21 +113,49 @@ impl Incremental {
         settings: &Arc<str>,
         instances: &[Arc<Instance>],
     ) -> Result<(Generated, Work), GenerateError> {
+        self.made_with(module, settings);
+        let ran = self.apply(engine, module, settings, instances);
+        self.forget_on_error(ran)
+    }
+
+    /// Routes and merges `page`, a part of the instances a coming `run`
+    /// will be given (a page of a listing, as it arrives), so that the run
+    /// finds them done. Nothing is removed and no configuration is made:
+    /// until that run, what is held is a cache like any other, and the run
+    /// re-runs whatever differs from what it is given.
+    pub fn prime(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &Arc<str>,
+        page: &[Arc<Instance>],
+    ) -> Result<Work, GenerateError> {
+        self.made_with(module, settings);
+        let changed = self.changed_in(page);
+        let mut logs = Vec::new();
+        let ran = self.advance(engine, module, settings, changed, Vec::new(), &mut logs);
+        let work = self.forget_on_error(ran)?;
+        self.primed += work;
+        self.primed_logs.append(&mut logs);
+        Ok(work)
+    }
+
+    /// Starts over unless the cache was made with this module and these
+    /// settings.
+    fn made_with(&mut self, module: &Module, settings: &Arc<str>) {
         let made_with = (module.digest.clone(), settings.clone());
         if self.made_with.as_ref() != Some(&made_with) {
             *self = Self::default();
+            self.made_with = Some(made_with);
         }
-        match self.apply(engine, module, settings, instances) {
-            Ok(out) => {
-                self.made_with = Some(made_with);
-                Ok(out)
-            }
-            Err(e) => {
-                // Half-applied: start over next time.
-                *self = Self::default();
-                Err(e)
-            }
+    }
+
+    fn forget_on_error<T>(&mut self, ran: Result<T, GenerateError>) -> Result<T, GenerateError> {
+        if ran.is_err() {
+            // Half-applied: start over next time.
+            *self = Self::default();
         }
+        ran
     }
 
     fn apply(
@@ -124,11 +166,44 @@ impl Incremental {
         instances: &[Arc<Instance>],
     ) -> Result<(Generated, Work), GenerateError> {
         let started = Instant::now();
-        let mut logs = Vec::new();
+        let mut logs = std::mem::take(&mut self.primed_logs);
         let (changed, removed) = self.diff(instances);
         let diffed = started.elapsed();
-        let parts = route_all(engine, module, settings, &changed, &mut logs)?;
+        let mut work = self.advance(engine, module, settings, changed, removed, &mut logs)?;
+        let advanced = started.elapsed();
+        if crate::memory::worth_compacting(self.slots.len(), self.inserted) {
+            crate::memory::compact_map(&mut self.slots);
+            self.inserted = 0;
+        }
+        let primed = std::mem::take(&mut self.primed);
+        work += primed;
+        let out = self.output(logs, started);
+        tracing::debug!(
+            ?work,
+            ?primed,
+            ?diffed,
+            ?advanced,
+            done = ?started.elapsed(),
+            "incremental run"
+        );
+        Ok((out, work))
+    }
+
+    /// Routes `changed`, forgets `removed`, and merges every group either
+    /// touches.
+    fn advance(
+        &mut self,
+        engine: &Engine,
+        module: &Module,
+        settings: &str,
+        changed: Vec<Arc<Instance>>,
+        removed: Vec<Arc<str>>,
+        logs: &mut Vec<LogLine>,
+    ) -> Result<Work, GenerateError> {
+        let started = Instant::now();
+        let parts = route_all(engine, module, settings, &changed, logs)?;
         let mut routed = changed.len();
+        self.inserted += changed.len();
 
         // Every group a changed or removed instance was in is merged again.
         let mut seeds: Vec<Arc<str>> = Vec::new();
@@ -179,29 +254,16 @@ impl Incremental {
                 self.joined.remove(g, &group.paths);
             }
         }
-        routed +=
-            self.route_members(engine, module, settings, &components, &mut fresh, &mut logs)?;
-        let routed_at = started.elapsed();
+        routed += self.route_members(engine, module, settings, &components, &mut fresh, logs)?;
+        let routed_in = started.elapsed();
         let work = Work {
             routed,
             groups: components.len(),
             merged_parts: components.iter().map(Vec::len).sum(),
         };
-        self.merge_all(engine, module, settings, components, fresh, &mut logs)?;
-        let merged_at = started.elapsed();
-        if crate::memory::worth_compacting(self.slots.len(), work.routed) {
-            crate::memory::compact_map(&mut self.slots);
-        }
-        let out = self.output(logs, started);
-        tracing::debug!(
-            ?work,
-            ?diffed,
-            ?routed_at,
-            ?merged_at,
-            done = ?started.elapsed(),
-            "incremental run"
-        );
-        Ok((out, work))
+        self.merge_all(engine, module, settings, components, fresh, logs)?;
+        tracing::trace!(?work, ?routed_in, merged_in = ?started.elapsed() - routed_in, "routed and merged");
+        Ok(work)
     }
 
     /// The instances that are new or differ from their slot, and the ids
@@ -231,6 +293,25 @@ impl Incremental {
         }
         removed.extend(slots.map(|(id, _)| id.clone()));
         (changed, removed)
+    }
+
+    /// The instances of `page` that are new or differ from their slot (the
+    /// first of a repeated id, as in `diff`). As there, an unchanged
+    /// instance behind a new `Arc` takes over its slot's.
+    fn changed_in(&mut self, page: &[Arc<Instance>]) -> Vec<Arc<Instance>> {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(page.len());
+        let mut changed = Vec::new();
+        for i in page {
+            if !seen.insert(&i.id) {
+                continue;
+            }
+            match self.slots.get_mut(&i.id) {
+                Some(slot) if Arc::ptr_eq(&slot.instance, i) => {}
+                Some(slot) if *slot.instance == **i => slot.instance = i.clone(),
+                _ => changed.push(i.clone()),
+            }
+        }
+        changed
     }
 
     fn hash_keys(&self, part: &Part) -> Box<[u64]> {
