@@ -88,13 +88,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// bench/NOTES.md):
 /// - one arena: the engine's workers lift output that outlives them, and
 ///   pieces scattered over an arena per thread stay resident;
-/// - free pages go back at once, not after ten seconds, or a first run
-///   shows its peak for that long;
+/// - free pages go back within a second (jemalloc's background thread),
+///   not after ten seconds, or a first run shows its peak for that long;
+///   nor at once: handing each page back as it emptied was 2,500
+///   `madvise` calls in a start at 10k instances, each a TLB shootdown on
+///   every core, and a third of the start-up's CPU time in the kernel
+///   (OpenStack's answer to the first configuration 360-420 -> 240-270 ms,
+///   steady VmRSS unchanged);
 /// - threads cache freed blocks up to 1 KiB, not 32: the larger caches
 ///   held a few MiB per thread for no measurable speed.
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8] =
-    b"narenas:1,tcache_max:1024,background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0\0";
+    b"narenas:1,tcache_max:1024,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

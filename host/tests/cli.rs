@@ -332,7 +332,7 @@ fn the_binary_allocates_with_jemalloc_as_configured() {
     let text = text(&out);
     for option in [
         "opt.narenas: 1",
-        "opt.dirty_decay_ms: 0",
+        "opt.dirty_decay_ms: 1000",
         "opt.muzzy_decay_ms: 0",
         "opt.tcache_max: 1024",
     ] {
