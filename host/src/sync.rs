@@ -779,7 +779,12 @@ impl SyncLoop {
         let (engine, module) = (self.engine.clone(), self.module.clone());
         let (settings, cache) = (self.settings.clone(), self.incremental.clone());
         let done = tokio::task::spawn_blocking(move || {
-            for page in pages {
+            while let Ok(mut page) = pages.recv() {
+                // Pages that came in while the last ones were routed go
+                // together: fewer, fuller batches for the cores.
+                for more in pages.try_iter() {
+                    page.extend(more);
+                }
                 let mut cache = lock_cache(&cache);
                 if let Err(e) = cache.prime(&engine, &module, &settings, &page) {
                     // The run meets it again, and reports it.
