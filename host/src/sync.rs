@@ -929,7 +929,6 @@ impl SyncLoop {
     }
 }
 
-/// A module file compiled, with the settings read beside it.
 /// The incremental cache; one a panic left half-applied starts over.
 fn lock_cache(cache: &Mutex<Incremental>) -> std::sync::MutexGuard<'_, Incremental> {
     cache.lock().unwrap_or_else(|poisoned| {
@@ -954,6 +953,7 @@ impl Primer {
     }
 }
 
+/// A module file compiled, with the settings read beside it.
 struct Loaded {
     module: Module,
     settings: Arc<str>,
