@@ -63,6 +63,22 @@ struct Slot {
     group: GroupId,
 }
 
+impl Slot {
+    /// Whether `i` is the instance this slot was made from. An equal one
+    /// behind a new `Arc` takes over the slot's, so that only one copy is
+    /// held.
+    fn holds(&mut self, i: &Arc<Instance>) -> bool {
+        if Arc::ptr_eq(&self.instance, i) {
+            return true;
+        }
+        let same = *self.instance == **i;
+        if same {
+            self.instance = i.clone();
+        }
+        same
+    }
+}
+
 /// Groups merged in one call: their members, and their parts until a
 /// worker takes them.
 #[derive(Default)]
@@ -285,10 +301,9 @@ impl Incremental {
             while let Some((id, _)) = slots.next_if(|(id, _)| ***id < *i.id) {
                 removed.push(id.clone());
             }
-            match slots.next_if(|(id, _)| ***id == *i.id) {
-                Some((_, slot)) if Arc::ptr_eq(&slot.instance, i) => {}
-                Some((_, slot)) if *slot.instance == **i => slot.instance = i.clone(),
-                _ => changed.push(i.clone()),
+            let slot = slots.next_if(|(id, _)| ***id == *i.id);
+            if !slot.is_some_and(|(_, slot)| slot.holds(i)) {
+                changed.push(i.clone());
             }
         }
         removed.extend(slots.map(|(id, _)| id.clone()));
@@ -296,8 +311,7 @@ impl Incremental {
     }
 
     /// The instances of `page` that are new or differ from their slot (the
-    /// first of a repeated id, as in `diff`). As there, an unchanged
-    /// instance behind a new `Arc` takes over its slot's.
+    /// first of a repeated id, as in `diff`).
     fn changed_in(&mut self, page: &[Arc<Instance>]) -> Vec<Arc<Instance>> {
         let mut seen: HashSet<&str> = HashSet::with_capacity(page.len());
         let mut changed = Vec::new();
@@ -305,10 +319,8 @@ impl Incremental {
             if !seen.insert(&i.id) {
                 continue;
             }
-            match self.slots.get_mut(&i.id) {
-                Some(slot) if Arc::ptr_eq(&slot.instance, i) => {}
-                Some(slot) if *slot.instance == **i => slot.instance = i.clone(),
-                _ => changed.push(i.clone()),
+            if !self.slots.get_mut(&i.id).is_some_and(|slot| slot.holds(i)) {
+                changed.push(i.clone());
             }
         }
         changed
