@@ -5,9 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::engine::Work;
 use crate::inventory::RefreshStats;
 use crate::metrics::{
-    CloudLabels, Metrics, OutcomeLabels, StateLabels, StoreLabels, StoreOutcomeLabels,
+    CloudLabels, Metrics, OutcomeLabels, StateLabels, StoreLabels, StoreOutcomeLabels, WhenLabels,
 };
 
 /// Something the host reports: logged and counted by [`Event::emit`].
@@ -121,7 +122,10 @@ impl Event for ModuleHeld<'_> {
 
 /// The route module ran (counted only: the refresh logs the outcome).
 pub(crate) struct ModuleRan {
+    /// Its time for this configuration, the pages routed as they came in
+    /// included.
     pub(crate) duration: Duration,
+    pub(crate) work: Work,
 }
 
 impl Event for ModuleRan {
@@ -129,6 +133,9 @@ impl Event for ModuleRan {
         metrics
             .generate_duration
             .observe(self.duration.as_secs_f64());
+        let routed = |when| metrics.routed_instances.get_or_create(&WhenLabels { when });
+        routed("listing").inc_by(self.work.primed as u64);
+        routed("run").inc_by((self.work.routed - self.work.primed) as u64);
     }
 }
 

@@ -36,6 +36,11 @@ pub(crate) struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WhenLabels {
+    pub(crate) when: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CloudLabels {
     /// The operator's name for the cloud (or "<clouds.yaml entry>/<region>").
     pub(crate) cloud: String,
@@ -60,6 +65,7 @@ pub struct Metrics {
     pub(crate) instances: Family<StateLabels, Gauge>,
     pub(crate) openstack_requests: Family<RequestLabels, Counter>,
     pub(crate) generate_duration: Histogram,
+    pub(crate) routed_instances: Family<WhenLabels, Counter>,
     pub(crate) config_bytes: Gauge,
     pub(crate) last_success: Gauge<f64, AtomicU64>,
     pub(crate) module_swaps: Family<OutcomeLabels, Counter>,
@@ -97,6 +103,10 @@ impl Metrics {
         let instances = Family::<StateLabels, Gauge>::default();
         let openstack_requests = Family::<RequestLabels, Counter>::default();
         let generate_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let routed_instances = Family::<WhenLabels, Counter>::default();
+        for when in ["listing", "run"] {
+            let _ = routed_instances.get_or_create(&WhenLabels { when });
+        }
         let config_bytes = Gauge::default();
         let last_success = Gauge::<f64, AtomicU64>::default();
         let module_swaps = Family::<OutcomeLabels, Counter>::default();
@@ -136,8 +146,13 @@ impl Metrics {
         );
         registry.register(
             "generate_duration_seconds",
-            "Time the route module takes, instantiation included",
+            "Time the route module takes for a configuration, instantiation included (a phased module's pages routed as the listing came in too)",
             generate_duration.clone(),
+        );
+        registry.register(
+            "module_routed_instances",
+            "Instances the route module routed: as the listing's pages came in (listing), or in the run after it (run); a phased module routes only what changed",
+            routed_instances.clone(),
         );
         registry.register(
             "config_bytes",
@@ -274,6 +289,7 @@ impl Metrics {
             instances,
             openstack_requests,
             generate_duration,
+            routed_instances,
             config_bytes,
             last_success,
             module_swaps,

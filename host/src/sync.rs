@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::config::{Config, OpenStackConfig};
-use crate::engine::{Engine, GenerateError, Generated, Incremental, Module};
+use crate::engine::{Engine, GenerateError, Generated, Incremental, Module, Work};
 use crate::events::{self, Event};
 use crate::inventory::{Instances, Inventory};
 use crate::metrics::Metrics;
@@ -751,22 +751,27 @@ impl SyncLoop {
     ) -> Result<Generated, GenerateError> {
         let engine = self.engine.clone();
         let cache = self.incremental.clone();
-        let generated = tokio::task::spawn_blocking(move || {
+        let (generated, work) = tokio::task::spawn_blocking(move || {
             if module.is_phased() {
                 let mut cache = lock_cache(&cache);
                 let (generated, work) = cache.run(&engine, &module, &settings, &instances)?;
                 crate::memory::after_run(work.routed);
-                Ok(generated)
+                Ok((generated, work))
             } else {
-                let generated = engine.generate(&module, &settings, &instances);
+                let generated = engine.generate(&module, &settings, &instances)?;
                 crate::memory::after_run(instances.len());
-                generated
+                let work = Work {
+                    routed: instances.len(),
+                    ..Work::default()
+                };
+                Ok((generated, work))
             }
         })
         .await
         .unwrap_or_else(|e| Err(GenerateError::Trap(format!("generate task failed: {e}"))))?;
         self.emit(events::ModuleRan {
             duration: generated.duration,
+            work,
         });
         Ok(generated)
     }
@@ -1552,6 +1557,60 @@ mod tests {
         rig.sync.clouds[0].inventory.request_full_sync();
         assert_eq!(rig.sync.refresh_once(owed).await, held);
         assert_eq!(failed_runs(&rig), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_listing_is_routed_page_by_page_and_a_change_alone() {
+        let mut rig = rig().await;
+        assert!(
+            rig.sync.module.is_phased(),
+            "the built-in module has phases"
+        );
+        rig.fake.set_servers(crate::testing::fake_cloud::servers(7));
+        rig.fake.with(|s| {
+            s.date = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200)); // 2024-01-01
+        });
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_millis(300),
+            page_size: 2,
+            ..OpenStackConfig::default()
+        };
+        let client = OpenStack::new(
+            rig.fake.cloud_config(),
+            cfg.request_timeout,
+            rig.state.metrics.clone(),
+        )
+        .unwrap();
+        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        let routed = |rig: &Rig, when: &'static str| {
+            rig.state
+                .metrics
+                .routed_instances
+                .get_or_create(&crate::metrics::WhenLabels { when })
+                .get()
+        };
+
+        // Four pages: every instance is routed as its page comes in, and
+        // the run after the listing only joins them.
+        rig.sync.refresh_once(Owed::Nothing).await;
+        assert_eq!((routed(&rig, "listing"), routed(&rig, "run")), (7, 0));
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vm-0") && body.contains("vm-6"), "{body}");
+
+        // One renamed server: it alone is routed again.
+        rig.fake.with(|s| {
+            s.servers[3]["name"] = "vm-3-renamed".into();
+            s.servers[3]["updated"] = "2024-01-01T00:01:00Z".into();
+        });
+        rig.sync.refresh_once(Owed::Nothing).await;
+        assert_eq!((routed(&rig, "listing"), routed(&rig, "run")), (8, 0));
+        let (_, body, _) = rig.get("/traefik");
+        assert!(body.contains("vm-3-renamed"), "{body}");
+
+        // Nothing changed: nothing is routed.
+        rig.sync.refresh_once(Owed::Nothing).await;
+        assert_eq!((routed(&rig, "listing"), routed(&rig, "run")), (8, 0));
     }
 
     #[test]

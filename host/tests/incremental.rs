@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use traefik_openstack::config::EngineConfig;
 use traefik_openstack::engine::{Engine, Generated, Incremental, Module, Work};
@@ -233,9 +233,30 @@ fn pages_primed_as_they_arrive_leave_the_run_only_what_differs() {
         );
     });
     let primed = rig.prime(list.chunks(100));
-    assert_eq!((primed.routed, primed.groups), (301, 300));
-    // The run finds every page done: it reports the primed work, no more.
-    assert_eq!(rig.step(&list), primed);
+    assert_eq!(
+        (primed.routed, primed.groups, primed.primed),
+        (301, 300, 301)
+    );
+    // The run finds every page done: it reports the primed work, no more,
+    // and the module's time for the configuration, the pages' included.
+    let started = Instant::now();
+    let (inc, work) = rig
+        .cache
+        .run(&rig.engine, &rig.module, &rig.settings, &list)
+        .unwrap();
+    let run_alone = started.elapsed();
+    same(
+        &inc,
+        &rig.engine
+            .generate(&rig.module, &rig.settings, &list)
+            .unwrap(),
+    );
+    assert_eq!(work, primed);
+    assert!(
+        inc.duration > run_alone,
+        "{:?} reported, the run alone took {run_alone:?}",
+        inc.duration
+    );
     // The next run has nothing left to report.
     assert_eq!(rig.step(&list), Work::default());
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
@@ -51,8 +51,10 @@ pub struct Incremental {
     joined: Joined,
     /// Instances routed into `slots` since it was last compacted.
     inserted: usize,
-    /// What `prime` did since the last run, reported with that run.
+    /// What `prime` did since the last run, and how long it took,
+    /// reported with that run.
     primed: Work,
+    primed_for: Duration,
     primed_logs: Vec<LogLine>,
 }
 
@@ -107,6 +109,9 @@ pub struct Work {
     pub groups: usize,
     /// Parts in those groups.
     pub merged_parts: usize,
+    /// Of `routed`, the instances routed by `prime`, as their listing's
+    /// pages came in.
+    pub primed: usize,
 }
 
 impl std::ops::AddAssign for Work {
@@ -114,6 +119,7 @@ impl std::ops::AddAssign for Work {
         self.routed += other.routed;
         self.groups += other.groups;
         self.merged_parts += other.merged_parts;
+        self.primed += other.primed;
     }
 }
 
@@ -146,12 +152,15 @@ impl Incremental {
         settings: &Arc<str>,
         page: &[Arc<Instance>],
     ) -> Result<Work, GenerateError> {
+        let started = Instant::now();
         self.made_with(module, settings);
         let changed = self.changed_in(page);
         let mut logs = Vec::new();
         let ran = self.advance(engine, module, settings, changed, Vec::new(), &mut logs);
-        let work = self.forget_on_error(ran)?;
+        let mut work = self.forget_on_error(ran)?;
+        work.primed = work.routed;
         self.primed += work;
+        self.primed_for += started.elapsed();
         self.primed_logs.append(&mut logs);
         Ok(work)
     }
@@ -193,7 +202,10 @@ impl Incremental {
         }
         let primed = std::mem::take(&mut self.primed);
         work += primed;
-        let out = self.output(logs, started);
+        let mut out = self.output(logs, started);
+        // The module's time for this configuration, the pages routed as
+        // they came in included: what `generate` would have taken.
+        out.duration += std::mem::take(&mut self.primed_for);
         tracing::debug!(
             ?work,
             ?primed,
@@ -276,6 +288,7 @@ impl Incremental {
             routed,
             groups: components.len(),
             merged_parts: components.iter().map(Vec::len).sum(),
+            primed: 0,
         };
         self.merge_all(engine, module, settings, components, fresh, logs)?;
         tracing::trace!(?work, ?routed_in, merged_in = ?started.elapsed() - routed_in, "routed and merged");

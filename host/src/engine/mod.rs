@@ -177,7 +177,8 @@ pub struct Generated {
     pub findings: Findings,
     /// What the module printed during the run.
     pub logs: Vec<LogLine>,
-    /// How long the run took, instantiation included.
+    /// How long the module's work for it took, instantiation included;
+    /// for an incremental run, with the pages routed as they came in.
     pub duration: Duration,
 }
 
