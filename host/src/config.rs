@@ -42,7 +42,8 @@ pub struct ServerConfig {
     /// How long a connection may take to deliver a request's headers,
     /// counted from when it opens or its previous response ended: a client
     /// that sends nothing, or its headers a byte at a time, or sits idle
-    /// between keep-alive requests, is disconnected after it.
+    /// between keep-alive requests, is disconnected after it; so is one
+    /// that reads a response slower than 64 KiB per period of it.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Connections open at once. At the limit, a new connection closes the

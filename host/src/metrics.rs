@@ -186,7 +186,7 @@ impl Metrics {
         );
         registry.register(
             "http_connections_closed",
-            "HTTP connections the server closed: limit (room made for a new one), header_timeout (headers unfinished within request_timeout), header_too_large (431), stalled (response made no progress)",
+            "HTTP connections the server closed: limit (room made for a new one), header_timeout (headers unfinished within request_timeout), header_too_large (431), stalled (a response sent less than 64 KiB in a request_timeout)",
             connections_closed.clone(),
         );
         registry.register(

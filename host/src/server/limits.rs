@@ -14,10 +14,11 @@ use crate::metrics::Metrics;
 pub struct Limits {
     /// A connection must deliver a request's headers (and finish its TLS
     /// handshake) within this, counted from when it opens or its previous
-    /// response ended. A response that makes no progress over a whole
-    /// period of it is abandoned too (checked once a period, so after one
-    /// to two periods): a client that stops reading must not hold its
-    /// connection, which cannot be closed for room while busy.
+    /// response ended. A response that sends less than [`MIN_PROGRESS`]
+    /// over a whole period of it is abandoned too (checked once a period,
+    /// so after one to two periods): a client that stops reading, or
+    /// reads a trickle, must not hold its connection, which cannot be
+    /// closed for room while busy.
     pub request_timeout: Duration,
     /// Connections open at once; at the limit a new one closes the one
     /// that has waited longest for a request.
@@ -42,6 +43,13 @@ impl Default for Limits {
         Self::of(&crate::config::ServerConfig::default())
     }
 }
+
+/// Bytes a response must send per `request_timeout` (6.4 KiB/s at the
+/// default 10 s). Traefik reads a configuration as fast as the network
+/// goes; a client below this is stuck or trickling on purpose, and 512 of
+/// them would hold every connection. Counted in the response's frames, so
+/// a body of large frames (up to 256 KiB) must show one frame per period.
+pub const MIN_PROGRESS: u64 = 64 * 1024;
 
 /// The open connections, and which of them wait for a request.
 ///
@@ -148,7 +156,7 @@ pub(super) struct Slot {
     id: u64,
     /// Cancelled when the connection is closed to make room.
     pub(super) close: tokio_util::sync::CancellationToken,
-    /// Response frames sent, for the stall watchdog.
+    /// Response bytes sent, for the stall watchdog.
     progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -179,7 +187,8 @@ impl Slot {
             .is_some_and(|c| c.busy > 0)
     }
 
-    /// Resolves when a response has made no progress for a whole `period`.
+    /// Resolves when a response has sent less than [`MIN_PROGRESS`] over
+    /// a whole `period`.
     pub(super) async fn stalled(&self, period: Duration) {
         use std::sync::atomic::Ordering;
         let mut seen = self.progress.load(Ordering::Relaxed);
@@ -188,7 +197,7 @@ impl Slot {
             tokio::time::sleep(period).await;
             let now = self.progress.load(Ordering::Relaxed);
             let busy = self.is_busy();
-            if busy && was_busy && now == seen {
+            if busy && was_busy && now - seen < MIN_PROGRESS {
                 return;
             }
             (seen, was_busy) = (now, busy);
@@ -236,7 +245,7 @@ impl Drop for Busy {
 }
 
 /// A response body that keeps its connection busy until it is dropped,
-/// and counts the frames sent for the stall watchdog.
+/// and counts the bytes sent for the stall watchdog.
 pub(crate) struct Tracked {
     pub(super) body: Body,
     pub(super) busy: Busy,
@@ -251,10 +260,11 @@ impl hyper::body::Body for Tracked {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
         let frame = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        if frame.is_ready() {
+        if let std::task::Poll::Ready(Some(Ok(f))) = &frame {
+            let sent = f.data_ref().map_or(0, Bytes::len) as u64;
             self.busy
                 .progress
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         }
         frame
     }
@@ -319,6 +329,7 @@ mod tests {
         addr: SocketAddr,
         conns: Arc<Connections>,
         metrics: Arc<Metrics>,
+        state: Arc<crate::server::AppState>,
         stop: tokio_util::sync::CancellationToken,
     }
 
@@ -329,16 +340,20 @@ mod tests {
     }
 
     async fn start(limits: Limits, config: &str) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start_on(listener, limits, config)
+    }
+
+    fn start_on(listener: TcpListener, limits: Limits, config: &str) -> Server {
         let state = Arc::new(state(None));
         publish(&state, config);
         let metrics = state.metrics.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let conns = Connections::new(limits.max_connections, metrics.clone());
         tokio::spawn(serve_with(
             listener,
-            state,
+            state.clone(),
             limits,
             None,
             stop.clone().cancelled_owned(),
@@ -349,6 +364,7 @@ mod tests {
             addr,
             conns,
             metrics,
+            state,
             stop,
         }
     }
@@ -613,6 +629,48 @@ mod tests {
             0,
             "busy ones are kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_response_read_at_a_trickle_is_abandoned() {
+        // Small socket buffers on both ends (accepted sockets take the
+        // listener's), so the body leaves at the reader's pace, not into
+        // megabytes of kernel buffers at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let server = start_on(socket.listen(64).unwrap(), limits(1000, 8), "{}");
+        // 8 MiB in 4 KiB chunks: a frame goes out whenever the reader
+        // takes a few more bytes, so only the rate tells it apart.
+        let chunks = (0..2048).map(|_| Bytes::from(vec![b' '; 4096])).collect();
+        server
+            .state
+            .publisher
+            .publish(crate::publish::Snapshot::new(
+                Arc::default(),
+                crate::engine::Generated {
+                    config: crate::chunked::Chunked::new(chunks),
+                    ..crate::engine::Generated::of_config("")
+                },
+                None,
+            ));
+        let mut trickle = stuck_reader(&server).await;
+        wait_until("busy", || server.conns.counts() == (1, 0)).await;
+        // 1 KiB every 20 ms: about 50 KiB a period, under MIN_PROGRESS,
+        // but never nothing.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = trickle.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        wait_until("abandoned", || server.conns.counts().0 == 0).await;
+        assert!(!reader.is_finished(), "the reader had it all");
+        assert_eq!(closed_for(&server.metrics, "stalled"), 1);
+        reader.abort();
     }
 
     #[tokio::test]
