@@ -108,7 +108,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocking task still running, such as a module compile that a
+    // SIGTERM cut short, is not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", report(&e));
@@ -309,10 +313,20 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         std::time::Duration::from_secs(5),
     ));
     // The server answers (/healthz yes, /readyz not yet) while a large
-    // module compiles, off the async runtime.
-    let module = {
+    // module compiles, off the async runtime. A SIGTERM meanwhile stops at
+    // once: compiling a Python policy takes a minute on a busy machine, and
+    // the compile is left to the process's exit (see `main`).
+    let load = {
         let (engine, config) = (engine.clone(), config.clone());
-        tokio::task::spawn_blocking(move || load_module(&engine, &config)).await?
+        tokio::task::spawn_blocking(move || load_module(&engine, &config))
+    };
+    let module = tokio::select! {
+        loaded = load => loaded?,
+        () = shutdown.cancelled() => {
+            tracing::info!("stopped before the route module was compiled");
+            server.await??;
+            return Ok(());
+        }
     };
     let module = match module {
         Ok(module) => Arc::new(module),

@@ -15,8 +15,11 @@ use reqwest::StatusCode;
 use traefik_openstack_e2e::examples::{EXAMPLES, example_policy};
 use traefik_openstack_e2e::host::{Host, binary, default_module, metric_sum};
 use traefik_openstack_e2e::modules::swap_in;
+use traefik_openstack_e2e::proc::Proc;
 use traefik_openstack_e2e::scenario::{self, Scenario};
-use traefik_openstack_e2e::util::workspace_root;
+use traefik_openstack_e2e::util::{
+    free_port, http_status_blocking, target_dir, wait_blocking, workspace_root,
+};
 use traefik_openstack_e2e::{eventually, shared_lab};
 
 type R = anyhow::Result<()>;
@@ -242,5 +245,76 @@ async fn example_policies_are_hot_swapped_in_front_of_traefik() -> R {
     }
     let (st, body) = s.host().readyz().await?;
     assert_eq!(st, StatusCode::OK, "/readyz: {body}");
+    Ok(())
+}
+
+/// A SIGTERM while a large module compiles (the Python example, without a
+/// compile cache: a minute for a debug host on two busy cores) stops the
+/// host at once, not after a compile it will never use.
+#[test]
+fn a_sigterm_while_the_module_compiles_stops_the_host_at_once() -> R {
+    let module = example_policy("python");
+    let dir = target_dir().join("e2e/sigterm-while-compiling");
+    std::fs::create_dir_all(&dir)?;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("traefik-openstack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n\n[engine]\nmodule = \"{}\"\ncache_dir = \"\"\n\n[openstack]\n",
+            module.display()
+        ),
+    )?;
+    let log = dir.join("host.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .env("RUST_LOG", "info")
+        // Nothing listens there: the host never gets as far as asking.
+        .env("OS_AUTH_URL", "http://127.0.0.1:9/v3")
+        .env("OS_USERNAME", "admin")
+        .env("OS_PASSWORD", "not-used")
+        .env("OS_PROJECT_NAME", "admin")
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default");
+    let mut host = Proc::spawn_tied("traefik-openstack", cmd, &log)?;
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The endpoint answers while the module compiles.
+    wait_blocking("/healthz while compiling", Duration::from_secs(30), || {
+        if let Some(st) = host.exited() {
+            return Err(format!("exited with {st}:\n{}", text()));
+        }
+        match http_status_blocking(&addr, "/healthz") {
+            Ok(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })?;
+    assert!(
+        !text().contains("route module loaded"),
+        "compiled already, nothing to cut short:\n{}",
+        text()
+    );
+    // SAFETY: a signal to the child this test started, not reaped yet.
+    unsafe { libc::kill(host.pid() as i32, libc::SIGTERM) };
+    let mut status = None;
+    wait_blocking(
+        "the host's exit after SIGTERM",
+        Duration::from_secs(10),
+        || {
+            status = host.exited();
+            status.map(drop).ok_or_else(text)
+        },
+    )?;
+    let status = status.expect("exited");
+    assert!(status.success(), "{status}:\n{}", text());
+    assert!(
+        text().contains("stopped before the route module was compiled"),
+        "{}",
+        text()
+    );
     Ok(())
 }
