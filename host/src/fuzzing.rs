@@ -66,6 +66,117 @@ pub fn nova_servers(body: &[u8]) -> Result<usize, String> {
     Ok(count)
 }
 
+/// Neutron's floating IPs and ports listings (the same bytes read as each)
+/// attached to two servers as a refresh attaches them: a server only gains
+/// floating addresses, each one of the listing's, on a network and MAC it
+/// has a fixed address on, never an address it shows already; a server no
+/// floating IP names keeps its very `Arc`. Returns the addresses added.
+pub fn neutron_floating_ips(body: &[u8]) -> Result<usize, String> {
+    use crate::wit::{Address, AddressKind, Instance};
+    let floating_ips = neutron::parse_floating_ips(body)?;
+    let ports = neutron::parse_port_devices(body).unwrap_or_default();
+    let _ = neutron::needs_ports(&floating_ips, &ports);
+    let address = |network: &str, ip: &str, kind, mac: &str| Address {
+        network: network.into(),
+        ip: ip.into(),
+        version: 4,
+        kind,
+        mac: Some(mac.into()),
+    };
+    // The servers of the recorded listings (the seeds name them).
+    let servers = [
+        (
+            "8e3941b4-a6e9-499f-a1ac-2a4662025cba",
+            vec![address(
+                "private",
+                "10.0.0.3",
+                AddressKind::Fixed,
+                "fa:16:3e:b1:3b:30",
+            )],
+        ),
+        (
+            "9ae135f4-b6e0-4dad-9e91-3c223e385824",
+            vec![
+                address(
+                    "private",
+                    "10.0.0.5",
+                    AddressKind::Fixed,
+                    "fa:16:3e:00:00:01",
+                ),
+                address(
+                    "public",
+                    "172.24.4.2",
+                    AddressKind::Fixed,
+                    "fa:16:3e:00:00:02",
+                ),
+                address(
+                    "private",
+                    "172.24.4.9",
+                    AddressKind::Floating,
+                    "fa:16:3e:00:00:01",
+                ),
+            ],
+        ),
+    ];
+    let mut instances: std::collections::BTreeMap<crate::instance::Text, Arc<Instance>> = servers
+        .into_iter()
+        .map(|(id, addresses)| {
+            let instance = Instance {
+                id: id.into(),
+                name: "vm".into(),
+                status: "ACTIVE".into(),
+                project_id: "".into(),
+                user_id: "".into(),
+                cloud: "".into(),
+                region: "".into(),
+                availability_zone: None,
+                flavor_name: None,
+                image_id: None,
+                created: "".into(),
+                updated: "".into(),
+                description: None,
+                metadata: Default::default(),
+                tags: vec![],
+                addresses,
+            };
+            (id.into(), Arc::new(instance))
+        })
+        .collect();
+    let before = instances.clone();
+    neutron::attach_floating_ips(&mut instances, &floating_ips, &ports);
+    let mut added = 0;
+    for (id, now) in &instances {
+        let was = &before[id];
+        if Arc::ptr_eq(was, now) {
+            continue;
+        }
+        let (kept, new) = now.addresses.split_at(was.addresses.len());
+        assert_eq!(kept, &was.addresses[..], "{id}: addresses lost or moved");
+        assert!(!new.is_empty(), "{id}: copied for nothing");
+        for (n, a) in new.iter().enumerate() {
+            assert_eq!(a.kind, AddressKind::Floating, "{id}: {a:?}");
+            assert!(
+                floating_ips.iter().any(|f| *f.floating_ip_address == *a.ip),
+                "{id}: {a:?} is no floating IP of the listing"
+            );
+            assert!(
+                was.addresses.iter().any(|f| f.kind == AddressKind::Fixed
+                    && f.network == a.network
+                    && f.mac == a.mac),
+                "{id}: {a:?} is on no network the server has a fixed address on"
+            );
+            let shown = kept.iter().chain(&new[..n]);
+            assert!(shown.into_iter().all(|o| o.ip != a.ip), "{id}: {a:?} twice");
+        }
+        let mut unchanged = (**now).clone();
+        unchanged.addresses.truncate(was.addresses.len());
+        assert_eq!(&unchanged, &**was, "{id}: more than its addresses changed");
+        added += new.len();
+    }
+    assert!(added <= floating_ips.len());
+    Ok(added)
+}
+
 /// A compute version document as microversion negotiation reads it; the
 /// result is one this client speaks.
 pub fn nova_versions(body: &[u8]) -> Result<Option<String>, String> {

@@ -107,12 +107,7 @@ impl OpenStack {
         )
         .await?;
         let reply = self.get(Service::Network, &url, None, tally).await?;
-        let page: FloatingIps =
-            serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
-                service: Service::Network,
-                message: format!("floating IPs: {e}"),
-            })?;
-        Ok(page.floatingips)
+        parse_floating_ips(&reply.body).map_err(malformed)
     }
 
     /// Port id to device (server) id, from one ports listing.
@@ -125,16 +120,7 @@ impl OpenStack {
         self.filter(&mut url, all_projects, &["id", "device_id"], tally)
             .await?;
         let reply = self.get(Service::Network, &url, None, tally).await?;
-        let page: Ports = serde_json::from_slice(&reply.body).map_err(|e| Error::Malformed {
-            service: Service::Network,
-            message: format!("ports: {e}"),
-        })?;
-        Ok(page
-            .ports
-            .into_iter()
-            .filter(|p| !p.device_id.is_empty())
-            .map(|p| (p.id, p.device_id))
-            .collect())
+        parse_port_devices(&reply.body).map_err(malformed)
     }
 
     async fn filter(
@@ -158,6 +144,31 @@ impl OpenStack {
         }
         Ok(())
     }
+}
+
+fn malformed(message: String) -> Error {
+    Error::Malformed {
+        service: Service::Network,
+        message,
+    }
+}
+
+/// A floating IPs listing, with only the fields used.
+pub(crate) fn parse_floating_ips(body: &[u8]) -> Result<Vec<FloatingIp>, String> {
+    serde_json::from_slice::<FloatingIps>(body)
+        .map(|page| page.floatingips)
+        .map_err(|e| format!("floating IPs: {e}"))
+}
+
+/// A ports listing: port id to device (server) id, for ports on a device.
+pub(crate) fn parse_port_devices(body: &[u8]) -> Result<HashMap<String, String>, String> {
+    let page: Ports = serde_json::from_slice(body).map_err(|e| format!("ports: {e}"))?;
+    Ok(page
+        .ports
+        .into_iter()
+        .filter(|p| !p.device_id.is_empty())
+        .map(|p| (p.id, p.device_id))
+        .collect())
 }
 
 /// Adds each floating IP to the server its port belongs to, next to the
@@ -230,10 +241,22 @@ mod tests {
     use super::*;
 
     fn fixture_fips() -> Vec<FloatingIp> {
-        let body = crate::testing::fake_cloud::fixture("neutron/floatingips.json");
-        serde_json::from_slice::<FloatingIps>(&body)
-            .unwrap()
-            .floatingips
+        parse_floating_ips(&crate::testing::fake_cloud::fixture(
+            "neutron/floatingips.json",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn listings_keep_what_is_used_and_name_what_they_could_not_read() {
+        let ports =
+            parse_port_devices(&crate::testing::fake_cloud::fixture("neutron/ports.json")).unwrap();
+        assert!(!ports.is_empty());
+        assert!(ports.values().all(|d| !d.is_empty()));
+        let err = parse_floating_ips(br#"{"floatingips": {}}"#).unwrap_err();
+        assert!(err.starts_with("floating IPs: invalid type"), "{err}");
+        let err = parse_port_devices(b"[]").unwrap_err();
+        assert!(err.starts_with("ports: "), "{err}");
     }
 
     fn instance(id: &str, addresses: Vec<wit::Address>) -> wit::Instance {
