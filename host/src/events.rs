@@ -135,7 +135,7 @@ impl Event for ModuleRan {
             .observe(self.duration.as_secs_f64());
         let routed = |when| metrics.routed_instances.get_or_create(&WhenLabels { when });
         routed("listing").inc_by(self.work.primed as u64);
-        routed("run").inc_by((self.work.routed - self.work.primed) as u64);
+        routed("run").inc_by(self.work.routed.saturating_sub(self.work.primed) as u64);
     }
 }
 

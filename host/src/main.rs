@@ -109,9 +109,10 @@ fn main() -> ExitCode {
         .build()
         .expect("starting the tokio runtime");
     let result = runtime.block_on(run(cli));
-    // A blocking task still running, such as a module compile that a
-    // SIGTERM cut short, is not waited for.
-    runtime.shutdown_background();
+    // Blocking tasks still running get a second: a state file write ends in
+    // milliseconds, a module compile that a SIGTERM cut short is not
+    // waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {
