@@ -997,17 +997,7 @@ mod tests {
     async fn rig_restarted(old: Rig) -> Rig {
         let mut rig = rig().await;
         rig.fake = old.fake;
-        let cfg = OpenStackConfig {
-            request_timeout: Duration::from_millis(300),
-            ..OpenStackConfig::default()
-        };
-        let client = OpenStack::new(
-            rig.fake.cloud_config(),
-            cfg.request_timeout,
-            rig.state.metrics.clone(),
-        )
-        .unwrap();
-        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        rig.list_with(OpenStackConfig::default());
         rig
     }
 
@@ -1070,6 +1060,22 @@ mod tests {
     }
 
     impl Rig {
+        /// A new inventory of the rig's cloud, listing with `cfg` (and the
+        /// rig's short request timeout).
+        fn list_with(&mut self, cfg: OpenStackConfig) {
+            let cfg = OpenStackConfig {
+                request_timeout: Duration::from_millis(300),
+                ..cfg
+            };
+            let client = OpenStack::new(
+                self.fake.cloud_config(),
+                cfg.request_timeout,
+                self.state.metrics.clone(),
+            )
+            .unwrap();
+            self.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        }
+
         fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {
             let resp = handle(&self.state, Request::get(path).body(()).unwrap());
             let status = resp.status();
@@ -1570,18 +1576,10 @@ mod tests {
         rig.fake.with(|s| {
             s.date = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200)); // 2024-01-01
         });
-        let cfg = OpenStackConfig {
-            request_timeout: Duration::from_millis(300),
+        rig.list_with(OpenStackConfig {
             page_size: 2,
             ..OpenStackConfig::default()
-        };
-        let client = OpenStack::new(
-            rig.fake.cloud_config(),
-            cfg.request_timeout,
-            rig.state.metrics.clone(),
-        )
-        .unwrap();
-        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        });
         let routed = |rig: &Rig, when: &'static str| {
             rig.state
                 .metrics
