@@ -125,19 +125,8 @@ pub fn neutron_floating_ips(body: &[u8]) -> Result<usize, String> {
                 id: id.into(),
                 name: "vm".into(),
                 status: "ACTIVE".into(),
-                project_id: "".into(),
-                user_id: "".into(),
-                cloud: "".into(),
-                region: "".into(),
-                availability_zone: None,
-                flavor_name: None,
-                image_id: None,
-                created: "".into(),
-                updated: "".into(),
-                description: None,
-                metadata: Default::default(),
-                tags: vec![],
                 addresses,
+                ..Instance::default()
             };
             (id.into(), Arc::new(instance))
         })

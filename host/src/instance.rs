@@ -27,7 +27,7 @@ pub use metadata::Metadata;
 pub type Text = Arc<str>;
 
 /// One Nova server, as the contract's `instance` record.
-#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq)]
+#[derive(ComponentType, Lower, Debug, Clone, Default, PartialEq, Eq)]
 #[component(record)]
 pub struct Instance {
     /// Server UUID.

@@ -264,19 +264,8 @@ mod tests {
             id: id.into(),
             name: "vm".into(),
             status: "ACTIVE".into(),
-            project_id: "".into(),
-            user_id: "".into(),
-            cloud: "".into(),
-            region: "".into(),
-            availability_zone: None,
-            flavor_name: None,
-            image_id: None,
-            created: "".into(),
-            updated: "".into(),
-            description: None,
-            metadata: Default::default(),
-            tags: vec![],
             addresses,
+            ..wit::Instance::default()
         }
     }
 
