@@ -15,7 +15,11 @@ import sys
 
 def criterion(d):
     sizes = {}
-    for side in ("wasm", "native"):
+    # wasm-unchecked: the component compiled without the deadline's checks,
+    # a reference for what the deadline costs (absent in older runs).
+    for side in ("wasm", "native", "wasm-unchecked"):
+        if side == "wasm-unchecked" and not os.path.isdir(os.path.join(d, side)):
+            continue
         for n in sorted(os.listdir(os.path.join(d, side)), key=int):
             with open(os.path.join(d, side, n, "new", "estimates.json")) as f:
                 e = json.load(f)
@@ -26,6 +30,9 @@ def criterion(d):
             s[side + "_us_per_instance"] = round(e["mean"]["point_estimate"] / 1e3 / int(n), 3)
     for s in sizes.values():
         s["ratio"] = round(s["wasm_ms"] / s["native_ms"], 3)
+        if "wasm-unchecked_ms" in s:
+            s["unchecked_ratio"] = round(s["wasm-unchecked_ms"] / s["native_ms"], 3)
+            s["deadline_share"] = round(1 - s["wasm-unchecked_ms"] / s["wasm_ms"], 3)
     lin = {}
     for side in ("wasm", "native"):
         per = [s[side + "_us_per_instance"] for s in sizes.values()]
@@ -210,6 +217,14 @@ def markdown(r):
         for s in g["sizes"]:
             L.append("| %d | %.1f | %.1f | %.2f | %.2f | %.2f |" % (s["instances"], s["wasm_ms"], s["native_ms"], s["ratio"],
                                                                s["wasm_us_per_instance"], s["native_us_per_instance"]))
+        if all("unchecked_ratio" in s for s in g["sizes"]):
+            L += ["", "What the deadline costs: the same component compiled without wasmtime's epoch checks "
+                  "(a check at every function entry and loop header), a reference the host never runs.", "",
+                  "| Instances | wasm without checks (ms) | its ratio to native | share of the wasm time the checks take |",
+                  "|---|---|---|---|"]
+            for s in g["sizes"]:
+                L.append("| %d | %.1f | %.2f | %.0f %% |" % (s["instances"], s["wasm-unchecked_ms"], s["unchecked_ratio"],
+                                                           100 * s["deadline_share"]))
     sv = r.get("serving")
     if sv:
         L += ["", "## 2. Serving GET /traefik, %d instances (%d connections, %d s, wrk on CPU %d, server on CPU %d, best of %d rounds)" % (

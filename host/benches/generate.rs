@@ -1,6 +1,9 @@
 //! Route generation: the built-in component in wasmtime (fresh store and
 //! instantiation included, as the sync loop runs it) against the same
-//! policy compiled natively, on 1k / 10k / 50k instances.
+//! policy compiled natively, on 1k / 10k / 50k instances. A third side,
+//! `wasm-unchecked`, compiles the component without the deadline's checks:
+//! what the deadline costs, measured in every run (a reference only; the
+//! host never runs a module that way).
 //!
 //! `cargo bench -p traefik-openstack --bench generate`; `bench/run.sh` runs
 //! it with the policy crates built like the guest (see bench/README.md).
@@ -41,6 +44,14 @@ fn generate(c: &mut Criterion) {
     })
     .expect("engine");
     let module = engine.load_default().expect("built-in module");
+    let unchecked = Engine::without_deadline_checks(&EngineConfig {
+        timeout: Duration::from_secs(120),
+        memory_limit_mib: 4096,
+        cache_dir: Some("".into()),
+        ..EngineConfig::default()
+    })
+    .expect("engine without deadline checks");
+    let unchecked_module = unchecked.load_default().expect("built-in module");
 
     let mut group = c.benchmark_group("generate");
     group.sampling_mode(SamplingMode::Flat);
@@ -57,6 +68,14 @@ fn generate(c: &mut Criterion) {
             in_wasm.config.to_string(),
             natively.config,
             "wasm and native differ"
+        );
+        let without_checks = unchecked
+            .generate(&unchecked_module, common::SETTINGS, &wit_instances)
+            .expect("wasm without deadline checks");
+        assert_eq!(
+            without_checks.config.to_string(),
+            natively.config,
+            "wasm without deadline checks and native differ"
         );
         let routed = natively
             .routes
@@ -90,6 +109,17 @@ fn generate(c: &mut Criterion) {
                     .expect("wasm")
             })
         });
+        group.bench_with_input(
+            BenchmarkId::new("wasm-unchecked", n),
+            &wit_instances,
+            |b, i| {
+                b.iter(|| {
+                    unchecked
+                        .generate(&unchecked_module, black_box(common::SETTINGS), black_box(i))
+                        .expect("wasm without deadline checks")
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("native", n), &instances, |b, i| {
             b.iter(|| native::generate(black_box(common::SETTINGS), black_box(i)).expect("native"))
         });

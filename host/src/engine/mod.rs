@@ -255,10 +255,24 @@ impl Drop for Engine {
 impl Engine {
     /// An engine with the configured limits and compile cache.
     pub fn new(cfg: &EngineConfig) -> anyhow::Result<Self> {
+        Self::build(cfg, true)
+    }
+
+    /// An engine whose compiled code checks no deadline: the benches'
+    /// reference for what the deadline costs (wasmtime checks the epoch at
+    /// every function entry and loop header). Never for a real run: nothing
+    /// stops a runaway module. Its compile cache entries are apart, since
+    /// the cache key covers the engine's settings.
+    #[cfg(feature = "test-support")]
+    pub fn without_deadline_checks(cfg: &EngineConfig) -> anyhow::Result<Self> {
+        Self::build(cfg, false)
+    }
+
+    fn build(cfg: &EngineConfig, deadline_checks: bool) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(deadline_checks)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
