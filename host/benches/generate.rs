@@ -35,22 +35,16 @@ fn sizes() -> Vec<usize> {
 }
 
 fn generate(c: &mut Criterion) {
-    let engine = Engine::new(&EngineConfig {
+    let cfg = EngineConfig {
         // Generous: this measures speed, not the production budget.
         timeout: Duration::from_secs(120),
         memory_limit_mib: 4096,
         cache_dir: Some("".into()),
         ..EngineConfig::default()
-    })
-    .expect("engine");
+    };
+    let engine = Engine::new(&cfg).expect("engine");
     let module = engine.load_default().expect("built-in module");
-    let unchecked = Engine::without_deadline_checks(&EngineConfig {
-        timeout: Duration::from_secs(120),
-        memory_limit_mib: 4096,
-        cache_dir: Some("".into()),
-        ..EngineConfig::default()
-    })
-    .expect("engine without deadline checks");
+    let unchecked = Engine::without_deadline_checks(&cfg).expect("engine without deadline checks");
     let unchecked_module = unchecked.load_default().expect("built-in module");
 
     let mut group = c.benchmark_group("generate");
