@@ -42,10 +42,18 @@ fn generate(c: &mut Criterion) {
         cache_dir: Some("".into()),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(&cfg).expect("engine");
-    let module = engine.load_default().expect("built-in module");
-    let unchecked = Engine::without_deadline_checks(&cfg).expect("engine without deadline checks");
-    let unchecked_module = unchecked.load_default().expect("built-in module");
+    // The engine the host runs, and the reference without the deadline.
+    let engines = [
+        ("wasm", Engine::new(&cfg).expect("engine")),
+        (
+            "wasm-unchecked",
+            Engine::without_deadline_checks(&cfg).expect("engine without deadline checks"),
+        ),
+    ]
+    .map(|(side, engine)| {
+        let module = engine.load_default().expect("built-in module");
+        (side, engine, module)
+    });
 
     let mut group = c.benchmark_group("generate");
     group.sampling_mode(SamplingMode::Flat);
@@ -55,22 +63,16 @@ fn generate(c: &mut Criterion) {
 
         // Both sides must do the same work: identical bytes out.
         let natively = native::generate(common::SETTINGS, &instances).expect("native");
-        let in_wasm = engine
-            .generate(&module, common::SETTINGS, &wit_instances)
-            .expect("wasm");
-        assert_eq!(
-            in_wasm.config.to_string(),
-            natively.config,
-            "wasm and native differ"
-        );
-        let without_checks = unchecked
-            .generate(&unchecked_module, common::SETTINGS, &wit_instances)
-            .expect("wasm without deadline checks");
-        assert_eq!(
-            without_checks.config.to_string(),
-            natively.config,
-            "wasm without deadline checks and native differ"
-        );
+        for (side, engine, module) in &engines {
+            let out = engine
+                .generate(module, common::SETTINGS, &wit_instances)
+                .expect(side);
+            assert_eq!(
+                out.config.to_string(),
+                natively.config,
+                "{side} and native differ"
+            );
+        }
         let routed = natively
             .routes
             .iter()
@@ -96,24 +98,15 @@ fn generate(c: &mut Criterion) {
             1_001..=10_000 => 6,
             _ => 15,
         }));
-        group.bench_with_input(BenchmarkId::new("wasm", n), &wit_instances, |b, i| {
-            b.iter(|| {
-                engine
-                    .generate(&module, black_box(common::SETTINGS), black_box(i))
-                    .expect("wasm")
-            })
-        });
-        group.bench_with_input(
-            BenchmarkId::new("wasm-unchecked", n),
-            &wit_instances,
-            |b, i| {
+        for (side, engine, module) in &engines {
+            group.bench_with_input(BenchmarkId::new(*side, n), &wit_instances, |b, i| {
                 b.iter(|| {
-                    unchecked
-                        .generate(&unchecked_module, black_box(common::SETTINGS), black_box(i))
-                        .expect("wasm without deadline checks")
+                    engine
+                        .generate(module, black_box(common::SETTINGS), black_box(i))
+                        .expect(side)
                 })
-            },
-        );
+            });
+        }
         group.bench_with_input(BenchmarkId::new("native", n), &instances, |b, i| {
             b.iter(|| native::generate(black_box(common::SETTINGS), black_box(i)).expect("native"))
         });
