@@ -149,13 +149,19 @@ impl Proc {
             .remove(&(self.child.id() as i32));
     }
 
-    /// SIGTERM, then SIGKILL after `grace`; reaps the process.
-    pub fn stop(&mut self, grace: Duration) {
-        if self.child.try_wait().ok().flatten().is_none() {
+    /// SIGTERM, then SIGKILL after `grace`; reaps the process. Returns its
+    /// exit status if it ended by itself, `None` if it had to be killed.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut ended = self.exited();
+        if ended.is_none() {
             // SAFETY: our own unreaped child.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
             let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
+            loop {
+                ended = self.exited();
+                if ended.is_some() {
+                    break;
+                }
                 if start.elapsed() >= grace {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -167,6 +173,7 @@ impl Proc {
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(self.child.id() as i32));
+        ended
     }
 }
 

@@ -298,18 +298,9 @@ fn a_sigterm_while_the_module_compiles_stops_the_host_at_once() -> R {
         "compiled already, nothing to cut short:\n{}",
         text()
     );
-    // SAFETY: a signal to the child this test started, not reaped yet.
-    unsafe { libc::kill(host.pid() as i32, libc::SIGTERM) };
-    let mut status = None;
-    wait_blocking(
-        "the host's exit after SIGTERM",
-        Duration::from_secs(10),
-        || {
-            status = host.exited();
-            status.map(drop).ok_or_else(text)
-        },
-    )?;
-    let status = status.expect("exited");
+    let status = host
+        .stop(Duration::from_secs(10))
+        .ok_or_else(|| anyhow::anyhow!("still running 10 s after SIGTERM:\n{}", text()))?;
     assert!(status.success(), "{status}:\n{}", text());
     assert!(
         text().contains("stopped before the route module was compiled"),
