@@ -36,8 +36,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Path of the Traefik configuration endpoint.
     pub path: String,
-    /// File holding a bearer token required on the configuration endpoint and
-    /// on `/api/instances` (pair with Traefik's `providers.http.headers`).
+    /// File holding a bearer token required on the configuration endpoint, the
+    /// status page, `/api/instances` and `/api/module` (pair with Traefik's
+    /// `providers.http.headers`).
     pub token_file: Option<PathBuf>,
     /// How long a connection may take to deliver a request's headers,
     /// counted from when it opens or its previous response ended: a client
