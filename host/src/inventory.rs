@@ -773,6 +773,31 @@ mod tests {
         assert!(inv.refresh().await.unwrap().full);
     }
 
+    /// Nova stamps `Date` once the first page is made, after it read the
+    /// servers: a change committed meanwhile is older than `Date`, and the
+    /// next changes-since must still ask for it.
+    #[tokio::test]
+    async fn a_slow_first_page_takes_the_watermark_back_by_its_round_trip() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fake.with(|s| s.date = Some(nova_now));
+        let mut cfg = config(1000);
+        cfg.request_timeout = Duration::from_secs(5);
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        let body = serde_json::json!({ "servers": servers(5) }).to_string();
+        let mut slow = Canned::status(200, &body);
+        slow.delay = Duration::from_millis(1200);
+        fake.fault("/servers/detail", 0, slow);
+        assert!(inv.refresh().await.unwrap().full);
+        fake.take_requests();
+        assert!(!inv.refresh().await.unwrap().full);
+        let reqs = fake.take_requests();
+        // 22:13:20, less the whole second the first page took, less the
+        // margin.
+        assert_eq!(reqs[0].param("changes-since"), Some("2023-11-14T22:13:14Z"));
+    }
+
     #[tokio::test]
     async fn failures_leave_the_snapshot_untouched() {
         let fake = FakeCloud::start().await;

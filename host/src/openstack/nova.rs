@@ -1,7 +1,7 @@
 //! Nova: microversion negotiation and the paginated `GET /servers/detail`
 //! (what a server becomes is the guest library's `input::NovaServer`).
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -205,7 +205,8 @@ impl OpenStack {
 
     /// Every page of servers, handed to `fold` as it arrives, so that a
     /// listing of 100,000 servers is never held whole; returns Nova's clock
-    /// when the listing started (`Date` of the first page).
+    /// when the listing started (`Date` of the first page, less its round
+    /// trip).
     pub(crate) async fn list_servers_paged(
         &self,
         query: &ServerQuery,
@@ -226,11 +227,18 @@ impl OpenStack {
         };
         loop {
             let url = servers_detail_url(&endpoint, query, marker.as_deref());
+            let sent = Instant::now();
             let reply = self
                 .get(Service::Compute, &url, microversion, tally)
                 .await?;
             if marker.is_none() {
-                started = reply.date();
+                // Nova stamps `Date` once the page is made, after it read
+                // the servers: taken back by the round trip (whole seconds;
+                // the changes-since margin covers the rest), it is no later
+                // than that read, so a change committed meanwhile is asked
+                // for again.
+                let round_trip = Duration::from_secs(sent.elapsed().as_secs());
+                started = reply.date().map(|d| d.checked_sub(round_trip).unwrap_or(d));
             }
             let (servers, has_next) =
                 parse_servers_page(&reply.body).map_err(|message| Error::Malformed {
