@@ -759,6 +759,8 @@ impl SyncLoop {
                 Ok((generated, work))
             } else {
                 let generated = engine.generate(&module, &settings, &instances)?;
+                // A phased module's cache is of no use to this one.
+                *lock_cache(&cache) = Incremental::default();
                 crate::memory::after_run(instances.len());
                 let work = Work {
                     routed: instances.len(),

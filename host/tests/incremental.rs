@@ -202,6 +202,34 @@ fn new_settings_or_a_failed_run_start_over() {
     assert_eq!(rig.step(&list).routed, 30);
 }
 
+#[test]
+fn with_no_instances_the_module_still_judges_the_settings() {
+    let mut rig = Rig::new();
+    rig.step(&cloud(5));
+    // Every instance gone: what a whole `generate` of nothing gives.
+    rig.step(&[]);
+
+    // Nothing to route calls neither phase, yet settings the module
+    // refuses must fail as `generate` fails (a module swap or a settings
+    // reload is judged on the current instances, which may be none).
+    rig.settings = r#"{"nope": 1}"#.into();
+    let whole = rig
+        .engine
+        .generate::<Arc<wit::Instance>>(&rig.module, &rig.settings, &[])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(whole.to_string().contains("nope"), "{whole}");
+    let err = rig
+        .cache
+        .run(&rig.engine, &rig.module, &rig.settings, &[])
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.to_string(), whole.to_string());
+
+    rig.settings = common::SETTINGS.into();
+    assert_eq!(rig.step(&cloud(5)).routed, 5);
+}
+
 impl Rig {
     /// Primes the cache with `pages`, as the listing's pages arrive;
     /// returns what that did.

@@ -136,6 +136,19 @@ impl Incremental {
         instances: &[Arc<Instance>],
     ) -> Result<(Generated, Work), GenerateError> {
         self.made_with(module, settings);
+        if instances.is_empty() {
+            // Neither phase would be called, so settings the module refuses
+            // (or a module that traps on every call) would pass unseen:
+            // the module's own `generate` of nothing decides, and the cache
+            // starts over empty.
+            let made_with = self.made_with.take();
+            *self = Self {
+                made_with,
+                ..Self::default()
+            };
+            let ran = engine.generate(module, settings, instances);
+            return self.forget_on_error(ran.map(|g| (g, Work::default())));
+        }
         let ran = self.apply(engine, module, settings, instances);
         self.forget_on_error(ran)
     }
