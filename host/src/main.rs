@@ -317,6 +317,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     // module compiles, off the async runtime. A SIGTERM meanwhile stops at
     // once: compiling a Python policy takes a minute on a busy machine, and
     // the compile is left to the process's exit (see `main`).
+    let module_stamp = config.engine.module.as_deref().map(sync::FileStamp::of);
     let load = {
         let (engine, config) = (engine.clone(), config.clone());
         tokio::task::spawn_blocking(move || load_module(&engine, &config))
@@ -344,6 +345,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         engine,
         module,
         module_path: config.engine.module.clone(),
+        module_stamp,
         config_file: config_file.clone(),
         settings: config.routes_json().into(),
         clouds,

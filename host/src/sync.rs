@@ -29,6 +29,10 @@ pub struct SyncLoop {
     pub module: Arc<Module>,
     /// Watched for changes when set.
     pub module_path: Option<PathBuf>,
+    /// That file as it was before `module` was read from it: a file
+    /// replaced while the first module compiled goes live at the first
+    /// poll, instead of being taken for the one compiled.
+    pub module_stamp: Option<FileStamp>,
     /// The `[routes]` settings handed to the module, as JSON.
     pub settings: Arc<str>,
     /// The config file, re-read with the module: a new policy usually
@@ -264,10 +268,11 @@ pub fn report_cache_write(engine: &Engine, publisher: &Publisher, metrics: &Metr
 
 /// The module file as last seen, to notice replacement cheaply.
 #[derive(PartialEq)]
-struct FileStamp(Option<(SystemTime, u64)>);
+pub struct FileStamp(Option<(SystemTime, u64)>);
 
 impl FileStamp {
-    fn of(path: &std::path::Path) -> Self {
+    /// The file's modification time and size now (`None` if unreadable).
+    pub fn of(path: &std::path::Path) -> Self {
         Self(
             std::fs::metadata(path)
                 .ok()
@@ -343,7 +348,7 @@ impl SyncLoop {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut module_poll = tokio::time::interval(MODULE_POLL);
         module_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stamp = self.module_path.as_deref().map(FileStamp::of);
+        let mut stamp = self.module_stamp.take();
         // Whether the module owes a run on the current inputs.
         let mut owed = Owed::Run;
         // Compiling a large module (an 18 MB Python one takes half a minute
@@ -354,11 +359,10 @@ impl SyncLoop {
         let mut reload_after = false;
         loop {
             let mut want_load = false;
+            let mut due = false;
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep_until(self.next_due().into()) => {
-                    owed = self.refresh_due(owed).await;
-                }
+                () = tokio::time::sleep_until(self.next_due().into()) => due = true,
                 _ = module_poll.tick(), if self.module_path.is_some() => {
                     let path = self.module_path.as_deref().expect("guarded");
                     let now = FileStamp::of(path);
@@ -381,6 +385,15 @@ impl SyncLoop {
                         // New module or settings: new inputs.
                         owed = if published { Owed::Nothing } else { Owed::Run };
                     }
+                }
+            }
+            if due {
+                // A listing can take minutes (a large cloud, or a Nova that
+                // answers only at the request timeout, page after page): a
+                // shutdown does not wait for it. What is served stays as is.
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    next = self.refresh_due(owed) => owed = next,
                 }
             }
             if want_load {
@@ -538,9 +551,15 @@ impl SyncLoop {
         if owed == Owed::Nothing {
             return None;
         }
-        if instances.is_empty() && self.clouds.iter().all(|c| c.withdrawn) {
-            // Every cloud is past max_stale: nothing is routed any more,
-            // as before the first sync.
+        if instances.is_empty()
+            && self
+                .clouds
+                .iter()
+                .all(|c| c.withdrawn || c.confirmed.is_none())
+        {
+            // Every cloud is past max_stale or has never answered: nothing
+            // is routed any more, as before the first sync (an empty
+            // configuration would make Traefik drop every route).
             if self.publisher.current().is_some() {
                 let why = format!(
                     "no cloud refreshed successfully for more than max_stale ({})",
@@ -1039,6 +1058,7 @@ mod tests {
             engine,
             module,
             module_path: Some(module_file.path().to_owned()),
+            module_stamp: Some(FileStamp::of(module_file.path())),
             settings: "{}".into(),
             config_file: None,
             clouds: vec![Cloud::new(
@@ -1269,6 +1289,105 @@ mod tests {
         let (status, body, _) = rig.get("/traefik");
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("vm-1") && body.contains("vm-b9"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_module_file_replaced_while_the_first_compiled_goes_live() {
+        let Rig {
+            fake: _fake,
+            sync,
+            state,
+            module_file,
+        } = rig().await;
+        let first = describe(&sync.module);
+        // Replaced after it was read at start-up, before the loop ran.
+        std::fs::copy(crate::testing::test_policy(None), module_file.path()).unwrap();
+        let stop = Arc::new(Notify::new());
+        let loop_task = tokio::spawn(sync.run({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while state.publisher.readiness().status.module == first {
+            assert!(
+                Instant::now() < deadline,
+                "the replaced file never went live: still {first}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.notify_one();
+        loop_task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_shutdown_does_not_wait_for_a_listing() {
+        let mut rig = rig().await;
+        // Nova answers in 20 s, within the request timeout.
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_secs(30),
+            ..OpenStackConfig::default()
+        };
+        let client = OpenStack::new(
+            rig.fake.cloud_config(),
+            cfg.request_timeout,
+            rig.state.metrics.clone(),
+        )
+        .unwrap();
+        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        let mut slow = Canned::status(200, r#"{"servers": []}"#);
+        slow.delay = Duration::from_secs(20);
+        rig.fake.fault("/servers/detail", 0, slow);
+        let Rig { fake, sync, .. } = rig;
+        let stop = Arc::new(Notify::new());
+        let loop_task = tokio::spawn(sync.run({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fake
+            .take_requests()
+            .iter()
+            .any(|r| r.path.contains("/servers/detail"))
+        {
+            assert!(Instant::now() < deadline, "the listing never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.notify_one();
+        tokio::time::timeout(Duration::from_secs(2), loop_task)
+            .await
+            .expect("the loop waited for the listing to end")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_last_cloud_withdrawn_withdraws_all_though_another_never_answered() {
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        add_cloud(&mut rig, "b", &b);
+        rig.sync.max_stale = Duration::from_secs(60);
+        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
+        rig.sync.refresh_once(Owed::Run).await;
+        let (status, body, _) = rig.get("/traefik");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vm-1"), "{body}");
+
+        // a silent for longer than max_stale, b still never answered: no
+        // cloud contributes, and an empty configuration would drop every
+        // route Traefik has.
+        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
+        rig.sync.clouds[0].confirmed = Some((past, SystemTime::now()));
+        rig.fake
+            .fault("/servers/detail", 0, Canned::status(503, "{}"));
+        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
+        full_sync_all(&mut rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            ready["reason"].as_str().unwrap().starts_with("withdrawn: "),
+            "{ready}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
