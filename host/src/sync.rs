@@ -68,6 +68,9 @@ pub struct Kept {
     writer: Option<watch::Sender<Option<ToSave>>>,
     /// The etag and confirmation time last handed to the writer.
     saved: Option<(String, SystemTime)>,
+    /// Why the module last failed on the current inputs: shown again once
+    /// the clouds answer while it is held.
+    module_failure: Option<String>,
 }
 
 /// One cloud (an `[openstack]` entry) as the loop drives it.
@@ -519,6 +522,12 @@ impl SyncLoop {
         let changed = before.is_none_or(|m| !Arc::ptr_eq(&m, &instances));
         let owed = if changed { Owed::Run } else { owed };
         if let Some(next) = self.make(owed, instances.clone()).await {
+            if !failed && let Some(why) = self.kept.module_failure.clone() {
+                // The clouds answered: what keeps the configuration from
+                // following them is the module (not an outage seen since).
+                self.publisher
+                    .update_status(|s| s.refresh_error = Some(why));
+            }
             return next;
         }
         if !failed {
@@ -582,10 +591,12 @@ impl SyncLoop {
                 }
                 self.publish(instances, generated);
                 self.publisher.update_status(|s| s.withdrawn = None);
+                self.kept.module_failure = None;
                 None
             }
             Err(e) => {
                 let message = format!("{}: {e}", self.module.source);
+                self.kept.module_failure = Some(message.clone());
                 let next = owed.failed(
                     &e,
                     Instant::now(),
@@ -1679,11 +1690,46 @@ mod tests {
             "{readyz}"
         );
 
+        // An outage meanwhile is reported, and once the cloud answers again
+        // the module's failure is what holds the configuration back.
+        rig.fake
+            .fault("/servers/detail", 0, Canned::status(500, "{}"));
+        assert_eq!(rig.sync.refresh_once(owed).await, held);
+        let error = |rig: &Rig| super::tests::readyz(rig).1["refresh_error"].to_string();
+        assert!(error(&rig).contains("500"), "{}", error(&rig));
+        assert_eq!(rig.sync.refresh_once(owed).await, held);
+        let shown = error(&rig);
+        assert!(shown.contains("trap") && !shown.contains("500"), "{shown}");
+        assert_eq!(failed_runs(&rig), 1, "held: not run again");
+
         // New instances are new inputs: it runs again.
         rig.fake.with(|s| s.servers.truncate(1));
         rig.sync.clouds[0].inventory.request_full_sync();
         assert_eq!(rig.sync.refresh_once(owed).await, held);
         assert_eq!(failed_runs(&rig), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn readiness_names_a_module_failing_on_new_instances() {
+        let mut rig = rig().await;
+        rig.sync.refresh_once(Owed::Run).await;
+        let trap = crate::testing::test_policy(Some("trap"));
+        rig.sync.module = Arc::new(rig.sync.engine.load_file(&trap).unwrap());
+        rig.sync.clouds[0].inventory.request_full_sync();
+        let owed = rig.sync.refresh_once(Owed::Nothing).await;
+        assert!(matches!(owed, Owed::Failed { .. }), "{owed:?}");
+        // The last good configuration ages: the clouds answer, the module
+        // is what lags.
+        let past = Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap();
+        rig.publisher_status(|s| s.last_success = Some(past));
+        let (status, ready) = readyz(&rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ready["reason"],
+            "stale: the route module fails on the current instances (not run again until the instances, the module or its settings change); the configuration served is older"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

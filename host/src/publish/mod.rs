@@ -396,13 +396,17 @@ impl Publisher {
         } else if let Some(why) = clouds_not_ready(&status.clouds) {
             (false, why)
         } else if age.is_none_or(|a| a > self.stale_after) {
-            (
-                false,
-                format!(
+            let why = match &status.module_retry {
+                // The clouds answer; the module is what lags.
+                Some(retry) => format!(
+                    "stale: the route module fails on the current instances (not run again {retry}); the configuration served is older"
+                ),
+                None => format!(
                     "stale: no successful refresh for more than {}",
                     humantime::format_duration(self.stale_after)
                 ),
-            )
+            };
+            (false, why)
         } else {
             (true, "synced".to_owned())
         };
