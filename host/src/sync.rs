@@ -1166,6 +1166,24 @@ mod tests {
         }
     }
 
+    /// Cloud `n` last answered longer ago than the `max_stale` of 60 s the
+    /// tests that use this set.
+    fn silent_past_max_stale(rig: &mut Rig, n: usize) {
+        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
+        rig.sync.clouds[n].confirmed = Some((past, SystemTime::now()));
+    }
+
+    /// Nothing is served, and `/readyz` says the configuration was withdrawn.
+    fn assert_withdrawn(rig: &Rig) {
+        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, ready) = readyz(rig);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            ready["reason"].as_str().unwrap().starts_with("withdrawn: "),
+            "{ready}"
+        );
+    }
+
     fn readyz(rig: &Rig) -> (StatusCode, serde_json::Value) {
         let (status, body, _) = rig.get("/readyz");
         (status, serde_json::from_str(&body).unwrap())
@@ -1267,8 +1285,7 @@ mod tests {
         rig.sync.max_stale = Duration::from_secs(60);
         rig.sync.refresh_once(Owed::Run).await;
         // b has not answered for longer than max_stale.
-        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
-        rig.sync.clouds[1].confirmed = Some((past, SystemTime::now()));
+        silent_past_max_stale(&mut rig, 1);
         b.fault("/servers/detail", 0, Canned::status(503, "{}"));
         full_sync_all(&mut rig);
         rig.sync.refresh_once(Owed::Nothing).await;
@@ -1279,20 +1296,13 @@ mod tests {
         assert_eq!(ready["clouds"][1]["withdrawn"], true, "{ready}");
 
         // a too: nothing is served any more.
-        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
-        rig.sync.clouds[0].confirmed = Some((past, SystemTime::now()));
+        silent_past_max_stale(&mut rig, 0);
         rig.fake
             .fault("/servers/detail", 0, Canned::status(503, "{}"));
         b.fault("/servers/detail", 0, Canned::status(503, "{}"));
         full_sync_all(&mut rig);
         rig.sync.refresh_once(Owed::Nothing).await;
-        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, ready) = readyz(&rig);
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            ready["reason"].as_str().unwrap().starts_with("withdrawn: "),
-            "{ready}"
-        );
+        assert_withdrawn(&rig);
 
         // Both answer again: everything is back.
         full_sync_all(&mut rig);
@@ -1385,20 +1395,13 @@ mod tests {
         // a silent for longer than max_stale, b still never answered: no
         // cloud contributes, and an empty configuration would drop every
         // route Traefik has.
-        let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
-        rig.sync.clouds[0].confirmed = Some((past, SystemTime::now()));
+        silent_past_max_stale(&mut rig, 0);
         rig.fake
             .fault("/servers/detail", 0, Canned::status(503, "{}"));
         b.fault("/servers/detail", 0, Canned::status(503, "{}"));
         full_sync_all(&mut rig);
         rig.sync.refresh_once(Owed::Nothing).await;
-        assert_eq!(rig.get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, ready) = readyz(&rig);
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            ready["reason"].as_str().unwrap().starts_with("withdrawn: "),
-            "{ready}"
-        );
+        assert_withdrawn(&rig);
     }
 
     #[tokio::test(flavor = "multi_thread")]
