@@ -310,6 +310,13 @@ fn truthy(v: &str) -> bool {
     matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
 }
 
+fn falsy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
+}
+
 /// A scalar as text: YAML users write `project_id: 1234` or `verify: no`.
 fn text(v: &Value) -> Option<String> {
     match v {
@@ -331,8 +338,8 @@ fn parse_cloud(
     let credentials = entry.credentials()?;
     let region = entry.region(region);
     let interface = entry.interface(interface)?;
-    let verify = entry.verify();
-    let cacert = entry.get("cacert").map(PathBuf::from);
+    let (verify, bundle) = entry.verify();
+    let cacert = entry.get("cacert").map(PathBuf::from).or(bundle);
     Ok(CloudConfig {
         name,
         auth_url,
@@ -379,9 +386,24 @@ impl<'a> CloudEntry<'a> {
         self.auth(key).map(SecretString::from)
     }
 
+    /// Keystone takes credentials in the token request's body only; a
+    /// `user:password@` in the URL would be printed wherever the URL is
+    /// (the start-up log, `check`, errors), so it is refused, unprinted.
     fn auth_url(&self) -> Result<String, Error> {
-        self.auth("auth_url")
-            .ok_or_else(|| self.fail("auth.auth_url is missing"))
+        let url = self
+            .auth("auth_url")
+            .ok_or_else(|| self.fail("auth.auth_url is missing"))?;
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = after_scheme
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        if authority.contains('@') {
+            return Err(self.fail(
+                "auth.auth_url carries a user name or password (`user:password@`; not shown): put the credentials under auth",
+            ));
+        }
+        Ok(url)
     }
 
     /// `<prefix>_domain_id` / `_name`; `domain_id` / `domain_name` fill in
@@ -512,11 +534,19 @@ impl<'a> CloudEntry<'a> {
         Ok(interface)
     }
 
-    fn verify(&self) -> bool {
+    /// `verify`: a boolean, or (as requests and openstacksdk read it) the
+    /// path of a CA bundle to verify against. Only a false value turns
+    /// verification off: anything else is taken for a path, so a typo
+    /// fails on the missing file instead of trusting every certificate.
+    fn verify(&self) -> (bool, Option<PathBuf>) {
         match self.entry.get("verify") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => text(v).is_none_or(|t| truthy(&t)),
+            None | Some(Value::Null) => (true, None),
+            Some(Value::Bool(b)) => (*b, None),
+            Some(v) => match text(v) {
+                Some(t) if falsy(&t) => (false, None),
+                Some(t) if !truthy(&t) => (true, Some(PathBuf::from(t))),
+                _ => (true, None),
+            },
         }
     }
 }
@@ -577,6 +607,44 @@ clouds:
         match &c.credentials {
             Credentials::Password { password, .. } => password.expose_secret(),
             Credentials::ApplicationCredential { secret, .. } => secret.expose_secret(),
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_auth_url_are_refused_unprinted() {
+        let yaml = "clouds:\n  c:\n    auth:\n      auth_url: https://u:Zz9secret@k.example/v3\n      application_credential_id: i\n      application_credential_secret: s\n";
+        let (_d, lookup) = machine(&[("user/clouds.yaml", yaml)], &[]);
+        let err = resolve(&lookup, Some("c"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth_url carries a user name or password"),
+            "{err}"
+        );
+        assert!(!err.contains("Zz9secret"), "{err}");
+    }
+
+    #[test]
+    fn verify_as_a_ca_path_or_a_typo_keeps_verification_on() {
+        let yaml = |verify: &str| {
+            format!(
+                "clouds:\n  c:\n    auth:\n      auth_url: https://k.example/v3\n      application_credential_id: i\n      application_credential_secret: s\n    verify: {verify}\n"
+            )
+        };
+        for (verify, expect, cacert) in [
+            ("/etc/ssl/corp-ca.pem", true, Some("/etc/ssl/corp-ca.pem")),
+            ("ture", true, Some("ture")),
+            ("no", false, None),
+            ("'false'", false, None),
+            ("yes", true, None),
+        ] {
+            let (_d, lookup) = machine(&[("user/clouds.yaml", &yaml(verify))], &[]);
+            let c = resolve(&lookup, Some("c"), None, None).unwrap();
+            assert_eq!(
+                (c.verify, c.cacert.as_deref()),
+                (expect, cacert.map(Path::new)),
+                "verify: {verify}"
+            );
         }
     }
 

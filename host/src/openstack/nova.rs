@@ -116,6 +116,9 @@ pub(crate) fn servers_detail_url(endpoint: &Url, query: &ServerQuery, marker: Op
             q.append_pair("all_tenants", "1");
         }
         if let Some(since) = query.changes_since {
+            // A `Date` or `updated` at the epoch (a broken proxy) less the
+            // margin is before it, which the formatter cannot print.
+            let since = since.max(SystemTime::UNIX_EPOCH);
             q.append_pair(
                 "changes-since",
                 &humantime::format_rfc3339_seconds(since).to_string(),
@@ -343,6 +346,16 @@ mod tests {
             servers_detail_url(&endpoint, &query, Some("f5dc173b")).as_str(),
             "http://nova:8774/v2.1/p1/servers/detail?limit=2&marker=f5dc173b&all_tenants=1\
              &changes-since=2017-07-14T02%3A40%3A00Z"
+        );
+        // Before the epoch (a `Date` of 1970 less the margin): the epoch.
+        let query = ServerQuery {
+            changes_since: SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(5)),
+            ..query
+        };
+        assert!(
+            servers_detail_url(&endpoint, &query, None)
+                .as_str()
+                .ends_with("&changes-since=1970-01-01T00%3A00%3A00Z")
         );
     }
 
