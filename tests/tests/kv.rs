@@ -366,6 +366,69 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_slept_through_another_term_writes_its_own_again() {
+    for store in shared_stores() {
+        let root = format!("term-{}", store.name());
+        let s = store.name();
+        let mut one = Sidecar::new(store.config(&root));
+        let mut two = Sidecar::new(store.config(&root));
+        let from_one = routers(&[("vm", "Host(`one.example.com`)")]);
+        let from_two = routers(&[
+            ("vm", "Host(`two.example.com`)"),
+            ("extra", "Host(`x.example.com`)"),
+        ]);
+        one.set(&from_one);
+        two.set(&from_two);
+        one.writer.step().await;
+        assert!(one.writer.leader(), "{s}");
+
+        // one hangs past its lease; two takes over, writes, and leaves.
+        tokio::time::sleep(TTL).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !two.writer.leader() && std::time::Instant::now() < deadline {
+            two.writer.step().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(two.writer.leader(), "{s}: {}", two.readyz());
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&from_two, &root).keys,
+            "{s}"
+        );
+        two.writer.resign().await;
+
+        // one wakes and takes the lease again in one round, never having
+        // seen itself lose it: the store holds two's keys, not its own.
+        one.writer.step().await;
+        assert!(one.writer.leader(), "{s}: {}", one.readyz());
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&from_one, &root).keys,
+            "{s}"
+        );
+        one.writer.resign().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_etcd_lease_is_believed_no_longer_than_granted() {
+    let s = shared();
+    let cfg = etcd_config(&s.etcd.endpoint, "whole-seconds");
+    let names = Names::new("whole-seconds", INDEX);
+    let mut e = etcd::Etcd::new(&cfg).unwrap();
+    // etcd grants whole seconds: asked for 1.9 s, the lease is 1 s, and
+    // a leader that believed in 1.9 s would outlive it.
+    assert!(
+        e.lead(&names, "t", Duration::from_millis(1900))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(!e.leading());
+    e.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_fenced_out_ex_leader_cannot_write() {
     let s = shared();
     let changes = |v: &str| Changes {

@@ -31,6 +31,9 @@ pub struct Etcd {
     token: Option<SecretString>,
     /// The leader lease, while we hold one.
     lease: Option<Lease>,
+    /// Leases taken so far: a new one is a new term, in which the store
+    /// may hold what another leader wrote.
+    terms: u64,
     /// Of one ordinary request; reads and writes of a whole configuration
     /// get [`BULK_TIMEOUT`].
     timeout: Duration,
@@ -140,6 +143,7 @@ impl Etcd {
             credentials,
             token: None,
             lease: None,
+            terms: 0,
             timeout: config.timeout,
         })
     }
@@ -342,6 +346,9 @@ impl Etcd {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        // etcd grants whole seconds: believing in the fraction as well
+        // would outlive the lease.
+        let ttl = Duration::from_secs(ttl.as_secs().max(1));
         if let Some(lease) = &self.lease {
             let id = lease.id.clone();
             let sent = Instant::now();
@@ -386,7 +393,7 @@ impl Etcd {
         let v = self
             .call(
                 "/v3/lease/grant",
-                &json!({"TTL": ttl.as_secs().max(1).to_string()}),
+                &json!({"TTL": ttl.as_secs().to_string()}),
             )
             .await?;
         let id = v["ID"]
@@ -400,6 +407,7 @@ impl Etcd {
         });
         let v = self.call("/v3/kv/txn", &body).await?;
         if v["succeeded"].as_bool() == Some(true) {
+            self.terms += 1;
             self.lease = Some(Lease {
                 id,
                 ttl,
@@ -440,6 +448,11 @@ impl Etcd {
                 .call("/v3/lease/revoke", &json!({"ID": lease.id}))
                 .await;
         }
+    }
+
+    /// Leases taken so far (see `terms`).
+    pub fn terms(&self) -> u64 {
+        self.terms
     }
 
     /// Whether we believe we hold the lease.

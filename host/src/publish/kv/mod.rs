@@ -348,6 +348,7 @@ impl KvWriter {
     async fn lead(&mut self) -> bool {
         let ttl = self.ttl;
         let was = self.leader();
+        let terms = self.terms();
         let leader = if let Some(e) = &mut self.etcd {
             if !e.client.leading() {
                 self.acquisitions += 1;
@@ -399,14 +400,19 @@ impl KvWriter {
         } else {
             false
         };
-        if leader != was {
-            // A new term: what the stores hold is read again before a diff.
-            if let Some(e) = &mut self.etcd {
-                e.forget();
-            }
-            if let Some(r) = &mut self.redis {
-                r.forget();
-            }
+        // A new term (one taken again after losing it unnoticed, while
+        // another leader wrote, included): what the stores hold is read
+        // again before a diff.
+        let (etcd_term, redis_term) = self.terms();
+        if let Some(e) = &mut self.etcd
+            && (leader != was || etcd_term != terms.0)
+        {
+            e.forget();
+        }
+        if let Some(r) = &mut self.redis
+            && (leader != was || redis_term != terms.1)
+        {
+            r.forget();
         }
         // A store that failed or changed hands may hold anything now.
         if let Some(e) = &mut self.etcd
@@ -420,6 +426,14 @@ impl KvWriter {
             r.forget();
         }
         leader
+    }
+
+    /// The terms each store's client has begun (see `Etcd::terms`).
+    fn terms(&self) -> (u64, u64) {
+        (
+            self.etcd.as_ref().map_or(0, |e| e.client.terms()),
+            self.redis.as_ref().map_or(0, |r| r.client.terms()),
+        )
     }
 
     /// Whether any store has to be written `etag`.

@@ -39,6 +39,9 @@ pub struct Redis {
     /// Our token in the leader key, while we believe it is there.
     token: Option<String>,
     alive_until: Option<Instant>,
+    /// Leader keys taken or overwritten so far: each is a new term, in
+    /// which the store may hold what another leader wrote.
+    terms: u64,
 }
 
 fn failed(endpoint: &str, e: redis::RedisError) -> StoreError {
@@ -129,6 +132,7 @@ impl Redis {
             con: None,
             token: None,
             alive_until: None,
+            terms: 0,
         })
     }
 
@@ -303,6 +307,7 @@ impl Redis {
             })
             .await?;
         if set.is_some() {
+            self.terms += 1;
             self.token = Some(token);
             self.alive_until = Some(sent + ttl);
             Ok(true)
@@ -336,6 +341,7 @@ impl Redis {
                     .await
             })
             .await?;
+        self.terms += 1;
         self.token = Some(token.to_owned());
         self.alive_until = Some(sent + ttl);
         Ok(())
@@ -364,6 +370,11 @@ impl Redis {
             self.alive_until = Some(sent + ttl);
         }
         Ok(renewed == 1)
+    }
+
+    /// Leader keys taken or overwritten so far (see `terms`).
+    pub fn terms(&self) -> u64 {
+        self.terms
     }
 
     /// Whether we believe we hold the leader key.
