@@ -738,7 +738,10 @@ impl SyncLoop {
         else {
             return;
         };
+        // A write that failed (a disk full for a moment, say) is tried
+        // again at the next refresh, not a tenth of max_stale later.
         let due = match &self.kept.saved {
+            _ if self.publisher.state_file_failing() => true,
             Some((etag, at)) => {
                 *etag != snapshot.etag
                     || confirmed_at
@@ -1545,6 +1548,21 @@ mod tests {
             metrics.contains(r#"state_file_writes_total{outcome="error"} 1"#),
             "{metrics}"
         );
+
+        // The disk is back: the next refresh writes it, though nothing
+        // changed.
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        rig.sync.refresh_once(Owed::Nothing).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !readyz(&rig).1["state_file_error"].is_null() {
+            assert!(
+                Instant::now() < deadline,
+                "the state file was not written again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let saved = state::read(&path, Duration::from_secs(60), SystemTime::now()).unwrap();
+        assert_eq!(saved.body.to_bytes(), rig.get("/traefik").1.as_bytes());
     }
 
     #[tokio::test(flavor = "multi_thread")]

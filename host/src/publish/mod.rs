@@ -363,6 +363,15 @@ impl Publisher {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    /// Whether the last write of the state file failed.
+    pub(crate) fn state_file_failing(&self) -> bool {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state_file_error
+            .is_some()
+    }
+
     pub(crate) fn readiness(&self) -> Readiness {
         let status = self
             .status
