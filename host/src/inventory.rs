@@ -922,4 +922,52 @@ mod tests {
         let stats = inv.refresh().await.unwrap();
         assert_eq!(stats.requests, 2);
     }
+
+    /// Neutron pages its answers when the deployment sets
+    /// `pagination_max_limit`: a floating IP on a later page is attached
+    /// too, asked for on the configured endpoint, not the link's host.
+    #[tokio::test]
+    async fn neutron_pages_are_followed_on_the_configured_endpoint() {
+        let fake = FakeCloud::start().await;
+        let mut vm = server(
+            "8e3941b4-a6e9-499f-a1ac-2a4662025cba",
+            "web",
+            "2024-01-01T00:00:00Z",
+        );
+        vm["addresses"]["private"][0]["addr"] = "10.0.0.3".into();
+        fake.set_servers(vec![vm]);
+        let first = serde_json::json!({
+            "floatingips": [],
+            "floatingips_links": [{
+                "rel": "next",
+                "href": "http://neutron.internal:9696/v2.0/floatingips?limit=1&marker=m1"
+            }]
+        });
+        fake.fault(
+            "/v2.0/floatingips",
+            0,
+            Canned::status(200, &first.to_string()),
+        );
+        let mut cfg = config(1000);
+        cfg.neutron_floating_ips = true;
+        let (mut inv, _) = inventory(&fake, &cfg).await;
+        inv.refresh().await.unwrap();
+        let floating = inv.instances()[0]
+            .addresses
+            .iter()
+            .filter(|a| &*a.ip == "172.24.4.228")
+            .count();
+        assert_eq!(floating, 1, "the second page's floating IP");
+        let pages: Vec<_> = fake
+            .take_requests()
+            .into_iter()
+            .filter(|r| r.path == "/v2.0/floatingips")
+            .collect();
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[1].param("marker"), Some("m1"));
+        assert_eq!(
+            pages[1].param("project_id"),
+            Some(crate::testing::fake_cloud::PROJECT)
+        );
+    }
 }

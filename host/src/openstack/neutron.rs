@@ -32,11 +32,39 @@ pub(crate) struct PortDetails {
 #[derive(Deserialize)]
 struct FloatingIps {
     floatingips: Vec<FloatingIp>,
+    #[serde(default)]
+    floatingips_links: Vec<Link>,
 }
 
 #[derive(Deserialize)]
 struct Ports {
     ports: Vec<Port>,
+    #[serde(default)]
+    ports_links: Vec<Link>,
+}
+
+/// A page's link to the next one (Neutron pages its answers when the
+/// deployment sets `pagination_max_limit`).
+#[derive(Deserialize)]
+struct Link {
+    rel: String,
+    href: String,
+}
+
+/// The marker of the next page, if there is one.
+fn next_marker(links: &[Link]) -> Result<Option<String>, String> {
+    let Some(next) = links.iter().find(|l| l.rel == "next") else {
+        return Ok(None);
+    };
+    Url::parse(&next.href)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "marker")
+                .map(|(_, v)| v.into_owned())
+        })
+        .map(Some)
+        .ok_or_else(|| format!("a next link without a marker: {:?}", next.href))
 }
 
 #[derive(Deserialize)]
@@ -106,8 +134,7 @@ impl OpenStack {
             tally,
         )
         .await?;
-        let reply = self.get(Service::Network, &url, None, tally).await?;
-        parse_floating_ips(&reply.body).map_err(malformed)
+        self.get_all(url, tally, floating_ips_page).await
     }
 
     /// Port id to device (server) id, from one ports listing.
@@ -119,8 +146,37 @@ impl OpenStack {
         let mut url = resource_url(&self.endpoint(Service::Network, tally).await?, "ports");
         self.filter(&mut url, all_projects, &["id", "device_id"], tally)
             .await?;
-        let reply = self.get(Service::Network, &url, None, tally).await?;
-        parse_port_devices(&reply.body).map_err(malformed)
+        let ports = self.get_all(url, tally, ports_page).await?;
+        Ok(ports_to_devices(ports))
+    }
+
+    /// Every page of the listing at `url`. The next page is asked for with
+    /// the link's marker on the configured endpoint, as Nova's are: the
+    /// link's host may be an internal name, or one the token must not go to.
+    async fn get_all<T>(
+        &self,
+        url: Url,
+        tally: &mut Tally,
+        page: impl Fn(&[u8]) -> Result<(Vec<T>, Option<String>), String>,
+    ) -> Result<Vec<T>, Error> {
+        let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = url.clone();
+        loop {
+            let reply = self.get(Service::Network, &next, None, tally).await?;
+            let (items, marker) = page(&reply.body).map_err(malformed)?;
+            all.extend(items);
+            let Some(marker) = marker else {
+                return Ok(all);
+            };
+            if !seen.insert(marker.clone()) {
+                return Err(malformed(format!(
+                    "pagination does not advance (marker {marker} came back)"
+                )));
+            }
+            next = url.clone();
+            next.query_pairs_mut().append_pair("marker", &marker);
+        }
     }
 
     async fn filter(
@@ -153,22 +209,38 @@ fn malformed(message: String) -> Error {
     }
 }
 
-/// A floating IPs listing, with only the fields used.
+/// A floating IPs listing (one page), with only the fields used.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_floating_ips(body: &[u8]) -> Result<Vec<FloatingIp>, String> {
-    serde_json::from_slice::<FloatingIps>(body)
-        .map(|page| page.floatingips)
-        .map_err(|e| format!("floating IPs: {e}"))
+    floating_ips_page(body).map(|(fips, _)| fips)
 }
 
-/// A ports listing: port id to device (server) id, for ports on a device.
+/// A ports listing (one page): port id to device (server) id, for ports
+/// on a device.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_port_devices(body: &[u8]) -> Result<HashMap<String, String>, String> {
+    ports_page(body).map(|(ports, _)| ports_to_devices(ports))
+}
+
+fn floating_ips_page(body: &[u8]) -> Result<(Vec<FloatingIp>, Option<String>), String> {
+    let page: FloatingIps =
+        serde_json::from_slice(body).map_err(|e| format!("floating IPs: {e}"))?;
+    let next = next_marker(&page.floatingips_links).map_err(|e| format!("floating IPs: {e}"))?;
+    Ok((page.floatingips, next))
+}
+
+fn ports_page(body: &[u8]) -> Result<(Vec<Port>, Option<String>), String> {
     let page: Ports = serde_json::from_slice(body).map_err(|e| format!("ports: {e}"))?;
-    Ok(page
-        .ports
+    let next = next_marker(&page.ports_links).map_err(|e| format!("ports: {e}"))?;
+    Ok((page.ports, next))
+}
+
+fn ports_to_devices(ports: Vec<Port>) -> HashMap<String, String> {
+    ports
         .into_iter()
         .filter(|p| !p.device_id.is_empty())
         .map(|p| (p.id, p.device_id))
-        .collect())
+        .collect()
 }
 
 /// Adds each floating IP to the server its port belongs to, next to the
