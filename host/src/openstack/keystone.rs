@@ -168,13 +168,29 @@ impl Catalog {
             region
                 .is_none_or(|r| e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r))
         };
-        let found = self
+        let matching: Vec<&Endpoint> = self
             .0
             .iter()
             .filter(|s| s.kind == kind)
             .flat_map(|s| &s.endpoints)
-            .find(|e| e.interface == interface && in_region(e));
-        match found {
+            .filter(|e| e.interface == interface && in_region(e))
+            .collect();
+        // Without a region, the catalog's order would choose, and it may
+        // differ from one token to the next: a changes-since listing of
+        // another region merged into this one's picture.
+        let mut regions: Vec<&str> = matching
+            .iter()
+            .filter_map(|e| e.region_id.as_deref().or(e.region.as_deref()))
+            .collect();
+        regions.sort_unstable();
+        regions.dedup();
+        if region.is_none() && regions.len() > 1 {
+            return Err(Error::Catalog(format!(
+                "{kind} is offered in several regions ({}): set the cloud's region_name",
+                regions.join(", ")
+            )));
+        }
+        match matching.first() {
             Some(e) => match Url::parse(&e.url) {
                 // Requests go there with the token, and the URLs of
                 // listings are built on its path.
@@ -308,6 +324,35 @@ mod tests {
                 "no compute endpoint for interface public in region RegionTwo; the catalog has: "
             ) && err.contains("compute public RegionOne"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn without_a_region_a_catalog_of_several_is_refused() {
+        let endpoint = |region: &str| Endpoint {
+            interface: "public".into(),
+            region: Some(region.into()),
+            region_id: Some(region.into()),
+            url: format!("http://nova.{region}:8774/v2.1"),
+        };
+        let catalog = Catalog(vec![CatalogService {
+            kind: "compute".into(),
+            endpoints: vec![endpoint("RegionTwo"), endpoint("RegionOne")],
+        }]);
+        let err = catalog
+            .endpoint("compute", "public", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("several regions (RegionOne, RegionTwo): set the cloud's region_name"),
+            "{err}"
+        );
+        assert_eq!(
+            catalog
+                .endpoint("compute", "public", Some("RegionOne"))
+                .unwrap()
+                .host_str(),
+            Some("nova.regionone")
         );
     }
 
