@@ -865,10 +865,10 @@ mod tests {
         assert_eq!(reqs[3].param("changes-since"), Some("2023-12-31T23:59:55Z"));
     }
 
-    #[tokio::test]
-    async fn neutron_floating_ips_are_attached_and_cost_one_request_when_steady() {
+    /// A cloud of one server whose fixed address 10.0.0.3 the Neutron
+    /// sample's floating IP 172.24.4.228 NATs.
+    async fn neutron_sample_cloud() -> FakeCloud {
         let fake = FakeCloud::start().await;
-        // The Neutron sample's floating IP 172.24.4.228 NATs 10.0.0.3 of this server.
         let mut vm = server(
             "8e3941b4-a6e9-499f-a1ac-2a4662025cba",
             "web",
@@ -876,6 +876,12 @@ mod tests {
         );
         vm["addresses"]["private"][0]["addr"] = "10.0.0.3".into();
         fake.set_servers(vec![vm]);
+        fake
+    }
+
+    #[tokio::test]
+    async fn neutron_floating_ips_are_attached_and_cost_one_request_when_steady() {
+        let fake = neutron_sample_cloud().await;
         let mut cfg = config(1000);
         cfg.neutron_floating_ips = true;
         let (mut inv, _) = inventory(&fake, &cfg).await;
@@ -928,14 +934,7 @@ mod tests {
     /// too, asked for on the configured endpoint, not the link's host.
     #[tokio::test]
     async fn neutron_pages_are_followed_on_the_configured_endpoint() {
-        let fake = FakeCloud::start().await;
-        let mut vm = server(
-            "8e3941b4-a6e9-499f-a1ac-2a4662025cba",
-            "web",
-            "2024-01-01T00:00:00Z",
-        );
-        vm["addresses"]["private"][0]["addr"] = "10.0.0.3".into();
-        fake.set_servers(vec![vm]);
+        let fake = neutron_sample_cloud().await;
         let first = serde_json::json!({
             "floatingips": [],
             "floatingips_links": [{

@@ -1099,10 +1099,14 @@ mod tests {
         /// A new inventory of the rig's cloud, listing with `cfg` (and the
         /// rig's short request timeout).
         fn list_with(&mut self, cfg: OpenStackConfig) {
-            let cfg = OpenStackConfig {
+            self.list_as(OpenStackConfig {
                 request_timeout: Duration::from_millis(300),
                 ..cfg
-            };
+            });
+        }
+
+        /// A new inventory of the rig's cloud, listing with `cfg` as it is.
+        fn list_as(&mut self, cfg: OpenStackConfig) {
             let client = OpenStack::new(
                 self.fake.cloud_config(),
                 cfg.request_timeout,
@@ -1174,6 +1178,17 @@ mod tests {
     fn silent_past_max_stale(rig: &mut Rig, n: usize) {
         let past = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
         rig.sync.clouds[n].confirmed = Some((past, SystemTime::now()));
+    }
+
+    /// Cloud a (the rig's) silent past max_stale, and the next listing of
+    /// both it and `b` failing: refreshed.
+    async fn silence_a_and_fail_every_listing(rig: &mut Rig, b: &FakeCloud) {
+        silent_past_max_stale(rig, 0);
+        rig.fake
+            .fault("/servers/detail", 0, Canned::status(503, "{}"));
+        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
+        full_sync_all(rig);
+        rig.sync.refresh_once(Owed::Nothing).await;
     }
 
     /// Nothing is served, and `/readyz` says the configuration was withdrawn.
@@ -1299,12 +1314,7 @@ mod tests {
         assert_eq!(ready["clouds"][1]["withdrawn"], true, "{ready}");
 
         // a too: nothing is served any more.
-        silent_past_max_stale(&mut rig, 0);
-        rig.fake
-            .fault("/servers/detail", 0, Canned::status(503, "{}"));
-        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
-        full_sync_all(&mut rig);
-        rig.sync.refresh_once(Owed::Nothing).await;
+        silence_a_and_fail_every_listing(&mut rig, &b).await;
         assert_withdrawn(&rig);
 
         // Both answer again: everything is back.
@@ -1347,17 +1357,10 @@ mod tests {
     async fn a_shutdown_does_not_wait_for_a_listing() {
         let mut rig = rig().await;
         // Nova answers in 20 s, within the request timeout.
-        let cfg = OpenStackConfig {
+        rig.list_as(OpenStackConfig {
             request_timeout: Duration::from_secs(30),
             ..OpenStackConfig::default()
-        };
-        let client = OpenStack::new(
-            rig.fake.cloud_config(),
-            cfg.request_timeout,
-            rig.state.metrics.clone(),
-        )
-        .unwrap();
-        rig.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+        });
         let mut slow = Canned::status(200, r#"{"servers": []}"#);
         slow.delay = Duration::from_secs(20);
         rig.fake.fault("/servers/detail", 0, slow);
@@ -1398,12 +1401,7 @@ mod tests {
         // a silent for longer than max_stale, b still never answered: no
         // cloud contributes, and an empty configuration would drop every
         // route Traefik has.
-        silent_past_max_stale(&mut rig, 0);
-        rig.fake
-            .fault("/servers/detail", 0, Canned::status(503, "{}"));
-        b.fault("/servers/detail", 0, Canned::status(503, "{}"));
-        full_sync_all(&mut rig);
-        rig.sync.refresh_once(Owed::Nothing).await;
+        silence_a_and_fail_every_listing(&mut rig, &b).await;
         assert_withdrawn(&rig);
     }
 

@@ -215,6 +215,22 @@ fn shared_stores() -> [Store; 2] {
     shared().stores()
 }
 
+/// `standby` takes the lease once the leader's has run out (the leader
+/// hangs, or was SIGKILLed), and the store then holds `config`, what it
+/// publishes. etcd revokes an expired lease on its own schedule (later on
+/// a loaded machine), so the standby keeps trying.
+async fn take_over_after_the_ttl(standby: &mut Sidecar, store: &Store, root: &str, config: &Value) {
+    let s = store.name();
+    tokio::time::sleep(TTL).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !standby.writer.leader() && std::time::Instant::now() < deadline {
+        standby.writer.step().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(standby.writer.leader(), "{s}: {}", standby.readyz());
+    assert_eq!(held(store, root).await.0, flatten(config, root).keys, "{s}");
+}
+
 fn routers(rules: &[(&str, &str)]) -> Value {
     let mut routers = serde_json::Map::new();
     for (name, rule) in rules {
@@ -333,24 +349,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_ttl() {
                 .contains(&format!("traefik_openstack_leader{{store=\"{s}\"}} 1"))
         );
 
-        // The leader stops renewing (it hangs, or was SIGKILLed): not before
-        // the lease has run out, but then, the standby takes over and
-        // publishes. etcd revokes an expired lease on its own schedule (and
-        // later on a loaded machine), so the standby keeps trying.
+        // The leader stops renewing: not before the lease has run out, but
+        // then, the standby takes over and publishes.
         two.writer.step().await;
         assert!(!two.writer.leader(), "{s}: took over a live lease");
-        tokio::time::sleep(TTL).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !two.writer.leader() && std::time::Instant::now() < deadline {
-            two.writer.step().await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert!(two.writer.leader(), "{s}: {}", two.readyz());
-        assert_eq!(
-            held(&store, &root).await.0,
-            flatten(&from_two, &root).keys,
-            "{s}"
-        );
+        take_over_after_the_ttl(&mut two, &store, &root, &from_two).await;
 
         // The old leader wakes up: it finds the lease gone and writes nothing.
         one.set(&routers(&[("vm", "Host(`stale.example.com`)")]));
@@ -383,18 +386,7 @@ async fn a_leader_that_slept_through_another_term_writes_its_own_again() {
         assert!(one.writer.leader(), "{s}");
 
         // one hangs past its lease; two takes over, writes, and leaves.
-        tokio::time::sleep(TTL).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !two.writer.leader() && std::time::Instant::now() < deadline {
-            two.writer.step().await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert!(two.writer.leader(), "{s}: {}", two.readyz());
-        assert_eq!(
-            held(&store, &root).await.0,
-            flatten(&from_two, &root).keys,
-            "{s}"
-        );
+        take_over_after_the_ttl(&mut two, &store, &root, &from_two).await;
         two.writer.resign().await;
 
         // one wakes and takes the lease again in one round, never having
