@@ -177,14 +177,18 @@ impl Catalog {
             .collect();
         // Without a region, the catalog's order would choose, and it may
         // differ from one token to the next: a changes-since listing of
-        // another region merged into this one's picture.
+        // another region merged into this one's picture. (Regions that
+        // give the same URL, aliases, leave nothing to choose.)
+        let mut urls: Vec<&str> = matching.iter().map(|e| e.url.as_str()).collect();
+        urls.sort_unstable();
+        urls.dedup();
         let mut regions: Vec<&str> = matching
             .iter()
             .filter_map(|e| e.region_id.as_deref().or(e.region.as_deref()))
             .collect();
         regions.sort_unstable();
         regions.dedup();
-        if region.is_none() && regions.len() > 1 {
+        if region.is_none() && urls.len() > 1 && regions.len() > 1 {
             return Err(Error::Catalog(format!(
                 "{kind} is offered in several regions ({}): set the cloud's region_name",
                 regions.join(", ")
@@ -354,6 +358,16 @@ mod tests {
                 .host_str(),
             Some("nova.regionone")
         );
+        // Two names for one endpoint leave nothing to choose.
+        let alias = Endpoint {
+            url: "http://nova.RegionOne:8774/v2.1".into(),
+            ..endpoint("RegionOneAlias")
+        };
+        let catalog = Catalog(vec![CatalogService {
+            kind: "compute".into(),
+            endpoints: vec![endpoint("RegionOne"), alias],
+        }]);
+        assert!(catalog.endpoint("compute", "public", None).is_ok());
     }
 
     /// Found writing the `keystone_token` fuzz target: a catalog URL with no

@@ -43,6 +43,10 @@ struct Ports {
     ports_links: Vec<Link>,
 }
 
+/// What one listing may hold: a Neutron (or a proxy) that keeps handing
+/// out new markers must not hold up the refresh forever.
+const MAX_ITEMS: usize = 4_000_000;
+
 /// A page's link to the next one (Neutron pages its answers when the
 /// deployment sets `pagination_max_limit`).
 #[derive(Deserialize)]
@@ -166,6 +170,11 @@ impl OpenStack {
             let reply = self.get(Service::Network, &next, None, tally).await?;
             let (items, marker) = page(&reply.body).map_err(malformed)?;
             all.extend(items);
+            if all.len() > MAX_ITEMS {
+                return Err(malformed(format!(
+                    "more than {MAX_ITEMS} entries in one listing"
+                )));
+            }
             let Some(marker) = marker else {
                 return Ok(all);
             };
