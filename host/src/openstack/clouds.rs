@@ -80,9 +80,17 @@ pub struct CloudConfig {
     /// public, internal or admin.
     pub(crate) interface: String,
     /// Extra CA bundle (PEM) for Keystone and the services.
-    pub(crate) cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<CaBundle>,
     /// false turns TLS verification off (`verify: false`, `OS_INSECURE`).
     pub(crate) verify: bool,
+}
+
+/// A CA bundle's path, with the key it was written under (`cacert` or
+/// `verify`), so that an error about it names what the user wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CaBundle {
+    pub(crate) path: PathBuf,
+    pub(crate) key: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +347,16 @@ fn parse_cloud(
     let region = entry.region(region);
     let interface = entry.interface(interface)?;
     let (verify, bundle) = entry.verify();
-    let cacert = entry.get("cacert").map(PathBuf::from).or(bundle);
+    let cacert = entry
+        .get("cacert")
+        .map(|path| CaBundle {
+            path: path.into(),
+            key: "cacert",
+        })
+        .or(bundle.map(|path| CaBundle {
+            path,
+            key: "verify",
+        }));
     Ok(CloudConfig {
         name,
         auth_url,
@@ -641,7 +658,7 @@ clouds:
             let (_d, lookup) = machine(&[("user/clouds.yaml", &yaml(verify))], &[]);
             let c = resolve(&lookup, Some("c"), None, None).unwrap();
             assert_eq!(
-                (c.verify, c.cacert.as_deref()),
+                (c.verify, c.cacert.as_ref().map(|b| b.path.as_path())),
                 (expect, cacert.map(Path::new)),
                 "verify: {verify}"
             );
@@ -758,7 +775,11 @@ clouds:
         assert_eq!(c.name, ENVVARS_CLOUD);
         assert_eq!(password(&c), "demopass");
         assert_eq!(c.interface, "internal");
-        assert_eq!(c.cacert.as_deref(), Some(Path::new("/etc/ssl/ca.pem")));
+        let bundle = c.cacert.as_ref().expect("cacert");
+        assert_eq!(
+            (bundle.path.as_path(), bundle.key),
+            (Path::new("/etc/ssl/ca.pem"), "cacert")
+        );
         assert!(!c.verify);
         assert_eq!(
             c.identity(),

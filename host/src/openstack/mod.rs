@@ -25,6 +25,7 @@ use reqwest::header::{ACCEPT, DATE, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Url};
 use secrecy::{ExposeSecret, SecretString};
 
+use clouds::CaBundle;
 pub use clouds::{CloudConfig, Lookup};
 pub use error::{Error, Service};
 use nova::Microversion;
@@ -132,12 +133,12 @@ impl OpenStack {
             // from Keystone would send the password along. Endpoints come
             // from the catalog; a redirect is reported, not followed.
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = &cloud.cacert {
+        if let Some(CaBundle { path, key }) = &cloud.cacert {
             let pem = std::fs::read(path).map_err(|e| {
-                Error::Config(format!("cacert {}: cannot read: {e}", path.display()))
+                Error::Config(format!("{key} {}: cannot read: {e}", path.display()))
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!("cacert {}: not a PEM bundle: {e}", path.display()))
+                Error::Config(format!("{key} {}: not a PEM bundle: {e}", path.display()))
             })?;
             for cert in certs {
                 http = http.add_root_certificate(cert);

@@ -55,12 +55,15 @@ struct Link {
     href: String,
 }
 
-/// The marker of the next page, if there is one.
+/// The marker of the next page, if there is one. Only the marker is
+/// read, so a link made relative by a rewriting proxy reads as well as an
+/// absolute one: it is resolved against a placeholder base.
 fn next_marker(links: &[Link]) -> Result<Option<String>, String> {
     let Some(next) = links.iter().find(|l| l.rel == "next") else {
         return Ok(None);
     };
-    Url::parse(&next.href)
+    let base = Url::parse("http://placeholder.invalid/").expect("a valid URL");
+    base.join(&next.href)
         .ok()
         .and_then(|u| {
             u.query_pairs()
@@ -358,6 +361,26 @@ mod tests {
             kind,
             mac: Some("fa:16:3e:b1:3b:30".into()),
         }
+    }
+
+    #[test]
+    fn next_markers_from_absolute_or_relative_links() {
+        let links = |href: &str| {
+            vec![Link {
+                rel: "next".into(),
+                href: href.into(),
+            }]
+        };
+        for href in [
+            "https://neutron.example/v2.0/ports?limit=2&marker=p-2",
+            "/v2.0/ports?limit=2&marker=p-2",
+            "ports?marker=p-2",
+        ] {
+            assert_eq!(next_marker(&links(href)), Ok(Some("p-2".into())), "{href}");
+        }
+        assert_eq!(next_marker(&[]), Ok(None));
+        let err = next_marker(&links("/v2.0/ports?limit=2")).unwrap_err();
+        assert!(err.contains("without a marker"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::clouds::CaBundle;
 use super::nova::{Listing, ServerQuery};
 use super::{Error, Lookup, OpenStack, Tally};
 use crate::config::OpenStackConfig;
@@ -203,4 +204,25 @@ async fn from_lookup_reads_clouds_yaml() {
     );
     let (listing, _) = list_paged(&client, 10).await.unwrap();
     assert!(listing.servers.is_empty());
+}
+
+#[tokio::test]
+async fn a_ca_bundle_that_cannot_be_read_is_named_by_the_key_written() {
+    let fake = FakeCloud::start().await;
+    for (key, path) in [("verify", "ture"), ("cacert", "/nonexistent/ca.pem")] {
+        let mut cloud = fake.cloud_config();
+        cloud.cacert = Some(CaBundle {
+            path: path.into(),
+            key,
+        });
+        let Err(err) = OpenStack::new(cloud, Duration::from_millis(500), Arc::new(Metrics::new()))
+        else {
+            panic!("{key}: an unreadable bundle was accepted");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(&format!(": {key} {path}: cannot read")),
+            "{err}"
+        );
+    }
 }
