@@ -361,6 +361,10 @@ impl Event for Withdrawn<'_> {
 /// The state file was written, or could not be.
 pub(crate) struct StateWritten<'a> {
     pub(crate) error: Option<&'a str>,
+    /// The previous write's error. A write is tried at every refresh while
+    /// it fails, so the same failure again (a read-only mount) is logged
+    /// once, not at every refresh.
+    pub(crate) previous: Option<&'a str>,
 }
 
 impl Event for StateWritten<'_> {
@@ -371,9 +375,13 @@ impl Event for StateWritten<'_> {
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
         metrics.state_file_ok.set(i64::from(self.error.is_none()));
-        match self.error {
-            Some(e) => tracing::error!(error = %e, "state file not written; serving goes on"),
-            None => tracing::debug!("state file written"),
+        match (self.error, self.previous) {
+            (Some(e), Some(p)) if e == p => {
+                tracing::debug!(error = %e, "state file still not written")
+            }
+            (Some(e), _) => tracing::error!(error = %e, "state file not written; serving goes on"),
+            (None, Some(_)) => tracing::info!("state file written again"),
+            (None, None) => tracing::debug!("state file written"),
         }
     }
 }
@@ -513,4 +521,61 @@ fn module_swap(metrics: &Metrics, outcome: &'static str) {
         .module_swaps
         .get_or_create(&OutcomeLabels { outcome })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The log lines `f` emits at info and above.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_state_file_failing_the_same_way_is_logged_once() {
+        let metrics = Metrics::new();
+        let write = |error, previous| logged(|| StateWritten { error, previous }.emit(&metrics));
+        let first = write(Some("read-only"), None);
+        assert!(
+            first.contains("ERROR") && first.contains("read-only"),
+            "{first}"
+        );
+        assert_eq!(write(Some("read-only"), Some("read-only")), "");
+        let other = write(Some("disk full"), Some("read-only"));
+        assert!(
+            other.contains("ERROR") && other.contains("disk full"),
+            "{other}"
+        );
+        let back = write(None, Some("disk full"));
+        assert!(back.contains("state file written again"), "{back}");
+        assert_eq!(write(None, None), "");
+        // Every attempt is counted, logged or not.
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"state_file_writes_total{outcome="error"} 3"#),
+            "{text}"
+        );
+    }
 }

@@ -177,8 +177,8 @@ struct ToSave {
 
 /// Writes the state file off the loop, the latest snapshot handed over
 /// each time (one write at a time; snapshots handed meanwhile coalesce).
-/// A failure is reported in `/readyz`, `/metrics` and the log, and never
-/// stops anything else.
+/// A failure is reported in `/readyz`, `/metrics` and the log (once while
+/// it repeats), and never stops anything else.
 fn spawn_state_writer(
     path: PathBuf,
     publisher: Arc<Publisher>,
@@ -186,6 +186,7 @@ fn spawn_state_writer(
 ) -> watch::Sender<Option<ToSave>> {
     let (tx, mut rx) = watch::channel::<Option<ToSave>>(None);
     tokio::spawn(async move {
+        let mut previous: Option<String> = None;
         while rx.changed().await.is_ok() {
             let Some(job) = rx.borrow_and_update().clone() else {
                 continue;
@@ -211,8 +212,10 @@ fn spawn_state_writer(
             let error = written.err();
             events::StateWritten {
                 error: error.as_deref(),
+                previous: previous.as_deref(),
             }
             .emit(&metrics);
+            previous.clone_from(&error);
             publisher.update_status(|s| s.state_file_error = error);
         }
     });
