@@ -61,7 +61,7 @@ mod wasm_mem;
 pub use model::{
     Address, AddressKind, Diagnostic, Entry, Instance, InstanceRoutes, Level, Merged, Output, Part,
 };
-pub use names::normalize;
+pub use names::{fold, normalize};
 
 /// Runs the policy: `settings` is the JSON of the host's `[routes]` table.
 pub fn generate(settings: &str, instances: &[Instance]) -> Result<Output, String> {

@@ -366,6 +366,47 @@ mod tests {
     }
 
     #[test]
+    fn another_projects_name_in_another_case_is_the_same_name() {
+        let victim = in_project(
+            contrib("v", "Host(`w`)", "http://10.0.0.1:80", true),
+            "victim",
+            "2024-01-01T00:00:00Z",
+        );
+        // `WEB` for a router and a service: one name with `web` in etcd.
+        let mut upper = in_project(
+            contrib("u", "Host(`evil`)", "http://10.9.9.9:80", true),
+            "evil",
+            "2024-02-01T00:00:00Z",
+        );
+        let mut r = upper.http.routers.remove("web").unwrap();
+        r.service = "WEB".into();
+        upper.http.routers.insert("WEB".into(), r);
+        let svc = upper.http.services.remove("web").unwrap();
+        upper.http.services.insert("WEB".into(), svc);
+        let mut d = Vec::new();
+        let (c, _) = merge(vec![upper, victim], &mut d);
+        let http = c.http.unwrap();
+        assert_eq!(http.routers.keys().collect::<Vec<_>>(), vec!["web"]);
+        assert_eq!(http.services.keys().collect::<Vec<_>>(), vec!["web"]);
+        let on_u: Vec<&str> = d
+            .iter()
+            .filter(|d| d.instance_id == "u")
+            .map(|d| d.message.as_str())
+            .collect();
+        assert!(
+            on_u.contains(
+                &"router WEB is already used (as web; names that differ only in case are one name) by an instance of another project; dropped"
+            ),
+            "{on_u:?}"
+        );
+        assert!(
+            on_u.iter()
+                .any(|m| m.starts_with("service WEB is already used")),
+            "{on_u:?}"
+        );
+    }
+
+    #[test]
     fn conflicts_dropped_with_diagnostics() {
         let mut d = Vec::new();
         let (c, routes) = merge(

@@ -62,6 +62,26 @@ pub fn safe_name(raw: &str) -> String {
     ascii
 }
 
+/// A name as Traefik's KV providers (etcd, Redis) compare names: they
+/// match a key's segments with Go's `strings.EqualFold`, so `API` and `api`
+/// are one router there. Lowercasing each character's uppercase folds what
+/// `EqualFold` folds (`ſ` with `s`, `ς` with `σ`, the Kelvin sign with `k`)
+/// and a little more (`ß` with `ss`), which errs only towards treating two
+/// names as one.
+pub fn fold(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.is_ascii() {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return name.to_ascii_lowercase().into();
+        }
+        return name.into();
+    }
+    name.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .into()
+}
+
 /// Checks a router/service/middleware name a tenant wrote in a label.
 pub fn check_label_name(name: &str) -> Result<(), String> {
     // Fast path for the usual name: printable ASCII (no control character
@@ -103,6 +123,22 @@ mod tests {
         assert_eq!(normalize("évé 1"), "évé-1");
         assert_eq!(normalize("evil`) || Host(`x"), "evil-Host-x");
         assert_eq!(normalize(""), "");
+    }
+
+    #[test]
+    fn names_fold_as_traefiks_kv_providers_match_them() {
+        for (a, b) in [
+            ("API", "api"),
+            ("Web-1", "wEB-1"),
+            ("\u{17f}vc", "svc"),
+            ("\u{3a3}\u{3c2}", "\u{3c3}\u{3c3}"),
+            ("\u{212a}ey", "key"),
+            ("Évé", "évé"),
+        ] {
+            assert_eq!(fold(a), fold(b), "{a} and {b}");
+        }
+        assert_ne!(fold("api"), fold("apis"));
+        assert!(matches!(fold("web-1"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

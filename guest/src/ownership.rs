@@ -7,11 +7,15 @@
 //! belongs to the project of its oldest instance (`created`, then id), or
 //! to the operator when its `default_labels` define it under a fixed name;
 //! definitions from other projects are dropped with an error on their own
-//! instances, and the owner keeps its name.
+//! instances, and the owner keeps its name. Names that differ only in case
+//! are one name here ([`fold`]): Traefik's KV providers read them as
+//! one, and would merge one project's `API` into another's `api`.
 
 use crate::defaults::Contribution;
 use crate::model::{Diagnostic, Level};
+use crate::names::fold;
 use crate::resource::{PerResource, Resource};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Contribution {
@@ -81,29 +85,42 @@ enum Owner<'a> {
     Project(&'a str),
 }
 
-/// For each name of one kind, its owner: the operator when some instance
-/// has it from the operator's defaults, else the project of its oldest
-/// defining instance.
-fn owners(contribs: &[Contribution], r: Resource) -> BTreeMap<&str, Owner<'_>> {
+/// Owners by folded name, with the name as the owner wrote it.
+type Owners<'a> = BTreeMap<Cow<'a, str>, (Owner<'a>, &'a str)>;
+
+/// For each name of one kind (folded), its owner: the operator when some
+/// instance has it from the operator's defaults, else the project of its
+/// oldest defining instance.
+fn owners(contribs: &[Contribution], r: Resource) -> Owners<'_> {
     // (operator first, created, instance id) orders the claims.
-    let mut oldest: BTreeMap<&str, ((bool, &str, &str), Owner<'_>)> = BTreeMap::new();
+    type Claim<'a> = ((bool, &'a str, &'a str), (Owner<'a>, &'a str));
+    let mut oldest: BTreeMap<Cow<'_, str>, Claim<'_>> = BTreeMap::new();
     for c in contribs {
         for name in c.names(r) {
             let claim = if c.operator_defines(r, name) {
-                ((false, "", ""), Owner::Operator)
+                ((false, "", ""), (Owner::Operator, name.as_str()))
             } else {
                 (
                     (true, c.created.as_str(), c.instance_id.as_str()),
-                    Owner::Project(c.project_id.as_str()),
+                    (Owner::Project(c.project_id.as_str()), name.as_str()),
                 )
             };
-            let slot = oldest.entry(name.as_str()).or_insert(claim);
+            let slot = oldest.entry(fold(name)).or_insert(claim);
             if claim.0 < slot.0 {
                 *slot = claim;
             }
         }
     }
     oldest.into_iter().map(|(n, (_, o))| (n, o)).collect()
+}
+
+/// ` (as web)` when the owner wrote the name in another case.
+fn as_written(name: &str, owners_name: &str) -> String {
+    if name == owners_name {
+        String::new()
+    } else {
+        format!(" (as {owners_name}; names that differ only in case are one name)")
+    }
 }
 
 fn operator_owned(r: Resource, name: &str) -> String {
@@ -149,8 +166,7 @@ pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
     {
         return;
     }
-    let owners: PerResource<BTreeMap<&str, Owner<'_>>> =
-        PerResource(Resource::ALL.map(|r| owners(contribs, r)));
+    let owners: PerResource<Owners<'_>> = PerResource(Resource::ALL.map(|r| owners(contribs, r)));
     let mut drops: Vec<Vec<(Resource, String)>> = Vec::with_capacity(contribs.len());
     for c in contribs.iter() {
         let mut mine = Vec::new();
@@ -164,12 +180,13 @@ pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
         for r in Resource::ALL {
             let what = r.noun();
             for name in c.names(r) {
-                match owners[r].get(name.as_str()) {
-                    Some(Owner::Operator) if !c.operator_defines(r, name) => {
+                match owners[r].get(fold(name).as_ref()) {
+                    Some((Owner::Operator, _)) if !c.operator_defines(r, name) => {
                         err(operator_owned(r, name))
                     }
-                    Some(Owner::Project(p)) if *p != c.project_id => err(format!(
-                        "{what} {name} is already used by an instance of another project; dropped"
+                    Some((Owner::Project(p), written)) if *p != c.project_id => err(format!(
+                        "{what} {name} is already used{} by an instance of another project; dropped",
+                        as_written(name, written)
                     )),
                     _ => continue,
                 }
@@ -185,7 +202,7 @@ pub fn enforce(contribs: &mut [Contribution], diags: &mut Vec<Diagnostic>) {
                 if c.operator_defines(r, name) || mine.iter().any(|(k, n)| *k == r && n == name) {
                     continue;
                 }
-                if matches!(owners[s].get(service.as_str()), Some(Owner::Project(p)) if *p != c.project_id)
+                if matches!(owners[s].get(fold(service).as_ref()), Some((Owner::Project(p), _)) if *p != c.project_id)
                 {
                     err(format!(
                         "{} {name}: service {service} belongs to another project; router dropped",

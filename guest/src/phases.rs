@@ -23,6 +23,7 @@ use crate::dynamic::Configuration;
 use crate::instance;
 use crate::merge;
 use crate::model::{Entry, Instance, Merged, Part};
+use crate::names;
 use crate::ownership;
 use crate::resource::Resource;
 use crate::settings::Settings;
@@ -88,9 +89,10 @@ fn part(
 }
 
 /// `<layer>.<section>.<name>`: the layer and section have no dot, so no two
-/// (kind, name) give the same key.
+/// (kind, name) give the same key. The name is folded, as `ownership`
+/// compares names: `API` and `api` meet in one group.
 fn key(r: Resource, name: &str) -> String {
-    format!("{}.{}.{name}", r.layer(), r.section())
+    format!("{}.{}.{}", r.layer(), r.section(), names::fold(name))
 }
 
 /// See the module comment.

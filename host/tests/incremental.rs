@@ -158,23 +158,40 @@ fn each_change_reruns_only_what_it_touches_and_gives_what_generate_gives() {
 fn instances_of_several_projects_keep_their_names() {
     let mut rig = Rig::new();
     let mut list = cloud(40);
-    // Project b's VM claims a router name of project a's older VM.
-    let taken = format!("{}-https", list[5].name);
-    edit(&mut list, 6, |i| {
-        i.project_id = "other-project".into();
-        i.created = "2027-01-01T00:00:00Z".into();
-        label(
-            i,
-            &format!("traefik.http.routers.{taken}.rule"),
-            "Host(`evil.example.com`)",
-        );
-    });
-    rig.step(&list);
-    // And lets go of it.
-    edit(&mut list, 6, |i| {
-        i.metadata.edit(|m| m.retain(|(k, _)| !k.contains(&taken)))
-    });
-    rig.step(&list);
+    let owned = format!("{}-https", list[5].name);
+    // Project b's VM claims a router name of project a's older VM: as it
+    // is, and in another case, which Traefik's KV providers read as the
+    // same name.
+    for taken in [owned.clone(), owned.to_uppercase()] {
+        edit(&mut list, 6, |i| {
+            i.project_id = "other-project".into();
+            i.created = "2027-01-01T00:00:00Z".into();
+            label(
+                i,
+                &format!("traefik.http.routers.{taken}.rule"),
+                "Host(`evil.example.com`)",
+            );
+        });
+        rig.step(&list);
+        let whole = rig
+            .engine
+            .generate(&rig.module, &rig.settings, &list)
+            .unwrap();
+        let config: serde_json::Value = serde_json::from_reader(whole.config.reader()).unwrap();
+        let routers = config["http"]["routers"].as_object().unwrap();
+        assert!(!routers.contains_key(&taken) || taken == owned, "{taken}");
+        assert_ne!(routers[&owned]["rule"], "Host(`evil.example.com`)");
+        let refused = whole
+            .findings
+            .diagnostics()
+            .any(|d| *d.instance_id == *list[6].id && d.message.contains("another project"));
+        assert!(refused, "{taken}: no diagnostic on the claiming VM");
+        // And lets go of it.
+        edit(&mut list, 6, |i| {
+            i.metadata.edit(|m| m.retain(|(k, _)| !k.contains(&taken)))
+        });
+        rig.step(&list);
+    }
 }
 
 #[test]

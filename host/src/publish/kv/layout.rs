@@ -5,11 +5,17 @@
 //! Traefik splits a key on `/` and reads a segment made only of digits as a
 //! list index, so a name that is empty, holds a `/` or is all digits cannot
 //! be written: such a resource (router, service, ...) is left out, with a
-//! problem naming it, and the rest is published.
+//! problem naming it, and the rest is published. It matches names case
+//! insensitively, so names of one kind that differ only in case (`API`,
+//! `api`) would be read as one resource with both's keys: each of them is
+//! left out, as two definitions of one name are.
 
+use std::borrow::Cow;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use traefik_openstack_guest::fold;
 
 /// The keys of one configuration, grouped by the resource that owns them.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -68,9 +74,33 @@ impl Layout {
         self.keys.insert(key, value);
     }
 
+    /// Marks resources whose path differs from another's only in case (the
+    /// built-in policy gives such names to one project; within a project,
+    /// or from another policy, they reach here).
+    fn leave_out_case_twins(&mut self) {
+        let mut first: BTreeMap<Cow<'_, str>, &str> = BTreeMap::new();
+        let mut twins = Vec::new();
+        for resource in &self.resources {
+            match first.entry(fold(resource)) {
+                Entry::Vacant(v) => drop(v.insert(resource)),
+                Entry::Occupied(o) => twins.push((o.get().to_string(), resource.clone())),
+            }
+        }
+        for (a, b) in twins {
+            for (this, other) in [(&a, &b), (&b, &a)] {
+                if self.left_out.insert(this.clone()) {
+                    self.problems.push(format!(
+                        "{this}: differs from {other} only in case, which Traefik's KV providers read as one name"
+                    ));
+                }
+            }
+        }
+    }
+
     /// Drops every key of a resource that had a problem in any of its keys
     /// (a key seen before the bad one would otherwise stay).
     fn settle(mut self, root: &str) -> Self {
+        self.leave_out_case_twins();
         for resource in &self.left_out {
             let prefix = format!("{root}/{resource}/");
             self.keys.retain(|k, _| !k.starts_with(&prefix));
@@ -274,6 +304,41 @@ mod tests {
                 .any(|p| p.contains("\"123\"") && p.contains("list index"))
         );
         assert!(l.problems.iter().any(|p| p.starts_with("http/routers/zz")));
+    }
+
+    #[test]
+    fn names_differing_only_in_case_leave_out_each_of_them() {
+        let config = json!({"http": {
+            "routers": {
+                "API": {"rule": "Host(`evil`)", "service": "api"},
+                "api": {"rule": "Host(`api`)", "service": "api"},
+                "Web": {"rule": "Host(`web`)", "service": "web"}
+            },
+            "services": {"api": {"loadBalancer": {"servers": [{"url": "http://10.0.0.1"}]}}},
+            "middlewares": {"web": {"headers": {"customRequestHeaders": {"X-A": "1"}}}}
+        }});
+        let l = flatten(&config, "traefik");
+        // Another kind's `web` is not a twin of the router `Web`.
+        assert_eq!(
+            l.resources.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "http/middlewares/web",
+                "http/routers/Web",
+                "http/services/api"
+            ]
+        );
+        assert!(
+            !l.keys
+                .keys()
+                .any(|k| k.contains("routers/API") || k.contains("routers/api"))
+        );
+        assert_eq!(
+            l.problems,
+            [
+                "http/routers/API: differs from http/routers/api only in case, which Traefik's KV providers read as one name",
+                "http/routers/api: differs from http/routers/API only in case, which Traefik's KV providers read as one name",
+            ]
+        );
     }
 
     #[test]
