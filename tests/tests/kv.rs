@@ -171,20 +171,38 @@ async fn put_foreign(store: &Store, key: &str, value: &str) {
             let mut c = etcd::Etcd::new(&etcd_config(endpoint, "unused")).unwrap();
             let changes = Changes {
                 puts: vec![(key.to_owned(), value.to_owned())],
-                deletes: vec![],
+                ..Changes::default()
             };
             assert!(c.commit(&changes, None).await.unwrap());
         }
-        Store::Redis(address) => {
-            let port = address.rsplit(':').next().unwrap();
-            let st = std::process::Command::new("redis-cli")
-                .args(["-p", port, "SET", key, value])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
-            assert!(st.success());
-        }
+        Store::Redis(address) => redis_cli(address, &["SET", key, value]),
     }
+}
+
+/// Deletes a key as [`put_foreign`] writes one.
+async fn delete_foreign(store: &Store, key: &str) {
+    match store {
+        Store::Etcd(endpoint) => {
+            let mut c = etcd::Etcd::new(&etcd_config(endpoint, "unused")).unwrap();
+            let changes = Changes {
+                deletes: vec![key.to_owned()],
+                ..Changes::default()
+            };
+            assert!(c.commit(&changes, None).await.unwrap());
+        }
+        Store::Redis(address) => redis_cli(address, &["DEL", key]),
+    }
+}
+
+fn redis_cli(address: &str, args: &[&str]) {
+    let port = address.rsplit(':').next().unwrap();
+    let st = std::process::Command::new("redis-cli")
+        .args(["-p", port])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
+    assert!(st.success());
 }
 
 #[derive(Clone)]
@@ -322,6 +340,52 @@ async fn diff_writes_only_changes_deletes_only_ours_and_shrinks_to_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_resource_of_a_routers_name_keeps_ours_out_until_it_is_gone() {
+    for store in shared_stores() {
+        let root = format!("foreign-{}", store.name());
+        let s = store.name();
+        // The operator's own router, under a name one of ours will have in
+        // another case: Traefik would read the two as one router.
+        let theirs = format!("{root}/http/routers/Web/rule");
+        put_foreign(&store, &theirs, "Host(`operator.example.com`)").await;
+        let mut side = Sidecar::new(store.config(&root));
+        let config = routers(&[
+            ("web", "Host(`web.example.com`)"),
+            ("api", "Host(`api.example.com`)"),
+        ]);
+        side.set(&config);
+        side.writer.step().await;
+        let (keys, index) = held(&store, &root).await;
+        let mut expected = flatten(&config, &root).keys;
+        expected.retain(|k, _| !k.starts_with(&format!("{root}/http/routers/web/")));
+        expected.insert(theirs.clone(), "Host(`operator.example.com`)".into());
+        assert_eq!(
+            keys, expected,
+            "{s}: theirs untouched, ours for web left out"
+        );
+        assert!(
+            !index.iter().any(|i| i.ends_with("/http/routers/web")),
+            "{s}: {index:?}"
+        );
+        // Leaving one resource out is no store error.
+        let store_status = &side.readyz()["stores"][s];
+        assert!(
+            store_status["leader"] == true && store_status["error"].is_null(),
+            "{s}: {store_status}"
+        );
+
+        // The operator deletes theirs: the next round writes ours, though
+        // the configuration did not change.
+        delete_foreign(&store, &theirs).await;
+        side.writer.step().await;
+        let (keys, index) = held(&store, &root).await;
+        assert_eq!(keys, flatten(&config, &root).keys, "{s}");
+        assert_eq!(index.len(), 3, "{s}: {index:?}");
+        side.writer.resign().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn only_the_leader_writes_and_a_standby_takes_over_after_the_ttl() {
     for store in shared_stores() {
         let root = format!("lease-{}", store.name());
@@ -425,7 +489,7 @@ async fn a_fenced_out_ex_leader_cannot_write() {
     let s = shared();
     let changes = |v: &str| Changes {
         puts: vec![("fence/http/routers/x/rule".to_owned(), v.to_owned())],
-        deletes: vec![],
+        ..Changes::default()
     };
     let names = Names::new("fence", INDEX);
 

@@ -5,13 +5,17 @@
 //! Ownership is per resource (`http/routers/web`): one index key
 //! `<index_key>/<root_key>/owned/http/routers/web` per resource a sidecar
 //! wrote. Only keys under owned resources are ever deleted; anything else
-//! under the root belongs to someone else and is left alone. The index
+//! under the root belongs to someone else and is left alone, and a resource
+//! of ours that has the name of such a one (in any case: Traefik would read
+//! the two as one) is not written over it but left out. The index
 //! lives outside the root on purpose: Traefik reads every key that starts
 //! with the root (a plain prefix, not a directory), so it must not start
 //! with it either (checked by the configuration).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+
+use traefik_openstack_guest::fold;
 
 use super::layout::{Layout, resource_of};
 
@@ -65,6 +69,9 @@ pub struct Held {
     pub keys: HashMap<String, u64>,
     /// Resources whose index key exists.
     pub resources: BTreeSet<String>,
+    /// Resources under the root that no sidecar indexed (the operator's
+    /// own, say), by folded name, with their keys as last read.
+    pub foreign: BTreeMap<String, Vec<String>>,
 }
 
 /// One transaction's worth of changes.
@@ -74,6 +81,9 @@ pub struct Changes {
     pub puts: Vec<(String, String)>,
     /// Keys to delete.
     pub deletes: Vec<String>,
+    /// Resources of the layout left out because a foreign resource has
+    /// their name.
+    pub refused: Vec<String>,
 }
 
 impl Changes {
@@ -103,16 +113,41 @@ fn hash(value: &str) -> u64 {
 }
 
 impl Held {
-    /// What the store holds after `layout` was written.
+    /// What a store that held nothing holds after `layout` was written.
     pub fn of(layout: &Layout) -> Self {
+        Self::default().after(layout, &Changes::default(), "")
+    }
+
+    /// What the store holds after `changes`, the diff of `layout` against
+    /// `self`, were written.
+    pub fn after(self, layout: &Layout, changes: &Changes, root: &str) -> Self {
+        let refused: BTreeSet<&str> = changes.refused.iter().map(String::as_str).collect();
+        let written = |k: &str| {
+            refused.is_empty() || resource_of(k, root).is_none_or(|r| !refused.contains(r))
+        };
         Self {
             keys: layout
                 .keys
                 .iter()
+                .filter(|(k, _)| written(k))
                 .map(|(k, v)| (k.clone(), hash(v)))
                 .collect(),
-            resources: layout.resources.clone(),
+            resources: layout
+                .resources
+                .iter()
+                .filter(|r| !refused.contains(r.as_str()))
+                .cloned()
+                .collect(),
+            foreign: self.foreign,
         }
+    }
+
+    /// The foreign resource `resource` would be read as one with, if any.
+    pub fn foreign_twin(&self, resource: &str) -> Option<&[String]> {
+        if self.foreign.is_empty() {
+            return None;
+        }
+        self.foreign.get(fold(resource).as_ref()).map(Vec::as_slice)
     }
 
     /// From a read of the store: every key under the root (key, value) and
@@ -129,40 +164,66 @@ impl Held {
             .filter_map(|k| k.strip_prefix(&prefix))
             .map(str::to_owned)
             .collect();
-        let keys = root_keys
-            .into_iter()
-            .filter(|(k, _)| resource_of(k, &names.root).is_some_and(|r| resources.contains(r)))
-            .map(|(k, v)| (k.to_owned(), hash(v)))
-            .collect();
-        Self { keys, resources }
+        let mut keys = HashMap::new();
+        let mut foreign: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in root_keys {
+            match resource_of(k, &names.root) {
+                Some(r) if resources.contains(r) => drop(keys.insert(k.to_owned(), hash(v))),
+                Some(r) => foreign
+                    .entry(fold(r).into_owned())
+                    .or_default()
+                    .push(k.to_owned()),
+                None => {}
+            }
+        }
+        Self {
+            keys,
+            resources,
+            foreign,
+        }
     }
 }
 
 /// The changes that take a store from `held` to `layout`: keys whose value
 /// differs are put, held keys no longer wanted are deleted, index keys
-/// follow the resources (`owner` is the value of a new index key).
+/// follow the resources (`owner` is the value of a new index key). A
+/// resource that would be read as one with a foreign one is refused: not
+/// written, and deleted if it was ours.
 pub fn diff(layout: &Layout, held: &Held, names: &Names, owner: &str) -> Changes {
     let mut changes = Changes::default();
+    for resource in &layout.resources {
+        if held.foreign_twin(resource).is_some() {
+            changes.refused.push(resource.clone());
+        }
+    }
+    let refused: BTreeSet<&str> = changes.refused.iter().map(String::as_str).collect();
+    let wanted = |k: &str| {
+        refused.is_empty() || resource_of(k, &names.root).is_none_or(|r| !refused.contains(r))
+    };
     for (k, v) in &layout.keys {
-        if held.keys.get(k) != Some(&hash(v)) {
+        if held.keys.get(k) != Some(&hash(v)) && wanted(k) {
             changes.puts.push((k.clone(), v.clone()));
         }
     }
     for resource in layout.resources.difference(&held.resources) {
-        changes
-            .puts
-            .push((names.owned_key(resource), owner.to_owned()));
+        if !refused.contains(resource.as_str()) {
+            changes
+                .puts
+                .push((names.owned_key(resource), owner.to_owned()));
+        }
     }
     let mut stale: Vec<String> = held
         .keys
         .keys()
-        .filter(|k| !layout.keys.contains_key(*k))
+        .filter(|k| !layout.keys.contains_key(*k) || !wanted(k))
         .cloned()
         .collect();
     stale.sort_unstable();
     changes.deletes = stale;
-    for resource in held.resources.difference(&layout.resources) {
-        changes.deletes.push(names.owned_key(resource));
+    for resource in &held.resources {
+        if !layout.resources.contains(resource) || refused.contains(resource.as_str()) {
+            changes.deletes.push(names.owned_key(resource));
+        }
     }
     changes
 }
@@ -248,5 +309,50 @@ mod tests {
                 "_traefik-openstack/traefik/owned/http/routers/web"
             ]
         );
+    }
+
+    #[test]
+    fn a_foreign_resource_of_our_name_in_any_case_keeps_ours_out() {
+        let n = names();
+        // Read back: `web` was ours, the operator has since written `WEB`
+        // and has `api` of their own.
+        let held = Held::read(
+            &n,
+            [
+                ("traefik/http/routers/web/rule", "Host(`a`)"),
+                ("traefik/http/routers/WEB/rule", "Host(`op`)"),
+                ("traefik/http/routers/api/rule", "Host(`op`)"),
+            ],
+            ["_traefik-openstack/traefik/owned/http/routers/web"],
+        );
+        assert_eq!(
+            held.foreign.keys().collect::<Vec<_>>(),
+            ["http/routers/api", "http/routers/web"]
+        );
+        let mut config = router("web", "Host(`a`)");
+        config["http"]["routers"]["Api"] = json!({"rule": "Host(`b`)", "service": "s"});
+        config["http"]["routers"]["other"] = json!({"rule": "Host(`c`)", "service": "s"});
+        let layout = flatten(&config, "traefik");
+        let c = diff(&layout, &held, &n, "me");
+        assert_eq!(c.refused, ["http/routers/Api", "http/routers/web"]);
+        // Only `other` is written; our `web` goes, theirs stays.
+        assert!(
+            c.puts.iter().all(|(k, _)| k.contains("/routers/other")),
+            "{c:?}"
+        );
+        assert_eq!(
+            c.deletes,
+            [
+                "traefik/http/routers/web/rule",
+                "_traefik-openstack/traefik/owned/http/routers/web"
+            ]
+        );
+        let after = held.after(&layout, &c, "traefik");
+        assert_eq!(
+            after.resources.iter().collect::<Vec<_>>(),
+            ["http/routers/other"]
+        );
+        assert_eq!(after.foreign.len(), 2);
+        assert!(diff(&layout, &after, &n, "me").puts.is_empty());
     }
 }

@@ -114,6 +114,9 @@ struct Side<C> {
     held: Option<Held>,
     /// The ETag of the snapshot the store holds.
     written: Option<String>,
+    /// Foreign resources (folded names, see [`Held::foreign`]) that keep
+    /// one of ours out, looked for again at every round until they go.
+    refused_by: Vec<String>,
 }
 
 impl<C> Side<C> {
@@ -123,12 +126,14 @@ impl<C> Side<C> {
             names,
             held: None,
             written: None,
+            refused_by: Vec::new(),
         }
     }
 
     fn forget(&mut self) {
         self.held = None;
         self.written = None;
+        self.refused_by.clear();
     }
 
     /// Whether the snapshot `etag` still has to be written here: we lead
@@ -264,6 +269,7 @@ impl KvWriter {
         // its addresses may belong to other tenants by now.
         let withdrawn = current.is_none() && self.publisher.readiness().status.withdrawn.is_some();
         if (current.is_some() || withdrawn) && self.lead().await {
+            self.look_again().await;
             match current {
                 // Every store holds it already: the renewal round ends
                 // here, without reading a configuration that may be tens
@@ -281,6 +287,23 @@ impl KvWriter {
             }
         }
         self.report();
+    }
+
+    /// In each store we lead, looks for the foreign resources that kept
+    /// ours out again.
+    async fn look_again(&mut self) {
+        if let Some(side) = self.etcd.as_mut().filter(|_| self.status["etcd"].leader)
+            && let Err(err) = side.look_again().await
+        {
+            side.forget();
+            fail(&self.metrics, &mut self.status, "etcd", &err);
+        }
+        if let Some(side) = self.redis.as_mut().filter(|_| self.status["redis"].leader)
+            && let Err(err) = side.look_again().await
+        {
+            side.forget();
+            fail(&self.metrics, &mut self.status, "redis", &err);
+        }
     }
 
     /// Gives the lease up (the leader key is deleted).
@@ -504,16 +527,18 @@ impl KvWriter {
         let metrics = self.metrics.clone();
         match outcome {
             Ok(Outcome::Written { changes, elapsed }) => {
-                let held = Held::of(layout);
-                let keys = held.keys.len();
-                match store {
-                    "etcd" => self.etcd.as_mut().expect("store").held = Some(held),
-                    _ => self.redis.as_mut().expect("store").held = Some(held),
-                }
-                match store {
-                    "etcd" => self.etcd.as_mut().expect("store").written = Some(etag.to_owned()),
-                    _ => self.redis.as_mut().expect("store").written = Some(etag.to_owned()),
-                }
+                let keys = match store {
+                    "etcd" => self
+                        .etcd
+                        .as_mut()
+                        .expect("store")
+                        .written(layout, &changes, etag),
+                    _ => self
+                        .redis
+                        .as_mut()
+                        .expect("store")
+                        .written(layout, &changes, etag),
+                };
                 let st = self.status.get_mut(store).expect("status per store");
                 st.error = None;
                 st.published_etag = Some(etag.to_owned());
@@ -533,7 +558,7 @@ impl KvWriter {
                     keys,
                     etag,
                     elapsed,
-                    left_out: &layout.problems,
+                    left_out: &left_out(layout, &changes),
                 }
                 .emit(&metrics);
             }
@@ -554,6 +579,76 @@ impl KvWriter {
             }
         }
     }
+}
+
+impl<C> Side<C> {
+    /// Takes in a committed publication; returns how many keys are ours.
+    fn written(&mut self, layout: &Layout, changes: &Changes, etag: &str) -> usize {
+        let before = self.held.take().unwrap_or_default();
+        let held = before.after(layout, changes, &self.names.root);
+        let keys = held.keys.len();
+        self.held = Some(held);
+        self.written = Some(etag.to_owned());
+        self.refused_by = changes
+            .refused
+            .iter()
+            .map(|r| traefik_openstack_guest::fold(r).into_owned())
+            .collect();
+        keys
+    }
+}
+
+impl<C: KeyLookup> Side<C> {
+    /// Looks again for the foreign resources that keep ours out; once one
+    /// is gone, the next round writes ours (without waiting for the
+    /// configuration to change).
+    async fn look_again(&mut self) -> Result<(), StoreError> {
+        let Some(held) = &mut self.held else {
+            return Ok(());
+        };
+        let mut gone = false;
+        for name in &self.refused_by {
+            let Some(keys) = held.foreign.get(name) else {
+                continue;
+            };
+            if !self.client.any_exists(keys).await? {
+                held.foreign.remove(name);
+                gone = true;
+            }
+        }
+        if gone {
+            self.refused_by.clear();
+            self.written = None;
+        }
+        Ok(())
+    }
+}
+
+/// A store's answer to "does any of these keys exist?".
+trait KeyLookup {
+    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError>;
+}
+
+impl KeyLookup for etcd::Etcd {
+    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
+        etcd::Etcd::any_exists(self, keys).await
+    }
+}
+
+impl KeyLookup for redis::Redis {
+    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
+        redis::Redis::any_exists(self, keys).await
+    }
+}
+
+/// What the publication left out: what the layout cannot express, and
+/// what a foreign resource keeps out.
+fn left_out(layout: &Layout, changes: &Changes) -> Vec<String> {
+    let mut out = layout.problems.clone();
+    out.extend(changes.refused.iter().map(|r| {
+        format!("{r}: the store has a resource of this name (in some case) that no sidecar wrote; ours is left out until it is gone")
+    }));
+    out
 }
 
 /// How a publication to one store ended.

@@ -246,6 +246,19 @@ impl Redis {
         Ok((root, index))
     }
 
+    /// Whether any of `keys` exists.
+    pub async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
+        for chunk in keys.chunks(BATCH) {
+            let n: u64 = self
+                .with(async |c| redis::cmd("EXISTS").arg(chunk).query_async(c).await)
+                .await?;
+            if n > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn scan(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", glob_escape(prefix));
         let mut cursor: u64 = 0;
