@@ -971,6 +971,50 @@ async fn the_writer_task_follows_publications_deletes_a_withdrawn_one_and_gives_
     next.writer.resign().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_withdrawn_sidecar_deletes_its_routes_then_lets_a_healthy_one_lead() {
+    for store in shared_stores() {
+        let root = format!("withdrawn-{}", store.name());
+        let s = store.name();
+        let mut stale = Sidecar::new(store.config(&root));
+        stale.set(&routers(&[("vm", "Host(`old.example.com`)")]));
+        stale.writer.step().await;
+        assert!(stale.writer.leader(), "{s}: {}", stale.readyz());
+
+        // Past `max_stale`: its routes are deleted, and the lease given up.
+        stale
+            .publisher
+            .withdraw("made 25h ago, max_stale is 24h".into());
+        stale.writer.step().await;
+        let (keys, index) = held(&store, &root).await;
+        assert!(
+            keys.is_empty() && index.is_empty(),
+            "{s}: {keys:?} {index:?}"
+        );
+        assert!(
+            !stale.writer.leader(),
+            "{s}: a withdrawn sidecar keeps the lease"
+        );
+
+        // A healthy sidecar started since leads at its first round, and the
+        // withdrawn one's rounds do not take the lease from it.
+        let mut healthy = Sidecar::new(store.config(&root));
+        let config = routers(&[("vm", "Host(`new.example.com`)")]);
+        healthy.set(&config);
+        healthy.writer.step().await;
+        assert!(healthy.writer.leader(), "{s}: {}", healthy.readyz());
+        stale.writer.step().await;
+        healthy.writer.step().await;
+        assert!(healthy.writer.leader() && !stale.writer.leader(), "{s}");
+        assert_eq!(
+            held(&store, &root).await.0,
+            flatten(&config, &root).keys,
+            "{s}"
+        );
+        healthy.writer.resign().await;
+    }
+}
+
 /// The synthetic cloud's configuration (the built-in module on `n` made-up
 /// instances), with instance `changed` given another floating address.
 async fn synthetic_config(n: usize, changed: Option<usize>) -> Value {

@@ -283,10 +283,27 @@ impl KvWriter {
                         tracing::error!(error = %e, "the served configuration is not JSON; not published to the stores")
                     }
                 },
-                None => self.publish(&serde_json::json!({}), "withdrawn").await,
+                None => {
+                    self.publish(&serde_json::json!({}), "withdrawn").await;
+                    // Its routes are gone from every store: it lets go of
+                    // the lease, so that a healthy sidecar (one started
+                    // since, say) leads without waiting out a TTL. It takes
+                    // the lease again only while nobody holds it, which
+                    // deletes what a leader that died left behind.
+                    if self.every_store_holds("withdrawn") {
+                        self.resign().await;
+                    }
+                }
             }
         }
         self.report();
+    }
+
+    /// Whether every store holds the snapshot `etag` from us.
+    fn every_store_holds(&self, etag: &str) -> bool {
+        let holds = |written: &Option<String>| written.as_deref() == Some(etag);
+        self.etcd.as_ref().is_none_or(|s| holds(&s.written))
+            && self.redis.as_ref().is_none_or(|s| holds(&s.written))
     }
 
     /// In each store we lead, looks for the foreign resources that kept
