@@ -455,11 +455,12 @@ fn generate_and_print(
 async fn fetch(config: &Config) -> anyhow::Result<traefik_openstack::inventory::Instances> {
     let mut lists = Vec::new();
     for cloud in clouds(config, &Arc::new(Metrics::new()))? {
-        let mut inventory = cloud.inventory;
+        let name = cloud.name.clone();
+        let mut inventory = cloud.into_inventory();
         inventory
             .refresh()
             .await
-            .with_context(|| format!("cloud {}", cloud.name))?;
+            .with_context(|| format!("cloud {name}"))?;
         lists.push(inventory.instances());
     }
     Ok(sync::merge_instances(&lists))

@@ -12,7 +12,7 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::config::{Config, OpenStackConfig};
 use crate::engine::{Engine, GenerateError, Generated, Incremental, Module, Work};
 use crate::events::{self, Event};
-use crate::inventory::{Instances, Inventory};
+use crate::inventory::{Instances, Inventory, RefreshError, RefreshStats};
 use crate::metrics::Metrics;
 use crate::openstack::OpenStack;
 use crate::publish::state::{self, Saved};
@@ -71,14 +71,30 @@ pub struct Kept {
     /// Why the module last failed on the current inputs: shown again once
     /// the clouds answer while it is held.
     module_failure: Option<String>,
+    /// The clouds' listings under way, each in its own task: a cloud's
+    /// answer is taken in when it comes, whatever the others are doing.
+    listings: tokio::task::JoinSet<Listed>,
+}
+
+/// A listing that ended: its cloud's inventory comes back with it.
+struct Listed {
+    cloud: usize,
+    inventory: Inventory,
+    result: Result<RefreshStats, RefreshError>,
+    elapsed: Duration,
 }
 
 /// One cloud (an `[openstack]` entry) as the loop drives it.
 pub struct Cloud {
     /// What `/readyz`, `/metrics` and the logs call it.
     pub name: String,
-    /// Its instances.
-    pub inventory: Inventory,
+    /// Its instances; away in its listing's task while it is listed.
+    inventory: Option<Inventory>,
+    /// What it listed last, as the module gets it (also while it is
+    /// listed again).
+    listed: Instances,
+    /// Its last refresh's error, until one succeeds.
+    error: Option<String>,
     /// How often it is refreshed.
     pub refresh_interval: Duration,
     next_due: Instant,
@@ -96,7 +112,9 @@ impl Cloud {
     pub fn new(name: String, inventory: Inventory, refresh_interval: Duration) -> Self {
         Self {
             name,
-            inventory,
+            listed: inventory.instances(),
+            inventory: Some(inventory),
+            error: None,
             refresh_interval,
             next_due: Instant::now(),
             confirmed: None,
@@ -118,6 +136,11 @@ impl Cloud {
         }
     }
 
+    /// Its inventory, for a one-off listing (`render`, `inventory`).
+    pub fn into_inventory(self) -> Inventory {
+        self.inventory.expect("not being listed")
+    }
+
     /// Without a successful refresh for this long, the cloud is not ready.
     fn stale_after(&self) -> Duration {
         self.refresh_interval * 3
@@ -127,7 +150,7 @@ impl Cloud {
     fn instances(&self) -> Instances {
         match self.withdrawn {
             true => self.none.clone(),
-            false => self.inventory.instances(),
+            false => self.listed.clone(),
         }
     }
 }
@@ -364,11 +387,15 @@ impl SyncLoop {
         // The file changed again while it was being compiled.
         let mut reload_after = false;
         loop {
+            self.start_due(owed);
             let mut want_load = false;
-            let mut due = false;
+            let mut listed = None;
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep_until(self.next_due().into()) => due = true,
+                () = tokio::time::sleep_until(self.next_due().into()) => {}
+                Some(done) = self.kept.listings.join_next(), if !self.kept.listings.is_empty() => {
+                    listed = Some(done.expect("a listing task panicked"));
+                }
                 _ = module_poll.tick(), if self.module_path.is_some() => {
                     let path = self.module_path.as_deref().expect("guarded");
                     let now = FileStamp::of(path);
@@ -393,13 +420,17 @@ impl SyncLoop {
                     }
                 }
             }
-            if due {
+            if let Some(listed) = listed {
                 // A listing can take minutes (a large cloud, or a Nova that
-                // answers only at the request timeout, page after page): a
-                // shutdown does not wait for it. What is served stays as is.
+                // answers only at the request timeout, page after page): it
+                // runs in its own task, which a shutdown drops. Nor does a
+                // shutdown wait for the module. What is served stays as is.
                 tokio::select! {
                     () = &mut shutdown => break,
-                    next = self.refresh_due(owed) => owed = next,
+                    next = async {
+                        self.take_in(listed);
+                        self.follow(owed).await
+                    } => owed = next,
                 }
             }
             if want_load {
@@ -412,10 +443,11 @@ impl SyncLoop {
         }
     }
 
-    /// When the next cloud is due for a refresh.
+    /// When the next cloud that is not being listed is due for a refresh.
     fn next_due(&self) -> Instant {
         self.clouds
             .iter()
+            .filter(|c| c.inventory.is_some())
             .map(|c| c.next_due)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
@@ -430,7 +462,8 @@ impl SyncLoop {
         self.publisher.update_status(|s| s.clouds = statuses);
     }
 
-    /// Refreshes every cloud now (tests: as if all were due).
+    /// Refreshes every cloud now, and runs the module once all have
+    /// answered (tests: as if all were due at once).
     #[cfg(test)]
     async fn refresh_once(&mut self, owed: Owed) -> Owed {
         if self.publisher.readiness().status.clouds.len() != self.clouds.len() {
@@ -440,83 +473,112 @@ impl SyncLoop {
         for c in &mut self.clouds {
             c.next_due = now;
         }
-        self.refresh_due(owed).await
+        self.start_due(owed);
+        while let Some(done) = self.kept.listings.join_next().await {
+            self.take_in(done.expect("a listing task panicked"));
+        }
+        self.follow(owed).await
     }
 
-    /// Refreshes the clouds that are due (at the same time), and runs the
-    /// module on the merge of all if one is owed; returns what is owed next.
-    async fn refresh_due(&mut self, owed: Owed) -> Owed {
-        let started = Instant::now();
-        let due: Vec<usize> = (0..self.clouds.len())
-            .filter(|&n| self.clouds[n].next_due <= started)
-            .collect();
-        // Not while a failed run is owed: that run decides when the module
-        // runs again.
-        let primer = (self.module.is_phased() && !matches!(owed, Owed::Failed { .. }))
-            .then(|| self.start_primer());
-        let feed = primer.as_ref().map(|p| &p.feed);
-        let results = futures_util::future::join_all(
-            self.clouds
-                .iter_mut()
-                .filter(|c| c.next_due <= started)
-                .map(|c| async {
-                    let began = Instant::now();
-                    let result = c.inventory.refresh_feeding(feed).await;
-                    (result, began.elapsed())
-                }),
-        )
-        .await;
-        if let Some(primer) = primer {
-            primer.finish().await;
-        }
-        let mut failed = false;
-        let several = self.clouds.len() > 1;
-        for (n, (result, elapsed)) in due.into_iter().zip(results) {
+    /// Starts the listing of every cloud that is due and not being listed,
+    /// each in its own task with its inventory.
+    fn start_due(&mut self, owed: Owed) {
+        let now = Instant::now();
+        for n in 0..self.clouds.len() {
             let cloud = &mut self.clouds[n];
-            cloud.next_due = started + cloud.refresh_interval;
-            match result {
-                Ok(stats) => {
-                    let now = SystemTime::now();
-                    cloud.confirmed = Some((Instant::now(), now));
-                    cloud.withdrawn = false;
-                    events::Refreshed {
-                        cloud: &cloud.name,
-                        stats,
-                        elapsed,
-                    }
-                    .emit(&self.metrics);
-                    self.publisher.update_status(|s| {
-                        if let Some(c) = s.clouds.get_mut(n) {
-                            c.error = None;
-                            c.withdrawn = false;
-                            c.clock_offset_seconds = stats.clock_offset;
-                            c.last_success = Some(Instant::now());
-                            c.last_success_at = Some(state::rfc3339(now));
-                        }
-                    });
+            if cloud.next_due > now {
+                continue;
+            }
+            let Some(mut inventory) = cloud.inventory.take() else {
+                continue;
+            };
+            cloud.next_due = now + cloud.refresh_interval;
+            // Not while a failed run is owed: that run decides when the
+            // module runs again.
+            let primer = (self.module.is_phased() && !matches!(owed, Owed::Failed { .. }))
+                .then(|| self.start_primer());
+            self.kept.listings.spawn(async move {
+                let began = Instant::now();
+                let result = inventory
+                    .refresh_feeding(primer.as_ref().map(|p| &p.feed))
+                    .await;
+                let elapsed = began.elapsed();
+                if let Some(primer) = primer {
+                    primer.finish().await;
                 }
-                Err(e) => {
-                    failed = true;
-                    let message = match several {
-                        false => e.to_string(),
-                        true => format!("cloud {}: {e}", cloud.name),
-                    };
-                    events::RefreshFailed {
-                        cloud: &cloud.name,
-                        reason: e.reason(),
-                        error: &e.to_string(),
-                    }
-                    .emit(&self.metrics);
-                    self.publisher.update_status(|s| {
-                        if let Some(c) = s.clouds.get_mut(n) {
-                            c.error = Some(e.to_string());
-                        }
-                        s.refresh_error = Some(message);
-                    });
+                Listed {
+                    cloud: n,
+                    inventory,
+                    result,
+                    elapsed,
                 }
+            });
+        }
+    }
+
+    /// Takes in a cloud's listing: its inventory comes home, and its status
+    /// says how the listing went.
+    fn take_in(&mut self, listed: Listed) {
+        let Listed {
+            cloud: n,
+            inventory,
+            result,
+            elapsed,
+        } = listed;
+        let several = self.clouds.len() > 1;
+        let cloud = &mut self.clouds[n];
+        cloud.listed = inventory.instances();
+        cloud.inventory = Some(inventory);
+        match result {
+            Ok(stats) => {
+                let now = SystemTime::now();
+                cloud.confirmed = Some((Instant::now(), now));
+                cloud.withdrawn = false;
+                cloud.error = None;
+                events::Refreshed {
+                    cloud: &cloud.name,
+                    stats,
+                    elapsed,
+                }
+                .emit(&self.metrics);
+                self.publisher.update_status(|s| {
+                    if let Some(c) = s.clouds.get_mut(n) {
+                        c.error = None;
+                        c.withdrawn = false;
+                        c.clock_offset_seconds = stats.clock_offset;
+                        c.last_success = Some(Instant::now());
+                        c.last_success_at = Some(state::rfc3339(now));
+                    }
+                });
+            }
+            Err(e) => {
+                let message = match several {
+                    false => e.to_string(),
+                    true => format!("cloud {}: {e}", cloud.name),
+                };
+                cloud.error = Some(message.clone());
+                events::RefreshFailed {
+                    cloud: &cloud.name,
+                    reason: e.reason(),
+                    error: &e.to_string(),
+                }
+                .emit(&self.metrics);
+                self.publisher.update_status(|s| {
+                    if let Some(c) = s.clouds.get_mut(n) {
+                        c.error = Some(e.to_string());
+                    }
+                    s.refresh_error = Some(message);
+                });
             }
         }
+    }
+
+    /// After a listing: runs the module on the merge of every cloud's last
+    /// listing if one is owed; returns what is owed next.
+    async fn follow(&mut self, owed: Owed) -> Owed {
         self.withdraw_expired();
+        // The refresh error stays while any cloud's last listing failed.
+        let failing = self.clouds.iter().find_map(|c| c.error.clone());
         let before = self.kept.merged.as_ref().map(|(_, m)| m.clone());
         let Some(instances) = self.merged() else {
             // Nothing to make a configuration from yet.
@@ -525,7 +587,9 @@ impl SyncLoop {
         let changed = before.is_none_or(|m| !Arc::ptr_eq(&m, &instances));
         let owed = if changed { Owed::Run } else { owed };
         if let Some(next) = self.make(owed, instances.clone()).await {
-            if !failed && let Some(why) = self.kept.module_failure.clone() {
+            if failing.is_none()
+                && let Some(why) = self.kept.module_failure.clone()
+            {
                 // The clouds answered: what keeps the configuration from
                 // following them is the module (not an outage seen since).
                 self.publisher
@@ -533,19 +597,18 @@ impl SyncLoop {
             }
             return next;
         }
-        if !failed {
-            self.publisher.update_status(|s| {
-                s.refresh_error = None;
-                s.module_retry = None;
-                s.last_success = Some(Instant::now());
-                s.instances = instances.len();
-            });
-        } else {
-            self.publisher.update_status(|s| {
-                s.module_retry = None;
-                s.instances = instances.len();
-            });
-        }
+        self.publisher.update_status(|s| {
+            s.module_retry = None;
+            s.instances = instances.len();
+            match failing {
+                None => {
+                    s.refresh_error = None;
+                    s.last_success = Some(Instant::now());
+                }
+                // Another cloud's failure may have been overwritten.
+                Some(message) => s.refresh_error = Some(message),
+            }
+        });
         self.save_state();
         Owed::Nothing
     }
@@ -662,15 +725,21 @@ impl SyncLoop {
 
     /// The instances of every cloud as the module gets them; `None` while
     /// there is nothing to make a configuration from: no cloud has answered
-    /// yet, or a recovered configuration is served and some cloud has not
-    /// answered yet (its routes would be lost until it does).
+    /// yet, some cloud's first listing has not ended yet (at start-up, a
+    /// configuration without its instances would make Traefik drop their
+    /// routes until it answers), or a recovered configuration is served and
+    /// some cloud has not answered yet.
     fn merged(&mut self) -> Option<Instances> {
         let answered = |c: &Cloud| c.confirmed.is_some();
+        let heard_from = |c: &Cloud| c.confirmed.is_some() || c.error.is_some();
         let recovered = self
             .publisher
             .current()
             .is_some_and(|c| c.recovered.is_some());
-        if !self.clouds.iter().any(answered) || (recovered && !self.clouds.iter().all(answered)) {
+        if !self.clouds.iter().any(answered)
+            || !self.clouds.iter().all(heard_from)
+            || (recovered && !self.clouds.iter().all(answered))
+        {
             return None;
         }
         let lists: Vec<Instances> = self.clouds.iter().map(Cloud::instances).collect();
@@ -1116,7 +1185,7 @@ mod tests {
                 self.state.metrics.clone(),
             )
             .unwrap();
-            self.sync.clouds[0].inventory = Inventory::new(client, &cfg);
+            self.sync.clouds[0].inventory = Some(Inventory::new(client, &cfg));
         }
 
         fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {
@@ -1172,7 +1241,7 @@ mod tests {
 
     fn full_sync_all(rig: &mut Rig) {
         for c in &mut rig.sync.clouds {
-            c.inventory.request_full_sync();
+            c.inventory.as_mut().unwrap().request_full_sync();
         }
     }
 
@@ -1386,6 +1455,94 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(2), loop_task)
             .await
             .expect("the loop waited for the listing to end")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_slow_cloud_holds_up_neither_another_clouds_changes_nor_a_shutdown() {
+        let mut rig = rig().await;
+        let b = FakeCloud::start().await;
+        add_cloud(&mut rig, "b", &b);
+        let cfg = OpenStackConfig {
+            request_timeout: Duration::from_secs(30),
+            ..OpenStackConfig::default()
+        };
+        let client = OpenStack::new(
+            b.cloud_config(),
+            cfg.request_timeout,
+            rig.state.metrics.clone(),
+        )
+        .unwrap();
+        rig.sync.clouds[1].inventory = Some(Inventory::new(client, &cfg));
+        for c in &mut rig.sync.clouds {
+            c.refresh_interval = Duration::from_millis(200);
+        }
+        // b answers its first listing in 2 s, and its second in 30 s.
+        let b_servers = serde_json::json!({
+            "servers": [server("id-9", "vm-b9", "2024-01-01T00:00:00Z")]
+        });
+        let slow = |secs| {
+            let mut reply = Canned::status(200, &b_servers.to_string());
+            reply.delay = Duration::from_secs(secs);
+            reply
+        };
+        b.fault("/servers/detail", 0, slow(2));
+        b.fault("/servers/detail", 1, slow(30));
+        let Rig {
+            fake, sync, state, ..
+        } = rig;
+        let get = |path: &str| {
+            let resp = handle(&state, Request::get(path).body(()).unwrap());
+            let status = resp.status();
+            let body = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    use http_body_util::BodyExt;
+                    resp.into_body().collect().await.unwrap().to_bytes()
+                })
+            });
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        let stop = Arc::new(Notify::new());
+        let loop_task = tokio::spawn(sync.run({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        }));
+        let eventually = async |what: &str, f: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !f() {
+                assert!(Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+
+        // At start, the first configuration waits for b: without b's VMs
+        // it would make Traefik drop their routes.
+        eventually("a was never listed", &|| {
+            let ready: serde_json::Value = serde_json::from_str(&get("/readyz").1).unwrap();
+            ready["clouds"][0]["last_success_at"].is_string()
+        })
+        .await;
+        assert_eq!(get("/traefik").0, StatusCode::SERVICE_UNAVAILABLE);
+        eventually("the first configuration never came", &|| {
+            let (status, body) = get("/traefik");
+            status == StatusCode::OK && body.contains("vm-1") && body.contains("vm-b9")
+        })
+        .await;
+
+        // b's next listing hangs for 30 s: a's new VM is served meanwhile.
+        fake.with(|s| {
+            s.servers
+                .push(server("id-3", "vm-3", "2099-01-01T00:00:00Z"))
+        });
+        eventually("a's change waited for b", &|| {
+            get("/traefik").1.contains("vm-3")
+        })
+        .await;
+        assert!(get("/traefik").1.contains("vm-b9"));
+        stop.notify_one();
+        tokio::time::timeout(Duration::from_secs(2), loop_task)
+            .await
+            .expect("the loop waited for b's listing to end")
             .unwrap();
     }
 
@@ -1656,7 +1813,11 @@ mod tests {
             Canned::status(500, r#"{"computeFault": {"code": 500}}"#),
             Canned::status(200, "{\"servers\": [ truncated"),
         ] {
-            rig.sync.clouds[0].inventory.request_full_sync();
+            rig.sync.clouds[0]
+                .inventory
+                .as_mut()
+                .unwrap()
+                .request_full_sync();
             rig.fake.fault("/servers/detail", 0, reply);
             rig.sync.refresh_once(Owed::Nothing).await;
             let (status, body, tag) = rig.get("/traefik");
@@ -1669,7 +1830,11 @@ mod tests {
         assert!(metrics.contains("outcome=\"malformed\"} 1"), "{metrics}");
 
         // The cloud is back: the next refresh publishes what changed.
-        rig.sync.clouds[0].inventory.request_full_sync();
+        rig.sync.clouds[0]
+            .inventory
+            .as_mut()
+            .unwrap()
+            .request_full_sync();
         rig.sync.refresh_once(Owed::Nothing).await;
         let (_, body, tag) = rig.get("/traefik");
         assert_ne!(tag, etag);
@@ -1726,7 +1891,11 @@ mod tests {
 
         // New instances are new inputs: it runs again.
         rig.fake.with(|s| s.servers.truncate(1));
-        rig.sync.clouds[0].inventory.request_full_sync();
+        rig.sync.clouds[0]
+            .inventory
+            .as_mut()
+            .unwrap()
+            .request_full_sync();
         assert_eq!(rig.sync.refresh_once(owed).await, held);
         assert_eq!(failed_runs(&rig), 2);
     }
@@ -1737,7 +1906,11 @@ mod tests {
         rig.sync.refresh_once(Owed::Run).await;
         let trap = crate::testing::test_policy(Some("trap"));
         rig.sync.module = Arc::new(rig.sync.engine.load_file(&trap).unwrap());
-        rig.sync.clouds[0].inventory.request_full_sync();
+        rig.sync.clouds[0]
+            .inventory
+            .as_mut()
+            .unwrap()
+            .request_full_sync();
         let owed = rig.sync.refresh_once(Owed::Nothing).await;
         assert!(matches!(owed, Owed::Failed { .. }), "{owed:?}");
         // The last good configuration ages: the clouds answer, the module
@@ -1854,7 +2027,11 @@ mod tests {
         let mut rig = rig().await;
         rig.sync.refresh_once(Owed::Run).await;
         rig.fake.set_servers(vec![]);
-        rig.sync.clouds[0].inventory.request_full_sync();
+        rig.sync.clouds[0]
+            .inventory
+            .as_mut()
+            .unwrap()
+            .request_full_sync();
         rig.sync.refresh_once(Owed::Nothing).await;
         assert_eq!(rig.get("/traefik").1, "{}");
     }
@@ -1883,10 +2060,18 @@ mod tests {
                 s.servers
                     .push(server("id-3", "vm-3", "2024-01-02T00:00:00Z"))
             });
-            rig.sync.clouds[0].inventory.request_full_sync();
+            rig.sync.clouds[0]
+                .inventory
+                .as_mut()
+                .unwrap()
+                .request_full_sync();
             rig.sync.refresh_once(Owed::Nothing).await;
             rig.fake.with(|s| s.servers.pop());
-            rig.sync.clouds[0].inventory.request_full_sync();
+            rig.sync.clouds[0]
+                .inventory
+                .as_mut()
+                .unwrap()
+                .request_full_sync();
             rig.sync.refresh_once(Owed::Nothing).await;
             assert_eq!(rig.get("/traefik").1, before, "{broken}");
         }
