@@ -30,10 +30,16 @@ const CHANGES_SINCE_MARGIN: Duration = Duration::from_secs(5);
 /// a jump: logged, and never followed forward.
 const CLOCK_JUMP: Duration = Duration::from_secs(30);
 
-/// How far ahead of the first listing's offset between the clocks a `Date`
-/// may be and still be taken as is: its one-second resolution and the
-/// latency of a request. Well within [`CHANGES_SINCE_MARGIN`].
+/// How far ahead of the baseline offset between the clocks a `Date` may be
+/// and still be taken as is: its one-second resolution and the latency of a
+/// request. Well within [`CHANGES_SINCE_MARGIN`].
 const CLOCK_TOLERANCE: Duration = Duration::from_secs(2);
+
+/// The baseline offset between the clocks is the lowest of this many last
+/// listings': one API node whose clock runs ahead cannot set it unless it
+/// answers all of them, and a clock stepped forward on every node is
+/// caught up with this many listings later.
+const CLOCK_WINDOW: usize = 10;
 
 /// `a - b` in milliseconds.
 fn signed_millis(a: SystemTime, b: SystemTime) -> i64 {
@@ -69,8 +75,8 @@ pub struct Inventory {
     watermark_at: Option<Instant>,
     /// Nova's `Date` less the local clock at the last listing, in seconds.
     clock_offset: Option<i64>,
-    /// The same at the first listing, in milliseconds.
-    clock_baseline: Option<i64>,
+    /// The same at the last [`CLOCK_WINDOW`] listings, in milliseconds.
+    recent_offsets: std::collections::VecDeque<i64>,
     /// Neutron port id -> server id, for floating IPs without `port_details`.
     port_devices: HashMap<String, String>,
     /// The strings servers share (status, project, metadata, ...), held
@@ -273,7 +279,7 @@ impl Inventory {
             watermark: None,
             watermark_at: None,
             clock_offset: None,
-            clock_baseline: None,
+            recent_offsets: Default::default(),
             port_devices: HashMap::new(),
             interner: Default::default(),
         }
@@ -371,8 +377,8 @@ impl Inventory {
     /// not become the watermark: `changes-since` would skip every change
     /// until that time comes, or until a full listing. So the watermark is
     /// never later than the last one plus the local time since, unless it
-    /// agrees with the offset between Nova's clock and the local one seen
-    /// at the first listing (which is how it catches up after a jump back).
+    /// agrees with the lowest offset between Nova's clock and the local one
+    /// of the last listings (which is how it catches up after a jump back).
     /// A `Date` behind is followed: asking for more changes than needed
     /// costs requests, never a change.
     fn next_watermark(
@@ -396,15 +402,18 @@ impl Inventory {
                 );
             }
             self.clock_offset = Some(offset);
-            self.clock_baseline.get_or_insert(offset_ms);
+            if self.recent_offsets.len() == CLOCK_WINDOW {
+                self.recent_offsets.pop_front();
+            }
+            self.recent_offsets.push_back(offset_ms);
         }
         let (Some(listed), Some(last), Some(at)) = (listed, self.watermark, self.watermark_at)
         else {
             return listed.or(self.watermark);
         };
-        // what Nova's clock reads now if it kept the first offset (the
+        // what Nova's clock reads now if it kept the baseline offset (the
         // `Date`'s one-second resolution and the request's latency allowed)
-        let agrees = self.clock_baseline.is_some_and(|base| {
+        let agrees = self.recent_offsets.iter().min().is_some_and(|base| {
             signed_millis(listed, began_wall) <= base + CLOCK_TOLERANCE.as_millis() as i64
         });
         let most = last + began.saturating_duration_since(at);
@@ -652,12 +661,48 @@ mod tests {
         inv.refresh().await.unwrap();
         let reqs = fake.take_requests();
         assert_eq!(reqs[1].param("changes-since"), Some("2023-11-14T22:03:15Z"));
-        // back to normal, as the first listing saw it: caught up
+        // back to normal, as the first listing saw it: caught up once the
+        // jump back has left the window
         fake.with(|s| s.date = Some(nova_now));
-        inv.refresh().await.unwrap();
+        for _ in 0..CLOCK_WINDOW {
+            inv.refresh().await.unwrap();
+        }
+        fake.take_requests();
         inv.refresh().await.unwrap();
         let reqs = fake.take_requests();
-        assert_eq!(reqs[1].param("changes-since"), Some("2023-11-14T22:13:15Z"));
+        assert_eq!(reqs[0].param("changes-since"), Some("2023-11-14T22:13:15Z"));
+    }
+
+    /// The first listing's `Date` from a node a day ahead: once another
+    /// node has answered, that node's `Date` is not followed again.
+    #[tokio::test]
+    async fn a_first_listing_from_a_node_ahead_does_not_set_the_baseline_for_good() {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ahead = nova_now + Duration::from_secs(86_400);
+        fake.with(|s| s.date = Some(ahead));
+        let (mut inv, _) = inventory(&fake, &config(1000)).await;
+        inv.refresh().await.unwrap();
+        // a node on time answers (followed: a day back), then the one ahead
+        for date in [nova_now, ahead, nova_now] {
+            fake.with(|s| s.date = Some(date));
+            inv.refresh().await.unwrap();
+        }
+        let reqs = fake.take_requests();
+        let since: Vec<_> = reqs
+            .iter()
+            .filter_map(|r| r.param("changes-since"))
+            .collect();
+        // the node ahead's second `Date` stayed out of the watermark
+        assert_eq!(
+            since,
+            [
+                "2023-11-15T22:13:15Z",
+                "2023-11-14T22:13:15Z",
+                "2023-11-14T22:13:15Z"
+            ]
+        );
     }
 
     #[tokio::test]
