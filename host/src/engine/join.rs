@@ -194,8 +194,8 @@ pub(crate) struct Document {
     pub(crate) config: Chunked,
     /// Errors on the definers of entries dropped by the join.
     pub(crate) diagnostics: Vec<Diagnostic>,
-    /// Names of the routers dropped by the join (of any kind: an
-    /// instance's routes list names only).
+    /// Names of the routers dropped by the join, but for those a router
+    /// of another kind still has (an instance's routes list names only).
     pub(crate) dropped_routers: BTreeSet<String>,
     /// Chunks written again, of all chunks (for logs and tests).
     pub(crate) rewritten: (usize, usize),
@@ -360,6 +360,15 @@ impl Joined {
             Some(_) => b"}}}",
             None => b"}",
         }));
+        // The routes summary lists router names without their kind: a name
+        // dropped as one kind's router that lives on as another's stays.
+        dropped_routers.retain(|name| {
+            !["http", "tcp", "udp"].iter().any(|kind| {
+                self.entries
+                    .get(&Path::new(kind, "routers", name))
+                    .is_some_and(|slot| resolve(&slot.given).is_some())
+            })
+        });
         Document {
             config: Chunked::new(chunks),
             diagnostics,
@@ -584,6 +593,10 @@ mod tests {
         let m = "tcp router r defined differently by several instances (i1, i2); dropped";
         assert_eq!(msgs, [("i1", m), ("i2", m)]);
         assert!(d.dropped("r"));
+        // An http router `r` that stands keeps the name in the routes.
+        let p3 = add(&mut j, 3, vec![entry("http", "routers", "r", "{}", "i3")]);
+        assert!(!j.document().dropped("r"));
+        j.remove(3, &p3);
         // Once group 2 is gone, group 1's definition stands.
         j.remove(2, &p2);
         assert_eq!(
