@@ -1189,19 +1189,7 @@ mod tests {
         }
 
         fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {
-            let resp = handle(&self.state, Request::get(path).body(()).unwrap());
-            let status = resp.status();
-            let etag = resp
-                .headers()
-                .get("etag")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    use http_body_util::BodyExt;
-                    resp.into_body().collect().await.unwrap().to_bytes()
-                })
-            });
-            (status, String::from_utf8_lossy(&body).into_owned(), etag)
+            get(&self.state, path)
         }
 
         fn publisher_status(&self, f: impl FnOnce(&mut crate::publish::Status)) {
@@ -1218,10 +1206,47 @@ mod tests {
         }
     }
 
+    /// `path` from the handler: status, body, ETag.
+    fn get(state: &AppState, path: &str) -> (StatusCode, String, Option<String>) {
+        let resp = handle(state, Request::get(path).body(()).unwrap());
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                use http_body_util::BodyExt;
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+        (status, String::from_utf8_lossy(&body).into_owned(), etag)
+    }
+
+    /// The loop running in a task, and what stops it.
+    fn run_loop(sync: SyncLoop) -> (Arc<Notify>, JoinHandle<()>) {
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(sync.run({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        }));
+        (stop, task)
+    }
+
     /// A second cloud for the rig; the rig's own is "a".
     fn add_cloud(rig: &mut Rig, name: &str, fake: &FakeCloud) {
+        add_cloud_timing_out(rig, name, fake, Duration::from_millis(300));
+    }
+
+    /// [`add_cloud`] with requests timing out after `request_timeout`.
+    fn add_cloud_timing_out(
+        rig: &mut Rig,
+        name: &str,
+        fake: &FakeCloud,
+        request_timeout: Duration,
+    ) {
         let cfg = OpenStackConfig {
-            request_timeout: Duration::from_millis(300),
+            request_timeout,
             ..OpenStackConfig::default()
         };
         let client = OpenStack::new(
@@ -1408,11 +1433,7 @@ mod tests {
         let first = describe(&sync.module);
         // Replaced after it was read at start-up, before the loop ran.
         std::fs::copy(crate::testing::test_policy(None), module_file.path()).unwrap();
-        let stop = Arc::new(Notify::new());
-        let loop_task = tokio::spawn(sync.run({
-            let stop = stop.clone();
-            async move { stop.notified().await }
-        }));
+        let (stop, loop_task) = run_loop(sync);
         let deadline = Instant::now() + Duration::from_secs(30);
         while state.publisher.readiness().status.module == first {
             assert!(
@@ -1437,11 +1458,7 @@ mod tests {
         slow.delay = Duration::from_secs(20);
         rig.fake.fault("/servers/detail", 0, slow);
         let Rig { fake, sync, .. } = rig;
-        let stop = Arc::new(Notify::new());
-        let loop_task = tokio::spawn(sync.run({
-            let stop = stop.clone();
-            async move { stop.notified().await }
-        }));
+        let (stop, loop_task) = run_loop(sync);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !fake
             .take_requests()
@@ -1462,18 +1479,7 @@ mod tests {
     async fn a_slow_cloud_holds_up_neither_another_clouds_changes_nor_a_shutdown() {
         let mut rig = rig().await;
         let b = FakeCloud::start().await;
-        add_cloud(&mut rig, "b", &b);
-        let cfg = OpenStackConfig {
-            request_timeout: Duration::from_secs(30),
-            ..OpenStackConfig::default()
-        };
-        let client = OpenStack::new(
-            b.cloud_config(),
-            cfg.request_timeout,
-            rig.state.metrics.clone(),
-        )
-        .unwrap();
-        rig.sync.clouds[1].inventory = Some(Inventory::new(client, &cfg));
+        add_cloud_timing_out(&mut rig, "b", &b, Duration::from_secs(60));
         for c in &mut rig.sync.clouds {
             c.refresh_interval = Duration::from_millis(200);
         }
@@ -1492,21 +1498,10 @@ mod tests {
             fake, sync, state, ..
         } = rig;
         let get = |path: &str| {
-            let resp = handle(&state, Request::get(path).body(()).unwrap());
-            let status = resp.status();
-            let body = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    use http_body_util::BodyExt;
-                    resp.into_body().collect().await.unwrap().to_bytes()
-                })
-            });
-            (status, String::from_utf8_lossy(&body).into_owned())
+            let (status, body, _) = get(&state, path);
+            (status, body)
         };
-        let stop = Arc::new(Notify::new());
-        let loop_task = tokio::spawn(sync.run({
-            let stop = stop.clone();
-            async move { stop.notified().await }
-        }));
+        let (stop, loop_task) = run_loop(sync);
         let eventually = async |what: &str, f: &dyn Fn() -> bool| {
             let deadline = Instant::now() + Duration::from_secs(10);
             while !f() {
