@@ -64,10 +64,10 @@ pub fn safe_name(raw: &str) -> String {
 
 /// A name as Traefik's KV providers (etcd, Redis) compare names: they
 /// match a key's segments with Go's `strings.EqualFold`, so `API` and `api`
-/// are one router there. Lowercasing each character's uppercase folds what
-/// `EqualFold` folds (`ſ` with `s`, `ς` with `σ`, the Kelvin sign with `k`)
-/// and a little more (`ß` with `ss`), which errs only towards treating two
-/// names as one.
+/// are one router there. Lowercasing the uppercase of each character's
+/// lowercase folds what `EqualFold` folds (`ſ` with `s`, `ς` with `σ`, the
+/// Kelvin sign with `k`, `ẞ` with `ß`) and a little more (`ß` with `ss`),
+/// which errs only towards treating two names as one.
 pub fn fold(name: &str) -> std::borrow::Cow<'_, str> {
     if name.is_ascii() {
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -76,6 +76,7 @@ pub fn fold(name: &str) -> std::borrow::Cow<'_, str> {
         return name.into();
     }
     name.chars()
+        .flat_map(char::to_lowercase)
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect::<String>()
@@ -134,10 +135,32 @@ mod tests {
             ("\u{3a3}\u{3c2}", "\u{3c3}\u{3c3}"),
             ("\u{212a}ey", "key"),
             ("Évé", "évé"),
+            ("stra\u{df}e", "STRA\u{1e9e}E"),
         ] {
             assert_eq!(fold(a), fold(b), "{a} and {b}");
         }
         assert_ne!(fold("api"), fold("apis"));
+        // Go's `EqualFold` treats a character as equal to its simple
+        // upper- and lowercase partners (and theirs): every such pair folds
+        // alike.
+        fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
+            let first = it.next();
+            first.filter(|_| it.next().is_none())
+        }
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            for partner in [single(c.to_uppercase()), single(c.to_lowercase())]
+                .into_iter()
+                .flatten()
+            {
+                let (a, b) = (c.to_string(), partner.to_string());
+                assert_eq!(
+                    fold(&a),
+                    fold(&b),
+                    "{c:?} (U+{:04X}) and {partner:?}",
+                    c as u32
+                );
+            }
+        }
         assert!(matches!(fold("web-1"), std::borrow::Cow::Borrowed(_)));
     }
 
