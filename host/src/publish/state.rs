@@ -101,7 +101,7 @@ pub fn write(path: &Path, saved: &Saved) -> Result<(), StateError> {
     let io = |action, source| StateError::Io {
         file: path.display().to_string(),
         action,
-        source,
+        source: without_temp_path(source),
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -209,9 +209,43 @@ pub fn read(path: &Path, max_stale: Duration, now: SystemTime) -> Result<Saved, 
     })
 }
 
+/// tempfile's errors name the temporary file, a new random name each
+/// time: the error beneath it is what a failure is, and what a repeated
+/// failure repeats (see `StateWritten`).
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    if e.get_ref().is_none() {
+        return e;
+    }
+    // "No such file or directory (os error 2) at path \"/x/.traefik-...\""
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((cause, _)) => std::io::Error::new(e.kind(), cause.to_owned()),
+        None => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_fails_the_same_way_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("state");
+        let fail = || {
+            write(&path, &saved("{}", SystemTime::now()))
+                .unwrap_err()
+                .to_string()
+        };
+        let first = fail();
+        assert!(
+            first.starts_with(&format!("state file {}: cannot create", path.display()))
+                && first.contains("os error 2"),
+            "{first}"
+        );
+        assert!(!first.contains(".traefik-openstack-state."), "{first}");
+        assert_eq!(fail(), first);
+    }
 
     fn saved(body: &str, confirmed_at: SystemTime) -> Saved {
         Saved {
