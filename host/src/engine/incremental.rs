@@ -547,7 +547,7 @@ impl Incremental {
                 && g.findings
                     .routes
                     .iter()
-                    .any(|r| r.routers.iter().any(|n| doc.dropped(n)));
+                    .any(|r| r.routers.iter().any(|n| doc.dropped(&r.instance_id, n)));
             if !mentions_dropped {
                 pieces.push(g.findings.clone());
                 continue;
@@ -558,7 +558,7 @@ impl Incremental {
                 r.routers = r
                     .routers
                     .iter()
-                    .filter(|n| !doc.dropped(n))
+                    .filter(|n| !doc.dropped(&r.instance_id, n))
                     .cloned()
                     .collect();
             }

@@ -168,8 +168,8 @@ struct Chunk {
     text: Bytes,
     /// The join's errors on its entries.
     diagnostics: Vec<Diagnostic>,
-    /// Its routers the join dropped.
-    dropped: Vec<String>,
+    /// Its routers the join dropped, with their definers.
+    dropped: Vec<(String, Vec<Arc<str>>)>,
 }
 
 impl Chunk {
@@ -194,17 +194,21 @@ pub(crate) struct Document {
     pub(crate) config: Chunked,
     /// Errors on the definers of entries dropped by the join.
     pub(crate) diagnostics: Vec<Diagnostic>,
-    /// Names of the routers dropped by the join, but for those a router
-    /// of another kind still has (an instance's routes list names only).
-    pub(crate) dropped_routers: BTreeSet<String>,
+    /// Routers dropped by the join, by name, with the instances that
+    /// defined them; but for an instance that also defines a router of
+    /// that name that stands (of another kind: an instance's routes list
+    /// names only).
+    pub(crate) dropped_routers: BTreeMap<String, BTreeSet<Arc<str>>>,
     /// Chunks written again, of all chunks (for logs and tests).
     pub(crate) rewritten: (usize, usize),
 }
 
 impl Document {
-    /// Whether the join dropped a router of this name.
-    pub(crate) fn dropped(&self, router: &str) -> bool {
-        self.dropped_routers.contains(router)
+    /// Whether the join dropped `instance`'s router `router`.
+    pub(crate) fn dropped(&self, instance: &str, router: &str) -> bool {
+        self.dropped_routers
+            .get(router)
+            .is_some_and(|definers| definers.contains(instance))
     }
 }
 
@@ -339,7 +343,7 @@ impl Joined {
         }
         let mut chunks = Vec::with_capacity(self.chunks.len() + 2);
         let mut diagnostics = Vec::new();
-        let mut dropped_routers = BTreeSet::new();
+        let mut dropped_routers: BTreeMap<String, BTreeSet<Arc<str>>> = BTreeMap::new();
         let mut rewritten = 0;
         let mut open: Open = None;
         let mut start: Option<End> = None;
@@ -352,7 +356,12 @@ impl Joined {
             }
             chunks.push(chunk.text.clone());
             diagnostics.extend(chunk.diagnostics.iter().cloned());
-            dropped_routers.extend(chunk.dropped.iter().cloned());
+            for (name, definers) in &chunk.dropped {
+                dropped_routers
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(definers.iter().cloned());
+            }
             open = chunk.closed.clone();
             start = Some(end.clone());
         }
@@ -360,15 +369,23 @@ impl Joined {
             Some(_) => b"}}}",
             None => b"}",
         }));
-        // The routes summary lists router names without their kind: a name
-        // dropped as one kind's router that lives on as another's stays.
-        dropped_routers.retain(|name| {
-            !["http", "tcp", "udp"].iter().any(|kind| {
-                self.entries
-                    .get(&Path::new(kind, "routers", name))
-                    .is_some_and(|slot| resolve(&slot.given).is_some())
-            })
-        });
+        // The routes summary lists router names without their kind: for an
+        // instance whose router of another kind by that name stands, the
+        // name stays.
+        for (name, definers) in &mut dropped_routers {
+            for kind in ["http", "tcp", "udp"] {
+                if let Some(slot) = self.entries.get(&Path::new(kind, "routers", name))
+                    && resolve(&slot.given).is_some()
+                {
+                    for g in &slot.given {
+                        for d in &g.definers {
+                            definers.remove(d);
+                        }
+                    }
+                }
+            }
+        }
+        dropped_routers.retain(|_, definers| !definers.is_empty());
         Document {
             config: Chunked::new(chunks),
             diagnostics,
@@ -420,7 +437,8 @@ fn write_chunk<'a>(
         let Some(value) = resolve(&slot.given) else {
             conflict(kind, table, name, &slot.given, &mut chunk.diagnostics);
             if table == "routers" {
-                chunk.dropped.push(name.to_owned());
+                let definers = slot.given.iter().flat_map(|g| g.definers.iter().cloned());
+                chunk.dropped.push((name.to_owned(), definers.collect()));
             }
             // Their own copies: not written, they must not keep an old
             // chunk's text alive.
@@ -592,10 +610,15 @@ mod tests {
             .collect();
         let m = "tcp router r defined differently by several instances (i1, i2); dropped";
         assert_eq!(msgs, [("i1", m), ("i2", m)]);
-        assert!(d.dropped("r"));
-        // An http router `r` that stands keeps the name in the routes.
+        assert!(d.dropped("i1", "r") && d.dropped("i2", "r"));
+        // An http router `r` that stands keeps the name in its definer's
+        // routes, not in those of the tcp router's definers.
         let p3 = add(&mut j, 3, vec![entry("http", "routers", "r", "{}", "i3")]);
-        assert!(!j.document().dropped("r"));
+        let d = j.document();
+        assert!(d.dropped("i1", "r") && !d.dropped("i3", "r"));
+        let p4 = add(&mut j, 4, vec![entry("http", "routers", "r", "{}", "i1")]);
+        assert!(!j.document().dropped("i1", "r"));
+        j.remove(4, &p4);
         j.remove(3, &p3);
         // Once group 2 is gone, group 1's definition stands.
         j.remove(2, &p2);
