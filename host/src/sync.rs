@@ -74,6 +74,9 @@ pub struct Kept {
     /// The clouds' listings under way, each in its own task: a cloud's
     /// answer is taken in when it comes, whatever the others are doing.
     listings: tokio::task::JoinSet<Listed>,
+    /// Moves on with every module (or settings) tried: a listing's pages
+    /// are routed ahead with the module of its start only while it holds.
+    module_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A listing that ended: its cloud's inventory comes back with it.
@@ -394,7 +397,12 @@ impl SyncLoop {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep_until(self.next_due().into()) => {}
                 Some(done) = self.kept.listings.join_next(), if !self.kept.listings.is_empty() => {
-                    listed = Some(done.expect("a listing task panicked"));
+                    // Listings that ended together make one module run.
+                    let mut ended = vec![done.expect("a listing task panicked")];
+                    while let Some(more) = self.kept.listings.try_join_next() {
+                        ended.push(more.expect("a listing task panicked"));
+                    }
+                    listed = Some(ended);
                 }
                 _ = module_poll.tick(), if self.module_path.is_some() => {
                     let path = self.module_path.as_deref().expect("guarded");
@@ -428,7 +436,9 @@ impl SyncLoop {
                 tokio::select! {
                     () = &mut shutdown => break,
                     next = async {
-                        self.take_in(listed);
+                        for one in listed {
+                            self.take_in(one);
+                        }
                         self.follow(owed).await
                     } => owed = next,
                 }
@@ -890,6 +900,8 @@ impl SyncLoop {
         let (feed, pages) = std::sync::mpsc::channel::<Vec<Arc<crate::wit::Instance>>>();
         let (engine, module) = (self.engine.clone(), self.module.clone());
         let (settings, cache) = (self.settings.clone(), self.incremental.clone());
+        let generation = self.kept.module_generation.clone();
+        let started = generation.load(std::sync::atomic::Ordering::SeqCst);
         let done = tokio::task::spawn_blocking(move || {
             while let Ok(mut page) = pages.recv() {
                 // Pages that came in while the last ones were routed go
@@ -898,6 +910,12 @@ impl SyncLoop {
                     page.extend(more);
                 }
                 let mut cache = lock_cache(&cache);
+                // Another module is being tried (checked under the cache's
+                // lock, which its run takes): priming with this one would
+                // reset the cache to it.
+                if generation.load(std::sync::atomic::Ordering::SeqCst) != started {
+                    break;
+                }
                 if let Err(e) = cache.prime(&engine, &module, &settings, &page) {
                     // The run meets it again, and reports it.
                     tracing::debug!(error = %e, "routing pages as they arrive stopped");
@@ -986,6 +1004,9 @@ impl SyncLoop {
                 return None;
             }
         };
+        self.kept
+            .module_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let instances = self.merged().unwrap_or_default();
         match self
             .generate_with(module.clone(), settings.clone(), instances.clone())
@@ -1539,6 +1560,37 @@ mod tests {
             .await
             .expect("the loop waited for b's listing to end")
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_listing_routes_pages_ahead_only_while_its_module_is_the_one_tried() {
+        let rig = rig().await;
+        let page: Vec<Arc<crate::wit::Instance>> = crate::testing::synthetic::wit_instances(20)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let primed_by = |swap: bool| {
+            let page = page.clone();
+            let sync = &rig.sync;
+            async move {
+                *lock_cache(&sync.incremental) = Incremental::default();
+                let primer = sync.start_primer();
+                if swap {
+                    // as `adopt` does when another module is tried
+                    sync.kept
+                        .module_generation
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                primer.feed.send(page.clone()).unwrap();
+                primer.finish().await;
+                let (_, work) = lock_cache(&sync.incremental)
+                    .run(&sync.engine, &sync.module, &sync.settings, &page)
+                    .unwrap();
+                work.primed
+            }
+        };
+        assert_eq!(primed_by(false).await, 20);
+        assert_eq!(primed_by(true).await, 0);
     }
 
     #[tokio::test(flavor = "multi_thread")]
