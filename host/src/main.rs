@@ -356,11 +356,32 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         reload,
         kept: Default::default(),
     };
-    let sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
+    let mut sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
     // The stores are written beside the loop: a slow one holds up nothing.
     let kv_task = kv_writer.map(|w| tokio::spawn(w.run(shutdown.clone().cancelled_owned())));
-    server.await??;
-    let _ = sync_task.await;
+    let mut server = server;
+    tokio::select! {
+        served = &mut server => served??,
+        // The loop ends only at a shutdown. Ending before one is a bug (a
+        // panic): serving on would route what nothing refreshes, or
+        // withdraws after max_stale, for as long as the process lives.
+        ended = &mut sync_task, if !shutdown.is_cancelled() => {
+            if !shutdown.is_cancelled() {
+                shutdown.cancel();
+                let _ = server.await;
+                let why = match ended {
+                    Err(e) if e.is_panic() => "it panicked".to_owned(),
+                    Err(e) => e.to_string(),
+                    Ok(()) => "it ended".to_owned(),
+                };
+                anyhow::bail!("the sync loop stopped before a shutdown ({why}); stopping");
+            }
+            server.await??;
+        }
+    }
+    if !sync_task.is_finished() {
+        let _ = sync_task.await;
+    }
     if let Some(t) = kv_task {
         let _ = t.await;
     }
