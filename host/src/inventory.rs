@@ -35,11 +35,11 @@ const CLOCK_JUMP: Duration = Duration::from_secs(30);
 /// request. Well within [`CHANGES_SINCE_MARGIN`].
 const CLOCK_TOLERANCE: Duration = Duration::from_secs(2);
 
-/// The baseline offset between the clocks is the lowest of this many last
-/// listings': one API node whose clock runs ahead cannot set it unless it
-/// answers all of them, and a clock stepped forward on every node is
-/// caught up with this many listings later.
-const CLOCK_WINDOW: usize = 10;
+/// How far the baseline offset between the clocks may rise per listing (it
+/// falls at once): an API node whose clock runs an hour ahead would take
+/// 1,800 listings to be believed, while a `Date` that jumped back, then
+/// forward again, is caught up with at this pace.
+const CLOCK_RISE: Duration = Duration::from_secs(2);
 
 /// `a - b` in milliseconds.
 fn signed_millis(a: SystemTime, b: SystemTime) -> i64 {
@@ -75,8 +75,10 @@ pub struct Inventory {
     watermark_at: Option<Instant>,
     /// Nova's `Date` less the local clock at the last listing, in seconds.
     clock_offset: Option<i64>,
-    /// The same at the last [`CLOCK_WINDOW`] listings, in milliseconds.
-    recent_offsets: std::collections::VecDeque<i64>,
+    /// The offset a `Date` is checked against, in milliseconds: the
+    /// first listing's, then each listing's if lower, or else at most
+    /// [`CLOCK_RISE`] higher than the last.
+    clock_baseline: Option<i64>,
     /// Neutron port id -> server id, for floating IPs without `port_details`.
     port_devices: HashMap<String, String>,
     /// The strings servers share (status, project, metadata, ...), held
@@ -279,7 +281,7 @@ impl Inventory {
             watermark: None,
             watermark_at: None,
             clock_offset: None,
-            recent_offsets: Default::default(),
+            clock_baseline: None,
             port_devices: HashMap::new(),
             interner: Default::default(),
         }
@@ -377,8 +379,8 @@ impl Inventory {
     /// not become the watermark: `changes-since` would skip every change
     /// until that time comes, or until a full listing. So the watermark is
     /// never later than the last one plus the local time since, unless it
-    /// agrees with the lowest offset between Nova's clock and the local one
-    /// of the last listings (which is how it catches up after a jump back).
+    /// agrees with the baseline offset between Nova's clock and the local
+    /// one (which is how it catches up after a jump back).
     /// A `Date` behind is followed: asking for more changes than needed
     /// costs requests, never a change.
     fn next_watermark(
@@ -402,10 +404,11 @@ impl Inventory {
                 );
             }
             self.clock_offset = Some(offset);
-            if self.recent_offsets.len() == CLOCK_WINDOW {
-                self.recent_offsets.pop_front();
-            }
-            self.recent_offsets.push_back(offset_ms);
+            let rise = CLOCK_RISE.as_millis() as i64;
+            self.clock_baseline = Some(match self.clock_baseline {
+                Some(base) => offset_ms.min(base + rise),
+                None => offset_ms,
+            });
         }
         let (Some(listed), Some(last), Some(at)) = (listed, self.watermark, self.watermark_at)
         else {
@@ -413,7 +416,7 @@ impl Inventory {
         };
         // what Nova's clock reads now if it kept the baseline offset (the
         // `Date`'s one-second resolution and the request's latency allowed)
-        let agrees = self.recent_offsets.iter().min().is_some_and(|base| {
+        let agrees = self.clock_baseline.is_some_and(|base| {
             signed_millis(listed, began_wall) <= base + CLOCK_TOLERANCE.as_millis() as i64
         });
         let most = last + began.saturating_duration_since(at);
@@ -662,9 +665,9 @@ mod tests {
         let reqs = fake.take_requests();
         assert_eq!(reqs[1].param("changes-since"), Some("2023-11-14T22:03:15Z"));
         // back to normal, as the first listing saw it: caught up once the
-        // jump back has left the window
+        // baseline has risen back, 2 s a listing
         fake.with(|s| s.date = Some(nova_now));
-        for _ in 0..CLOCK_WINDOW {
+        for _ in 0..600 / CLOCK_RISE.as_secs() {
             inv.refresh().await.unwrap();
         }
         fake.take_requests();

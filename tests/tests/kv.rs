@@ -971,6 +971,33 @@ async fn the_writer_task_follows_publications_deletes_a_withdrawn_one_and_gives_
     next.writer.resign().await;
 }
 
+/// A number that moves with every write to `store` (etcd: its revision;
+/// Redis: the fencing counter, drawn at every take of the lease).
+async fn writes_seen(store: &Store, root: &str) -> String {
+    match store {
+        Store::Etcd(endpoint) => {
+            let v: Value = reqwest::Client::new()
+                .post(format!("{endpoint}/v3/kv/range"))
+                .json(&json!({"key": "YQ=="}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["header"]["revision"].as_str().unwrap().to_owned()
+        }
+        Store::Redis(address) => {
+            let port = address.rsplit(':').next().unwrap();
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", port, "GET", &Names::new(root, INDEX).fence_key()])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8(out.stdout).unwrap()
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_withdrawn_sidecar_deletes_its_routes_then_lets_a_healthy_one_lead() {
     for store in shared_stores() {
@@ -995,6 +1022,16 @@ async fn a_withdrawn_sidecar_deletes_its_routes_then_lets_a_healthy_one_lead() {
             !stale.writer.leader(),
             "{s}: a withdrawn sidecar keeps the lease"
         );
+        // With nothing left to delete, its rounds leave the lease alone.
+        let before = writes_seen(&store, &root).await;
+        for _ in 0..3 {
+            stale.writer.step().await;
+        }
+        assert_eq!(
+            writes_seen(&store, &root).await,
+            before,
+            "{s}: it took the lease again"
+        );
 
         // A healthy sidecar started since leads at its first round, and the
         // withdrawn one's rounds do not take the lease from it.
@@ -1011,7 +1048,22 @@ async fn a_withdrawn_sidecar_deletes_its_routes_then_lets_a_healthy_one_lead() {
             flatten(&config, &root).keys,
             "{s}"
         );
-        healthy.writer.resign().await;
+
+        // The healthy one dies (no resign): once its lease runs out, the
+        // withdrawn one deletes the routes it left, and steps back again.
+        drop(healthy);
+        tokio::time::sleep(TTL).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !held(&store, &root).await.1.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{s}: the dead leader's routes stayed"
+            );
+            stale.writer.step().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(held(&store, &root).await.0.is_empty(), "{s}");
+        assert!(!stale.writer.leader(), "{s}");
     }
 }
 

@@ -322,6 +322,20 @@ impl Etcd {
         Ok((root, index.into_iter().map(|(k, _)| k).collect()))
     }
 
+    /// Whether any key starts with `prefix` (one key read at most).
+    pub async fn holds_any_under(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        let body = json!({
+            "key": b64(prefix),
+            "range_end": prefix_end(prefix),
+            "keys_only": true,
+            "limit": 1,
+        });
+        let v = self.call("/v3/kv/range", &body).await?;
+        let r: RangeResponse = serde_json::from_value(v)
+            .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
+        Ok(!r.kvs.is_empty())
+    }
+
     /// Whether any of `keys` exists (one small read each, until one does).
     pub async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
         for key in keys {

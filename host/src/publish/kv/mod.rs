@@ -154,6 +154,10 @@ pub struct KvWriter {
     /// The etcd leader key's value while we hold or try for the lease.
     token: String,
     acquisitions: u64,
+    /// Withdrawn, its routes deleted and the lease given up: it seeks the
+    /// lease again only once some sidecar has published since (whose
+    /// routes would stay behind if it died), not at every round.
+    stepped_back: bool,
     publisher: Arc<Publisher>,
     metrics: Arc<Metrics>,
     status: BTreeMap<&'static str, StoreStatus>,
@@ -220,6 +224,7 @@ impl KvWriter {
             token: node.clone(),
             node,
             acquisitions: 0,
+            stepped_back: false,
             publisher,
             metrics,
             status,
@@ -268,6 +273,13 @@ impl KvWriter {
         // endpoint, the stores stop routing it (our keys are deleted), since
         // its addresses may belong to other tenants by now.
         let withdrawn = current.is_none() && self.publisher.readiness().status.withdrawn.is_some();
+        if !withdrawn {
+            self.stepped_back = false;
+        } else if self.stepped_back && !self.anyone_published().await {
+            // Nothing to delete: it stays away from the lease.
+            self.report();
+            return;
+        }
         if (current.is_some() || withdrawn) && self.lead().await {
             self.look_again().await;
             match current {
@@ -292,11 +304,37 @@ impl KvWriter {
                     // deletes what a leader that died left behind.
                     if self.every_store_holds("withdrawn") {
                         self.resign().await;
+                        self.stepped_back = true;
                     }
                 }
             }
         }
         self.report();
+    }
+
+    /// Whether some store's ownership index has routes in it (a sidecar
+    /// published since this one withdrew); a store that cannot be asked is
+    /// taken to have some.
+    async fn anyone_published(&mut self) -> bool {
+        if let Some(side) = &mut self.etcd
+            && side
+                .client
+                .holds_any_under(&side.names.owned_prefix())
+                .await
+                .unwrap_or(true)
+        {
+            return true;
+        }
+        if let Some(side) = &mut self.redis
+            && side
+                .client
+                .holds_any_under(&side.names.owned_prefix())
+                .await
+                .unwrap_or(true)
+        {
+            return true;
+        }
+        false
     }
 
     /// Whether every store holds the snapshot `etag` from us.

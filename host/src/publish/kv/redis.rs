@@ -246,6 +246,18 @@ impl Redis {
         Ok((root, index))
     }
 
+    /// Whether any key starts with `prefix`: a `SCAN` until one is found,
+    /// through the whole keyspace when none is.
+    pub async fn holds_any_under(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.scan_each(prefix, |batch| {
+            found = !batch.is_empty();
+            !found
+        })
+        .await?;
+        Ok(found)
+    }
+
     /// Whether any of `keys` exists.
     pub async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
         for chunk in keys.chunks(BATCH) {
@@ -260,9 +272,26 @@ impl Redis {
     }
 
     async fn scan(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        self.scan_each(prefix, |batch| {
+            keys.extend(batch);
+            true
+        })
+        .await?;
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Hands each `SCAN` batch of the keys under `prefix` to `more`, until
+    /// the scan ends or `more` says it wants no more.
+    async fn scan_each(
+        &mut self,
+        prefix: &str,
+        mut more: impl FnMut(Vec<String>) -> bool,
+    ) -> Result<(), StoreError> {
         let pattern = format!("{}*", glob_escape(prefix));
         let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
         loop {
             let (next, batch): (u64, Vec<String>) = self
                 .with(async |c| {
@@ -276,15 +305,11 @@ impl Redis {
                         .await
                 })
                 .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+            if !more(batch) || next == 0 {
+                return Ok(());
             }
             cursor = next;
         }
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
     }
 
     /// Holds the leader key, or takes it if it is free (Redis holds the
