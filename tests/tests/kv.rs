@@ -374,6 +374,22 @@ async fn a_foreign_resource_of_a_routers_name_keeps_ours_out_until_it_is_gone() 
             "{s}: {store_status}"
         );
 
+        // The operator rewrites theirs with another key: still theirs in
+        // etcd, which is asked for the resource (Redis is asked for the
+        // keys it had, see the README).
+        let rewritten = format!("{root}/http/routers/Web/service");
+        if let Store::Etcd(_) = store {
+            delete_foreign(&store, &theirs).await;
+            put_foreign(&store, &rewritten, "operator-svc").await;
+            side.writer.step().await;
+            let (keys, _) = held(&store, &root).await;
+            assert!(
+                !keys.contains_key(&format!("{root}/http/routers/web/rule")),
+                "{s}: ours was written beside theirs"
+            );
+            delete_foreign(&store, &rewritten).await;
+        }
+
         // The operator deletes theirs: the next round writes ours, though
         // the configuration did not change.
         delete_foreign(&store, &theirs).await;

@@ -336,21 +336,6 @@ impl Etcd {
         Ok(!r.kvs.is_empty())
     }
 
-    /// Whether any of `keys` exists (one small read each, until one does).
-    pub async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
-        for key in keys {
-            let v = self
-                .call("/v3/kv/range", &json!({"key": b64(key), "keys_only": true}))
-                .await?;
-            let r: RangeResponse = serde_json::from_value(v)
-                .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
-            if !r.kvs.is_empty() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     async fn range_prefix(
         &mut self,
         prefix: &str,

@@ -666,7 +666,7 @@ impl<C: KeyLookup> Side<C> {
             let Some(keys) = held.foreign.get(name) else {
                 continue;
             };
-            if !self.client.any_exists(keys).await? {
+            if !self.client.still_there(&self.names.root, keys).await? {
                 held.foreign.remove(name);
                 gone = true;
             }
@@ -679,20 +679,35 @@ impl<C: KeyLookup> Side<C> {
     }
 }
 
-/// A store's answer to "does any of these keys exist?".
+/// A store's answer to "is the foreign resource these keys (under `root`)
+/// were read from still there?".
 trait KeyLookup {
-    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError>;
+    async fn still_there(&mut self, root: &str, keys: &[String]) -> Result<bool, StoreError>;
 }
 
 impl KeyLookup for etcd::Etcd {
-    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
-        etcd::Etcd::any_exists(self, keys).await
+    /// Any key under the resources the keys belong to: the resource is
+    /// there even if rewritten with other keys.
+    async fn still_there(&mut self, root: &str, keys: &[String]) -> Result<bool, StoreError> {
+        let resources: std::collections::BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|k| layout::resource_of(k, root))
+            .collect();
+        for resource in resources {
+            if self.holds_any_under(&format!("{root}/{resource}/")).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
 impl KeyLookup for redis::Redis {
-    async fn any_exists(&mut self, keys: &[String]) -> Result<bool, StoreError> {
-        redis::Redis::any_exists(self, keys).await
+    /// Any of the keys: a prefix would cost a `SCAN` of the keyspace, so a
+    /// resource rewritten with only other keys is taken for gone until the
+    /// store is read back.
+    async fn still_there(&mut self, _root: &str, keys: &[String]) -> Result<bool, StoreError> {
+        self.any_exists(keys).await
     }
 }
 
