@@ -369,6 +369,11 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
             if !shutdown.is_cancelled() {
                 shutdown.cancel();
                 let _ = server.await;
+                // The writer gives the lease up, so that a standby takes
+                // over without waiting out the TTL.
+                if let Some(t) = kv_task {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+                }
                 let why = match ended {
                     Err(e) if e.is_panic() => "it panicked".to_owned(),
                     Err(e) => e.to_string(),

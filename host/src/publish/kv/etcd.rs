@@ -336,6 +336,16 @@ impl Etcd {
         Ok(!r.kvs.is_empty())
     }
 
+    /// Whether `key` exists.
+    pub async fn exists(&mut self, key: &str) -> Result<bool, StoreError> {
+        let v = self
+            .call("/v3/kv/range", &json!({"key": b64(key), "keys_only": true}))
+            .await?;
+        let r: RangeResponse = serde_json::from_value(v)
+            .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
+        Ok(!r.kvs.is_empty())
+    }
+
     async fn range_prefix(
         &mut self,
         prefix: &str,

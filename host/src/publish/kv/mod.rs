@@ -299,9 +299,10 @@ impl KvWriter {
                     self.publish(&serde_json::json!({}), "withdrawn").await;
                     // Its routes are gone from every store: it lets go of
                     // the lease, so that a healthy sidecar (one started
-                    // since, say) leads without waiting out a TTL. It takes
-                    // the lease again only while nobody holds it, which
-                    // deletes what a leader that died left behind.
+                    // since, say) leads without waiting out a TTL. It seeks
+                    // the lease again only once some sidecar has published
+                    // since (see `stepped_back`), to delete what a leader
+                    // that stopped left behind.
                     if self.every_store_holds("withdrawn") {
                         self.resign().await;
                         self.stepped_back = true;
@@ -506,8 +507,9 @@ impl KvWriter {
         leader
     }
 
-    /// The terms each store's client has begun (see `Etcd::terms`).
-    fn terms(&self) -> (u64, u64) {
+    /// The terms (leases taken) each store's client has begun, etcd's and
+    /// Redis's (see `Etcd::terms`).
+    pub fn terms(&self) -> (u64, u64) {
         (
             self.etcd.as_ref().map_or(0, |e| e.client.terms()),
             self.redis.as_ref().map_or(0, |r| r.client.terms()),
@@ -694,7 +696,10 @@ impl KeyLookup for etcd::Etcd {
             .filter_map(|k| layout::resource_of(k, root))
             .collect();
         for resource in resources {
-            if self.holds_any_under(&format!("{root}/{resource}/")).await? {
+            // A key at the resource's own path is one too (`.../Web`), and
+            // a range without the `/` would take in `.../Web-2`.
+            let path = format!("{root}/{resource}");
+            if self.holds_any_under(&format!("{path}/")).await? || self.exists(&path).await? {
                 return Ok(true);
             }
         }
