@@ -318,24 +318,14 @@ impl KvWriter {
     /// taken to have some.
     async fn anyone_published(&mut self) -> bool {
         if let Some(side) = &mut self.etcd
-            && side
-                .client
-                .holds_any_under(&side.names.owned_prefix())
-                .await
-                .unwrap_or(true)
+            && side.index_has_keys().await
         {
             return true;
         }
-        if let Some(side) = &mut self.redis
-            && side
-                .client
-                .holds_any_under(&side.names.owned_prefix())
-                .await
-                .unwrap_or(true)
-        {
-            return true;
+        match &mut self.redis {
+            Some(side) => side.index_has_keys().await,
+            None => false,
         }
-        false
     }
 
     /// Whether every store holds the snapshot `etag` from us.
@@ -681,13 +671,30 @@ impl<C: KeyLookup> Side<C> {
     }
 }
 
-/// A store's answer to "is the foreign resource these keys (under `root`)
-/// were read from still there?".
+impl<C: KeyLookup> Side<C> {
+    /// Whether the ownership index has keys; a store that cannot be asked
+    /// is taken to have some.
+    async fn index_has_keys(&mut self) -> bool {
+        let prefix = self.names.owned_prefix();
+        self.client.any_under(&prefix).await.unwrap_or(true)
+    }
+}
+
+/// What the writer asks a store beside reading and writing it.
 trait KeyLookup {
+    /// Is the foreign resource these keys (under `root`) were read from
+    /// still there?
     async fn still_there(&mut self, root: &str, keys: &[String]) -> Result<bool, StoreError>;
+
+    /// Does any key start with `prefix`?
+    async fn any_under(&mut self, prefix: &str) -> Result<bool, StoreError>;
 }
 
 impl KeyLookup for etcd::Etcd {
+    async fn any_under(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        self.holds_any_under(prefix).await
+    }
+
     /// Any key under the resources the keys belong to: the resource is
     /// there even if rewritten with other keys.
     async fn still_there(&mut self, root: &str, keys: &[String]) -> Result<bool, StoreError> {
@@ -708,6 +715,10 @@ impl KeyLookup for etcd::Etcd {
 }
 
 impl KeyLookup for redis::Redis {
+    async fn any_under(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        self.holds_any_under(prefix).await
+    }
+
     /// Any of the keys: a prefix would cost a `SCAN` of the keyspace, so a
     /// resource rewritten with only other keys is taken for gone until the
     /// store is read back.
