@@ -114,7 +114,7 @@ fn owners(contribs: &[Contribution], r: Resource) -> Owners<'_> {
     oldest.into_iter().map(|(n, (_, o))| (n, o)).collect()
 }
 
-/// ` (as web)` when the owner wrote the name in another case.
+/// ` (as web; ...)` when the owner wrote the name in another case.
 fn as_written(name: &str, owners_name: &str) -> String {
     if name == owners_name {
         String::new()

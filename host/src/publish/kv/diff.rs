@@ -142,12 +142,9 @@ impl Held {
         }
     }
 
-    /// The foreign resource `resource` would be read as one with, if any.
-    pub fn foreign_twin(&self, resource: &str) -> Option<&[String]> {
-        if self.foreign.is_empty() {
-            return None;
-        }
-        self.foreign.get(fold(resource).as_ref()).map(Vec::as_slice)
+    /// Whether a foreign resource would be read as one with `resource`.
+    pub fn has_foreign_twin(&self, resource: &str) -> bool {
+        !self.foreign.is_empty() && self.foreign.contains_key(fold(resource).as_ref())
     }
 
     /// From a read of the store: every key under the root (key, value) and
@@ -192,7 +189,7 @@ impl Held {
 pub fn diff(layout: &Layout, held: &Held, names: &Names, owner: &str) -> Changes {
     let mut changes = Changes::default();
     for resource in &layout.resources {
-        if held.foreign_twin(resource).is_some() {
+        if held.has_foreign_twin(resource) {
             changes.refused.push(resource.clone());
         }
     }

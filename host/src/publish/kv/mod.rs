@@ -669,9 +669,7 @@ impl<C: KeyLookup> Side<C> {
         }
         Ok(())
     }
-}
 
-impl<C: KeyLookup> Side<C> {
     /// Whether the ownership index has keys; a store that cannot be asked
     /// is taken to have some.
     async fn index_has_keys(&mut self) -> bool {
