@@ -542,6 +542,16 @@ mod tests {
         }
     }
 
+    /// A fake cloud of five servers whose `Date` reads 2023-11-14T22:13:20Z
+    /// plus `ahead`; and that `Date`.
+    async fn five_servers_on_nova_time(ahead: Duration) -> (FakeCloud, SystemTime) {
+        let fake = FakeCloud::start().await;
+        fake.set_servers(servers(5));
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + ahead;
+        fake.with(|s| s.date = Some(date));
+        (fake, date)
+    }
+
     async fn inventory(fake: &FakeCloud, cfg: &OpenStackConfig) -> (Inventory, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let client =
@@ -610,10 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn steady_refresh_is_one_request_and_reports_no_change() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(servers(5));
-        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        fake.with(|s| s.date = Some(nova_now));
+        let (fake, _) = five_servers_on_nova_time(Duration::ZERO).await;
         let (mut inv, _) = inventory(&fake, &config(1000)).await;
         inv.refresh().await.unwrap();
         let before = inv.instances();
@@ -636,10 +643,7 @@ mod tests {
     /// stats' clock offset.
     #[tokio::test]
     async fn a_date_jumping_ahead_does_not_move_changes_since_ahead() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(servers(5));
-        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        fake.with(|s| s.date = Some(nova_now));
+        let (fake, nova_now) = five_servers_on_nova_time(Duration::ZERO).await;
         let (mut inv, _) = inventory(&fake, &config(1000)).await;
         let first = inv.refresh().await.unwrap();
         let offset = first.clock_offset.unwrap();
@@ -682,11 +686,8 @@ mod tests {
     /// node has answered, that node's `Date` is not followed again.
     #[tokio::test]
     async fn a_first_listing_from_a_node_ahead_does_not_set_the_baseline_for_good() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(servers(5));
-        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let ahead = nova_now + Duration::from_secs(86_400);
-        fake.with(|s| s.date = Some(ahead));
+        let (fake, ahead) = five_servers_on_nova_time(Duration::from_secs(86_400)).await;
+        let nova_now = ahead - Duration::from_secs(86_400);
         let (mut inv, _) = inventory(&fake, &config(1000)).await;
         inv.refresh().await.unwrap();
         // a node on time answers (followed: a day back), then the one ahead,
@@ -829,10 +830,7 @@ mod tests {
     /// next changes-since must still ask for it.
     #[tokio::test]
     async fn a_slow_first_page_takes_the_watermark_back_by_its_round_trip() {
-        let fake = FakeCloud::start().await;
-        fake.set_servers(servers(5));
-        let nova_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        fake.with(|s| s.date = Some(nova_now));
+        let (fake, _) = five_servers_on_nova_time(Duration::ZERO).await;
         let mut cfg = config(1000);
         cfg.request_timeout = Duration::from_secs(5);
         let (mut inv, _) = inventory(&fake, &cfg).await;

@@ -305,7 +305,7 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
         config_path: config.server.path.clone(),
         token,
     });
-    let server = tokio::spawn(server::serve(
+    let mut server = tokio::spawn(server::serve(
         listener,
         state,
         limits,
@@ -359,13 +359,12 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<(
     let mut sync_task = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
     // The stores are written beside the loop: a slow one holds up nothing.
     let kv_task = kv_writer.map(|w| tokio::spawn(w.run(shutdown.clone().cancelled_owned())));
-    let mut server = server;
     tokio::select! {
         served = &mut server => served??,
         // The loop ends only at a shutdown. Ending before one is a bug (a
         // panic): serving on would route what nothing refreshes, or
         // withdraws after max_stale, for as long as the process lives.
-        ended = &mut sync_task, if !shutdown.is_cancelled() => {
+        ended = &mut sync_task => {
             if !shutdown.is_cancelled() {
                 shutdown.cancel();
                 let _ = server.await;

@@ -1254,6 +1254,16 @@ mod tests {
         (stop, task)
     }
 
+    /// Signals `stop`, and fails with `waited` unless the loop ends within
+    /// two seconds.
+    async fn stops_at_once(stop: &Notify, loop_task: JoinHandle<()>, waited: &str) {
+        stop.notify_one();
+        tokio::time::timeout(Duration::from_secs(2), loop_task)
+            .await
+            .expect(waited)
+            .unwrap();
+    }
+
     /// A second cloud for the rig; the rig's own is "a".
     fn add_cloud(rig: &mut Rig, name: &str, fake: &FakeCloud) {
         add_cloud_timing_out(rig, name, fake, Duration::from_millis(300));
@@ -1489,11 +1499,7 @@ mod tests {
             assert!(Instant::now() < deadline, "the listing never started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        stop.notify_one();
-        tokio::time::timeout(Duration::from_secs(2), loop_task)
-            .await
-            .expect("the loop waited for the listing to end")
-            .unwrap();
+        stops_at_once(&stop, loop_task, "the loop waited for the listing to end").await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1555,11 +1561,7 @@ mod tests {
         })
         .await;
         assert!(get("/traefik").1.contains("vm-b9"));
-        stop.notify_one();
-        tokio::time::timeout(Duration::from_secs(2), loop_task)
-            .await
-            .expect("the loop waited for b's listing to end")
-            .unwrap();
+        stops_at_once(&stop, loop_task, "the loop waited for b's listing to end").await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

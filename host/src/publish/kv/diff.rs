@@ -121,21 +121,18 @@ impl Held {
     /// What the store holds after `changes`, the diff of `layout` against
     /// `self`, were written.
     pub fn after(self, layout: &Layout, changes: &Changes, root: &str) -> Self {
-        let refused: BTreeSet<&str> = changes.refused.iter().map(String::as_str).collect();
-        let written = |k: &str| {
-            refused.is_empty() || resource_of(k, root).is_none_or(|r| !refused.contains(r))
-        };
+        let refused = Refused::new(&changes.refused, root);
         Self {
             keys: layout
                 .keys
                 .iter()
-                .filter(|(k, _)| written(k))
+                .filter(|(k, _)| refused.keeps_key(k))
                 .map(|(k, v)| (k.clone(), hash(v)))
                 .collect(),
             resources: layout
                 .resources
                 .iter()
-                .filter(|r| !refused.contains(r.as_str()))
+                .filter(|r| !refused.has(r))
                 .cloned()
                 .collect(),
             foreign: self.foreign,
@@ -187,23 +184,21 @@ impl Held {
 /// resource that would be read as one with a foreign one is refused: not
 /// written, and deleted if it was ours.
 pub fn diff(layout: &Layout, held: &Held, names: &Names, owner: &str) -> Changes {
+    let refused_resources: Vec<String> = layout
+        .resources
+        .iter()
+        .filter(|r| held.has_foreign_twin(r))
+        .cloned()
+        .collect();
+    let refused = Refused::new(&refused_resources, &names.root);
     let mut changes = Changes::default();
-    for resource in &layout.resources {
-        if held.has_foreign_twin(resource) {
-            changes.refused.push(resource.clone());
-        }
-    }
-    let refused: BTreeSet<&str> = changes.refused.iter().map(String::as_str).collect();
-    let wanted = |k: &str| {
-        refused.is_empty() || resource_of(k, &names.root).is_none_or(|r| !refused.contains(r))
-    };
     for (k, v) in &layout.keys {
-        if held.keys.get(k) != Some(&hash(v)) && wanted(k) {
+        if held.keys.get(k) != Some(&hash(v)) && refused.keeps_key(k) {
             changes.puts.push((k.clone(), v.clone()));
         }
     }
     for resource in layout.resources.difference(&held.resources) {
-        if !refused.contains(resource.as_str()) {
+        if !refused.has(resource) {
             changes
                 .puts
                 .push((names.owned_key(resource), owner.to_owned()));
@@ -212,17 +207,43 @@ pub fn diff(layout: &Layout, held: &Held, names: &Names, owner: &str) -> Changes
     let mut stale: Vec<String> = held
         .keys
         .keys()
-        .filter(|k| !layout.keys.contains_key(*k) || !wanted(k))
+        .filter(|k| !layout.keys.contains_key(*k) || !refused.keeps_key(k))
         .cloned()
         .collect();
     stale.sort_unstable();
     changes.deletes = stale;
     for resource in &held.resources {
-        if !layout.resources.contains(resource) || refused.contains(resource.as_str()) {
+        if !layout.resources.contains(resource) || refused.has(resource) {
             changes.deletes.push(names.owned_key(resource));
         }
     }
+    changes.refused = refused_resources;
     changes
+}
+
+/// The resources a diff refused, to filter the layout's keys by.
+struct Refused<'a> {
+    resources: BTreeSet<&'a str>,
+    root: &'a str,
+}
+
+impl<'a> Refused<'a> {
+    fn new(resources: &'a [String], root: &'a str) -> Self {
+        Refused {
+            resources: resources.iter().map(String::as_str).collect(),
+            root,
+        }
+    }
+
+    fn has(&self, resource: &str) -> bool {
+        self.resources.contains(resource)
+    }
+
+    /// Whether `key` lies outside every refused resource.
+    fn keeps_key(&self, key: &str) -> bool {
+        self.resources.is_empty()
+            || resource_of(key, self.root).is_none_or(|r| !self.resources.contains(r))
+    }
 }
 
 #[cfg(test)]

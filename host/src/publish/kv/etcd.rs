@@ -324,23 +324,24 @@ impl Etcd {
 
     /// Whether any key starts with `prefix` (one key read at most).
     pub async fn holds_any_under(&mut self, prefix: &str) -> Result<bool, StoreError> {
-        let body = json!({
+        self.any_key(json!({
             "key": b64(prefix),
             "range_end": prefix_end(prefix),
             "keys_only": true,
             "limit": 1,
-        });
-        let v = self.call("/v3/kv/range", &body).await?;
-        let r: RangeResponse = serde_json::from_value(v)
-            .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
-        Ok(!r.kvs.is_empty())
+        }))
+        .await
     }
 
     /// Whether `key` exists.
     pub async fn exists(&mut self, key: &str) -> Result<bool, StoreError> {
-        let v = self
-            .call("/v3/kv/range", &json!({"key": b64(key), "keys_only": true}))
-            .await?;
+        self.any_key(json!({"key": b64(key), "keys_only": true}))
+            .await
+    }
+
+    /// Whether the range `body` asks for holds a key.
+    async fn any_key(&mut self, body: Value) -> Result<bool, StoreError> {
+        let v = self.call("/v3/kv/range", &body).await?;
         let r: RangeResponse = serde_json::from_value(v)
             .map_err(|e| StoreError::protocol(format!("etcd range: {e}")))?;
         Ok(!r.kvs.is_empty())
